@@ -1,0 +1,35 @@
+"""atlasmith: package, publish, download and query brain atlases in BrainGlobe's format.
+
+Public names are imported lazily, so ``import atlasmith`` stays fast and does not pull in
+numpy-heavy or network modules until they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+# (each issue adds its names here when its module lands)
+_EXPORTS: dict[str, str] = {}
+_EXPORTS.update(dict.fromkeys(importlib.import_module("atlasmith.errors").__all__, "atlasmith.errors"))
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.errors import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'atlasmith' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,3 @@
+from atlasmith.cli import main
+
+main()
