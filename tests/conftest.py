@@ -15,7 +15,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_user_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Point every user-level folder (cache, config, BrainGlobe's config) at a temporary place."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
@@ -23,8 +25,9 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(home / ".brainglobe"))
     monkeypatch.setenv("BRAINGLOBE_CONFIG_DIR", str(home / ".config" / "brainglobe"))
-    for var in ("ATLASMITH_REPOSITORY", "ATLASMITH_OFFLINE", "ATLASMITH_TOKEN", "SOURCE_DATE_EPOCH"):
+    for var in ("ATLASMITH_REPOSITORY", "ATLASMITH_OFFLINE", "ATLASMITH_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
 @pytest.fixture(scope="session")

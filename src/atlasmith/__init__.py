@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 # (each issue adds its names here when its module lands)
 _EXPORTS: dict[str, str] = {}
-_EXPORTS.update(dict.fromkeys(importlib.import_module("atlasmith.errors").__all__, "atlasmith.errors"))
+_ERRORS = importlib.import_module("atlasmith.errors").__all__
+_EXPORTS.update(dict.fromkeys(_ERRORS, "atlasmith.errors"))
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 

@@ -10,7 +10,7 @@ The tree::
     ├── OrientationError            (ValueError)    an invalid anatomical orientation string
     ├── AtlasFormatError            (ValueError)    an atlas folder that is not a valid package
     ├── MeshError                   (meshio.ReadError) a missing or unreadable mesh
-    ├── ValidationError             (ValueError)    a package that fails validation (carries a report)
+    ├── ValidationError             (ValueError)    a package that fails validation (with a report)
     ├── ScriptError                 (ValueError)    an atlas script that cannot be used
     ├── SourceError                 (ValueError)    a source file missing or with the wrong hash
     ├── AtlasExistsError            (FileExistsError) output or version that already exists

@@ -36,7 +36,8 @@ def write_example_atlas(parent: Path) -> Path:
     source = bundled_data_dir()
     folder = Path(parent) / EXAMPLE_NAME
     folder.mkdir(parents=True)
-    for name in ("reference.tiff", "structures.json", "structures.csv", "metadata.json", "README.txt"):
+    copied = ("reference.tiff", "structures.json", "structures.csv", "metadata.json", "README.txt")
+    for name in copied:
         shutil.copyfile(source / name, folder / name)
     shutil.copytree(source / "meshes", folder / "meshes")
     annotation, _ = nrrd.read(str(source / "annotation_100um.nrrd"))
