@@ -90,7 +90,7 @@ class AtlasFormatError(AtlasmithError, ValueError):
     """Raised when a folder is not a readable BrainGlobe-format atlas."""
 
 
-class MeshError(AtlasmithError, _MeshioReadError):
+class MeshError(AtlasmithError, _MeshioReadError):  # type: ignore[misc]
     """Raised when a structure's mesh file is missing or cannot be read."""
 
 
