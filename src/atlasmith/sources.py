@@ -1,0 +1,198 @@
+"""Source files of atlas scripts: declared with their sha256, found offline, verified.
+
+An atlas script declares the files it reads::
+
+    SOURCES = {
+        "annotation": Source("allen_ccf2017_25um/annotation_25.nrrd", sha256="c620cbcc..."),
+    }
+
+and its loaders ask the build context for a verified path (``ctx.source("annotation")``). A
+source is looked up, in order, under ``--source-dir`` (the layout of ``../shared/data``), next to
+the script, in the project the script lives in (the folder above ``atlas_scripts/``, so that
+bundled scripts find ``data/...``), and in the download cache. When none has it and the source
+declares a ``url``, it is downloaded into the cache (never while ``ATLASMITH_OFFLINE=1``). Every
+file is checked against its sha256 before a loader sees it: a wrong hash is a
+:class:`~atlasmith.errors.SourceError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from atlasmith.errors import DownloadError, OfflineError, SourceError
+
+__all__ = ["Source", "SourceResolver", "file_sha256", "source_cache_dir"]
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file an atlas script reads, with the sha256 it must have.
+
+    Parameters
+    ----------
+    path : str
+        Relative POSIX path, looked up under each search folder (e.g.
+        ``"allen_ccf2017_25um/annotation_25.nrrd"``).
+    sha256 : str
+        Lowercase hex sha256 of the file.
+    url : str, optional
+        Where to download the file when no search folder has it.
+
+    Examples
+    --------
+    >>> Source("data/x.nrrd", sha256="0" * 64).name
+    'x.nrrd'
+    """
+
+    path: str
+    sha256: str
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        pure = PurePosixPath(self.path)
+        if not self.path or pure.is_absolute() or ".." in pure.parts or "\\" in self.path:
+            raise SourceError(
+                f"source path {self.path!r} must be a relative POSIX path inside a source "
+                "folder (no '..', no leading '/'), e.g. 'allen_ccf2017_25um/annotation_25.nrrd'."
+            )
+        if not isinstance(self.sha256, str) or not _SHA256_RE.match(self.sha256):
+            raise SourceError(
+                f"source {self.path!r}: sha256 must be 64 lowercase hex digits, got "
+                f"{self.sha256!r}. Compute it with `sha256sum {pure.name}`."
+            )
+        if self.url is not None and not self.url.startswith(("https://", "http://")):
+            raise SourceError(f"source {self.path!r}: url must be http(s), got {self.url!r}.")
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return PurePosixPath(self.path).name
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_cache_dir() -> Path:
+    """The download cache of source files (``<user cache>/atlasmith/sources``)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("atlasmith")) / "sources"
+
+
+@dataclass
+class SourceResolver:
+    """Finds and verifies the declared sources of one script; remembers what it resolved.
+
+    Parameters
+    ----------
+    sources : Mapping[str, Source]
+        The script's ``SOURCES``.
+    search_dirs : sequence of Path
+        Folders to look in, in order.
+    cache_dir : Path, optional
+        Download cache (default :func:`source_cache_dir`).
+    """
+
+    sources: Mapping[str, Source]
+    search_dirs: Sequence[Path]
+    cache_dir: Path | None = None
+    resolved: dict[str, Path] = field(default_factory=dict)
+
+    def path(self, key: str) -> Path:
+        """Return the verified path of source ``key``; raise SourceError when impossible."""
+        if key in self.resolved:
+            return self.resolved[key]
+        source = self._declared(key)
+        found = self._find(source)
+        if found is None:
+            found = self._download(key, source)
+            try:
+                check_hash(found, source, key)
+            except SourceError:
+                found.unlink(missing_ok=True)  # never keep a wrong download in the cache
+                raise
+        else:
+            check_hash(found, source, key)
+        self.resolved[key] = found
+        return found
+
+    def _declared(self, key: str) -> Source:
+        if key not in self.sources:
+            raise SourceError(
+                f"the script asked for source {key!r}, which SOURCES does not declare "
+                f"(declared: {sorted(self.sources)}). Add it to SOURCES with its sha256."
+            )
+        return self.sources[key]
+
+    def _cache(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else source_cache_dir()
+
+    def _candidates(self, source: Source) -> list[Path]:
+        dirs = [*self.search_dirs, self._cache() / source.sha256]
+        return [Path(d) / source.path for d in dirs] + [self._cache() / source.sha256 / source.name]
+
+    def _find(self, source: Source) -> Path | None:
+        return next((p for p in self._candidates(source) if p.is_file()), None)
+
+    def _download(self, key: str, source: Source) -> Path:
+        searched = ", ".join(str(p) for p in dict.fromkeys(self._candidates(source)))
+        if source.url is None:
+            raise SourceError(
+                f"source {key!r} ({source.path}) was not found; looked at: {searched}. Pass "
+                "--source-dir pointing at a folder that holds it (e.g. ../shared/data)."
+            )
+        if os.environ.get("ATLASMITH_OFFLINE", "") not in ("", "0"):
+            raise OfflineError(
+                f"source {key!r} ({source.path}) is not available locally (looked at: "
+                f"{searched}) and ATLASMITH_OFFLINE is set, so {source.url} is not downloaded. "
+                "Pass --source-dir, or unset ATLASMITH_OFFLINE."
+            )
+        return _fetch(source, self._cache() / source.sha256 / source.name)
+
+
+def check_hash(path: Path, source: Source, key: str) -> None:
+    """Raise SourceError when ``path`` does not have the sha256 ``source`` declares."""
+    actual = file_sha256(path)
+    if actual != source.sha256:
+        raise SourceError(
+            f"source {key!r} at {path} has sha256 {actual}, expected {source.sha256}. The file "
+            "is corrupt or a different version: replace it with the file the script expects, "
+            "or (if the new file is right) update the sha256 in the script's SOURCES."
+        )
+
+
+def _fetch(source: Source, target: Path) -> Path:
+    """Download ``source.url`` to ``target`` (through a temporary file, renamed when whole)."""
+    import httpx
+
+    url = str(source.url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
+            response.raise_for_status()
+            with open(partial, "wb") as handle:
+                for chunk in response.iter_bytes(_CHUNK):
+                    handle.write(chunk)
+    except httpx.HTTPError as err:
+        partial.unlink(missing_ok=True)
+        raise DownloadError(
+            f"downloading source {source.path} from {source.url} failed ({err}). Check the "
+            "connection, or put the file under --source-dir."
+        ) from err
+    os.replace(partial, target)
+    return target

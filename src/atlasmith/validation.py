@@ -1,0 +1,430 @@
+"""Validation of atlas packages: every check, one report, used as a gate.
+
+:func:`validate_folder` runs every check on a BrainGlobe-format folder (ours or BrainGlobe's)
+and returns a :class:`ValidationReport`; it never raises on bad data. The checks are those of
+BrainGlobe 2.3.1's ``validate_atlases.py`` that mean something for a single package (files,
+root mesh against the annotation extent, image dimensions, additional references, mesh and
+structure sets, reference pixel range, symmetry probe, unique acronyms, atlas name), plus
+ours: metadata types, citation, structure tree rules, dtypes, annotation not empty, every
+label has a structure, hemisphere values, orientation sanity, every mesh inside the volume and
+the manifest hashes when a ``manifest.json`` is present. BrainGlobe's check that the name is in
+its hard-coded list of official atlases is left out: it fails every new atlas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from atlasmith.errors import AtlasmithError, ValidationError
+
+__all__ = [
+    "CheckResult",
+    "ValidationReport",
+    "require_valid",
+    "validate_archive",
+    "validate_folder",
+]
+
+_REQUIRED_FILES = ("annotation.tiff", "reference.tiff", "metadata.json", "structures.json")
+_STRUCTURE_KEYS = ("acronym", "id", "name", "structure_id_path", "rgb_triplet")
+_EXTENT_TOLERANCE_VOXELS = 10  # BrainGlobe's root mesh vs annotation tolerance
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: its name, whether it passed, and what it found."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every check's result for one package."""
+
+    target: str
+    results: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(r.ok for r in self.results)
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        """The checks that failed."""
+        return tuple(r for r in self.results if not r.ok)
+
+    def render(self) -> str:
+        """A plain-text report: one line per check, then a summary line."""
+        lines = [f"Validation of {self.target}"]
+        lines += [f"  {'PASS' if r.ok else 'FAIL'}  {r.name}: {r.message}" for r in self.results]
+        n_fail = len(self.failures)
+        summary = "all checks passed" if n_fail == 0 else f"{n_fail} check(s) failed"
+        lines.append(f"{len(self.results)} checks, {summary}.")
+        return "\n".join(lines)
+
+
+def require_valid(report: ValidationReport) -> None:
+    """Raise ValidationError (carrying ``report``) when any check failed."""
+    if not report.ok:
+        names = ", ".join(r.name for r in report.failures)
+        raise ValidationError(
+            f"{report.target} failed validation ({names}). Fix the inputs and build again.\n"
+            + report.render(),
+            report,
+        )
+
+
+class _CheckFailed(Exception):
+    """A check's failure, with its message."""
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise _CheckFailed(message)
+
+
+class _Package:
+    """Lazily loaded contents of an atlas folder, shared by the checks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        data = json.loads((self.folder / "metadata.json").read_text(encoding="utf-8"))
+        _need(isinstance(data, dict), "metadata.json is not a JSON object")
+        return dict(data)
+
+    @cached_property
+    def parsed_metadata(self) -> Any:
+        from atlasmith.metadata import AtlasMetadata
+
+        return AtlasMetadata.from_dict(self.metadata)
+
+    @cached_property
+    def structures(self) -> list[Any]:
+        data = json.loads((self.folder / "structures.json").read_text(encoding="utf-8"))
+        _need(isinstance(data, list), "structures.json is not a JSON list")
+        return list(data)
+
+    @cached_property
+    def tree(self) -> Any:
+        from atlasmith.hierarchy import StructureTree
+
+        return StructureTree.from_list(self.structures)
+
+    def stack(self, name: str) -> npt.NDArray[Any]:
+        return _read_stack(self.folder / name)
+
+    @cached_property
+    def reference(self) -> npt.NDArray[Any]:
+        return self.stack("reference.tiff")
+
+    @cached_property
+    def annotation(self) -> npt.NDArray[Any]:
+        return self.stack("annotation.tiff")
+
+    @cached_property
+    def compact(self) -> npt.NDArray[Any]:
+        return np.asarray(self.tree.compact(self.annotation))
+
+    @cached_property
+    def resolution(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.metadata["resolution"], dtype=np.float64)
+
+    @cached_property
+    def mesh_ids(self) -> dict[int, Path]:
+        folder = self.folder / "meshes"
+        _need(folder.is_dir(), "there is no meshes/ folder")
+        found = {}
+        for path in folder.glob("*.obj"):
+            _need(path.stem.isdigit(), f"mesh file {path.name} is not named <id>.obj")
+            found[int(path.stem)] = path
+        return found
+
+
+def _read_stack(path: Path) -> npt.NDArray[Any]:
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.memmap(path, mode="r"))
+    except ValueError:  # compressed or tiled: not memory-mappable
+        return np.asarray(tifffile.imread(path))
+
+
+def obj_bounds(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Min and max corner of the vertices of an OBJ file (fast path for 'v x y z' lines)."""
+    lines = path.read_bytes().split(b"\n")
+    coords = b" ".join(line[2:] for line in lines if line.startswith(b"v "))
+    values = np.array(coords.split(), dtype=np.float64)
+    if values.size == 0 or values.size % 3:
+        import meshio
+
+        values = np.asarray(meshio.read(path).points, dtype=np.float64)
+    points = values.reshape(-1, 3)
+    _need(points.size > 0, f"mesh {path.name} has no vertices")
+    return points.min(axis=0), points.max(axis=0)
+
+
+# --- the checks ------------------------------------------------------------------------
+
+
+def check_files(p: _Package) -> str:
+    missing = [n for n in _REQUIRED_FILES if not (p.folder / n).is_file()]
+    missing += [] if (p.folder / "meshes").is_dir() else ["meshes/"]
+    _need(not missing, f"missing {missing}")
+    return "annotation, reference, metadata, structures and meshes/ are present"
+
+
+def check_metadata(p: _Package) -> str:
+    meta = p.parsed_metadata
+    _need(meta.orientation == "asr", f"orientation is {meta.orientation!r}, expected 'asr'")
+    return f"{meta.name} v{meta.version}, keys and types valid"
+
+
+def check_atlas_name(p: _Package) -> str:
+    from atlasmith.script import check_atlas_name as check_name
+
+    meta = p.parsed_metadata
+    check_name(meta.name, "metadata name")
+    if p.folder.name.startswith(meta.atlas_name + "_v"):
+        _need(
+            p.folder.name == meta.folder_name,
+            f"folder is {p.folder.name!r}, metadata says {meta.folder_name!r}",
+        )
+    return f"{meta.atlas_name} is a valid atlas name"
+
+
+def check_citation(p: _Package) -> str:
+    from atlasmith.script import check_citation as check_cite
+
+    check_cite(p.metadata.get("citation"), "metadata citation")
+    return "citation has a DOI or is 'unpublished'"
+
+
+def check_structures(p: _Package) -> str:
+    bad = [
+        i
+        for i, s in enumerate(p.structures)
+        if not isinstance(s, dict) or tuple(s) != _STRUCTURE_KEYS
+    ]
+    _need(not bad, f"structures {bad[:5]} do not have exactly the keys {list(_STRUCTURE_KEYS)}")
+    tree = p.tree
+    _need("root" in tree, "no structure has the acronym 'root' (BrainGlobe requires it)")
+    return f"{len(tree)} structures form one valid tree rooted at {tree.root.acronym!r}"
+
+
+def check_unique_acronyms(p: _Package) -> str:
+    acronyms = [s.get("acronym") for s in p.structures]
+    dupes = sorted({str(a) for a in acronyms if acronyms.count(a) > 1})
+    _need(not dupes, f"duplicate acronyms {dupes[:10]}")
+    return "acronyms are unique"
+
+
+def check_image_dimensions(p: _Package) -> str:
+    shape = tuple(p.metadata["shape"])
+    _need(p.reference.shape == shape, f"reference shape {p.reference.shape} != metadata {shape}")
+    _need(p.annotation.shape == shape, f"annotation shape {p.annotation.shape} != {shape}")
+    return f"reference and annotation are {shape}"
+
+
+def check_dtypes(p: _Package) -> str:
+    _need(p.reference.dtype == np.uint16, f"reference is {p.reference.dtype}, expected uint16")
+    _need(p.annotation.dtype == np.uint32, f"annotation is {p.annotation.dtype}, expected uint32")
+    return "reference uint16, annotation uint32"
+
+
+def check_reference_pixels(p: _Package) -> str:
+    top = int(p.reference.max())
+    _need(top >= 128, f"every reference voxel is below 128 (max {top}): a bad float cast?")
+    return f"reference values reach {top}"
+
+
+def check_annotation_not_empty(p: _Package) -> str:
+    _need(bool(p.annotation.any()), "the annotation has no labelled voxel")
+    return "annotation has labelled voxels"
+
+
+def check_annotation_labels(p: _Package) -> str:
+    unknown_mask = (p.compact == 0) & (p.annotation != 0)
+    unknown = np.unique(p.annotation[unknown_mask]).tolist() if unknown_mask.any() else []
+    _need(not unknown, f"labels with no structure: {unknown[:10]}")
+    return "every annotation label has a structure"
+
+
+def check_hemispheres(p: _Package) -> str:
+    path = p.folder / "hemispheres.tiff"
+    if p.metadata.get("symmetric", True):
+        return "symmetric atlas: hemispheres are synthesised by readers"
+    _need(path.is_file(), "asymmetric atlas without hemispheres.tiff")
+    hemi = p.stack("hemispheres.tiff")
+    _need(hemi.shape == p.annotation.shape, f"hemispheres shape {hemi.shape} != annotation")
+    _need(hemi.dtype == np.uint8, f"hemispheres is {hemi.dtype}, expected uint8")
+    counts = np.bincount(hemi.ravel(), minlength=3)
+    _need(counts.size == 3, f"hemisphere values other than 0, 1, 2: max {hemi.max()}")
+    _need(bool(counts[1] and counts[2]), "hemispheres lacks a left (1) or a right (2) voxel")
+    return f"values in {{0, 1, 2}}: {int(counts[1])} left, {int(counts[2])} right voxels"
+
+
+def check_orientation_sanity(p: _Package) -> str:
+    _need(p.metadata.get("orientation") == "asr", "stacks are not declared 'asr'")
+    if p.metadata.get("symmetric", True):
+        return "declared 'asr'"
+    hemi = p.stack("hemispheres.tiff")
+    columns = np.arange(hemi.shape[2])
+    per_column = np.stack([(hemi == v).sum(axis=(0, 1)) for v in (1, 2)])
+    left, right = (per_column * columns).sum(axis=1) / np.maximum(per_column.sum(axis=1), 1)
+    _need(left > right, "left (1) voxels lie right of right (2) voxels on axis 2 (asr: R->L)")
+    return "left hemisphere lies at higher axis-2 indices than the right one (asr)"
+
+
+def check_annotation_symmetry(p: _Package) -> str:
+    if not p.metadata.get("symmetric", True):
+        return "asymmetric atlas (hemispheres.tiff): mirror symmetry not required"
+    c0, c1, c2 = (s // 2 for s in p.annotation.shape)
+    mirror = p.annotation.shape[2] - 1 - (c2 + 5)
+    left, right = p.annotation[c0, c1, c2 + 5], p.annotation[c0, c1, mirror]
+    _need(left == right, f"labels 5 voxels either side of the midline differ ({left} vs {right})")
+    return "labels match either side of the midline"
+
+
+def check_additional_references(p: _Package) -> str:
+    names = p.metadata.get("additional_references", [])
+    for name in names:
+        stack = p.stack(f"{name}.tiff")
+        _need(stack.shape == p.reference.shape, f"{name}.tiff shape {stack.shape} != reference")
+        _need(stack.dtype == np.uint16, f"{name}.tiff is {stack.dtype}, expected uint16")
+        _need(not np.array_equal(stack, p.reference), f"{name}.tiff is the reference itself")
+    return f"{len(names)} additional reference(s) valid"
+
+
+def check_mesh_files(p: _Package) -> str:
+    missing = [int(i) for i in p.tree.ids if int(i) not in p.mesh_ids]
+    _need(not missing, f"{len(missing)} structure(s) without a mesh, e.g. {missing[:10]}")
+    return f"every structure has meshes/<id>.obj ({len(p.mesh_ids)} meshes)"
+
+
+def check_mesh_structures(p: _Package) -> str:
+    extra = sorted(i for i in p.mesh_ids if i not in p.tree)
+    _need(not extra, f"meshes of unknown structures: {extra[:10]}")
+    return "every mesh belongs to a structure"
+
+
+def check_mesh_extents(p: _Package) -> str:
+    root = p.tree.root.id
+    _need(root in p.mesh_ids, f"there is no root mesh meshes/{root}.obj to compare")
+    lo, hi = obj_bounds(p.mesh_ids[root])
+    axes = ((1, 2), (0, 2), (0, 1))
+    nz = [np.nonzero(p.annotation.any(axis=a))[0] for a in axes]
+    vox_lo = np.array([a[0] for a in nz]) * p.resolution
+    vox_hi = np.array([a[-1] for a in nz]) * p.resolution
+    tol = _EXTENT_TOLERANCE_VOXELS * p.resolution
+    bad = (np.abs(lo - vox_lo) > tol) | (np.abs(hi - vox_hi) > tol)
+    _need(not bad.any(), f"root mesh spans {lo}..{hi} um, annotation {vox_lo}..{vox_hi} um")
+    return "root mesh matches the annotation extent (within 10 voxels)"
+
+
+def check_mesh_bounds(p: _Package) -> str:
+    limit = (np.asarray(p.annotation.shape) - 1) * p.resolution
+    margin = p.resolution
+    outside = []
+    for sid, path in sorted(p.mesh_ids.items()):
+        lo, hi = obj_bounds(path)
+        if (lo < -margin).any() or (hi > limit + margin).any():
+            outside.append(sid)
+    _need(not outside, f"meshes outside the volume: {outside[:10]} (more than a voxel)")
+    return "every mesh lies inside the volume"
+
+
+def check_manifest(p: _Package) -> str:
+    from atlasmith.archive import MANIFEST_NAME, verify_folder
+
+    if not (p.folder / MANIFEST_NAME).is_file():
+        return "no manifest.json (not built by atlasmith): nothing to verify"
+    problems = verify_folder(p.folder)
+    _need(not problems, "; ".join(problems[:5]))
+    return "every file matches its sha256 in manifest.json"
+
+
+CHECKS: tuple[Callable[[_Package], str], ...] = (
+    check_files,
+    check_metadata,
+    check_atlas_name,
+    check_citation,
+    check_structures,
+    check_unique_acronyms,
+    check_image_dimensions,
+    check_dtypes,
+    check_reference_pixels,
+    check_annotation_not_empty,
+    check_annotation_labels,
+    check_hemispheres,
+    check_orientation_sanity,
+    check_annotation_symmetry,
+    check_additional_references,
+    check_mesh_files,
+    check_mesh_structures,
+    check_mesh_extents,
+    check_mesh_bounds,
+    check_manifest,
+)
+
+
+def _run(check: Callable[[_Package], str], package: _Package) -> CheckResult:
+    name = check.__name__.removeprefix("check_")
+    try:
+        return CheckResult(name, True, check(package))
+    except _CheckFailed as failed:
+        return CheckResult(name, False, str(failed))
+    except (AtlasmithError, OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        return CheckResult(name, False, f"{type(err).__name__}: {err}")
+
+
+def validate_folder(folder: str | Path) -> ValidationReport:
+    """Run every check on an atlas folder.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A BrainGlobe-format atlas folder (``NAME_RESum_vM.m``).
+
+    Returns
+    -------
+    ValidationReport
+        One :class:`CheckResult` per check; bad data never raises, it fails checks.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return ValidationReport(str(root), (CheckResult("files", False, "not a folder"),))
+    package = _Package(root)
+    return ValidationReport(str(root), tuple(_run(check, package) for check in CHECKS))
+
+
+def validate_archive(path: str | Path) -> ValidationReport:
+    """Extract an archive safely into a temporary folder and validate the package in it."""
+    from atlasmith.archive import safe_extract
+
+    archive = Path(path)
+    with tempfile.TemporaryDirectory(prefix="atlasmith-validate-") as tmp:
+        try:
+            folder = safe_extract(archive, tmp)
+        except (AtlasmithError, OSError) as err:
+            failed = CheckResult("archive", False, f"{type(err).__name__}: {err}")
+            return ValidationReport(str(archive), (failed,))
+        report = validate_folder(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    opened = CheckResult("archive", True, "extracted safely")
+    return ValidationReport(str(archive), (opened, *report.results))
