@@ -13,7 +13,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 # (each issue adds its names here when its module lands)
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    # issue 2: data model and reader
+    "AtlasMetadata": "atlasmith.metadata",
+    "Structure": "atlasmith.hierarchy",
+    "StructureTree": "atlasmith.hierarchy",
+}
 _ERRORS = importlib.import_module("atlasmith.errors").__all__
 _EXPORTS.update(dict.fromkeys(_ERRORS, "atlasmith.errors"))
 

@@ -1,0 +1,192 @@
+"""AtlasMetadata: parsing the real bundled metadata, validation errors, round trips, naming."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brainglobe_atlasapi import utils as bg_utils
+from hypothesis import given
+from hypothesis import strategies as st
+
+from atlasmith.errors import MetadataError
+from atlasmith.metadata import (
+    METADATA_KEYS,
+    AtlasMetadata,
+    atlas_name_from_repr,
+    format_resolution,
+    parse_atlas_name,
+)
+
+
+def _real(bundled_data: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((bundled_data / "metadata.json").read_text())
+    return data
+
+
+def test_reads_the_real_bundled_metadata(bundled_data: Path) -> None:
+    meta = AtlasMetadata.from_file(bundled_data / "metadata.json")
+    assert meta.name == "allen_mouse"
+    assert meta.resolution == (100.0, 100.0, 100.0)
+    assert meta.shape == (132, 80, 114)
+    assert meta.symmetric is True
+    assert meta.version == "1.2"
+    assert meta.additional_references == ()
+    assert meta.atlas_packager is None
+    assert list(meta.extra) == ["trasform_to_bg"]  # the legacy key survives
+    assert meta.atlas_name == "allen_mouse_100um"
+    assert meta.folder_name == "allen_mouse_100um_v1.2"
+
+
+def test_to_dict_has_brainglobe_key_order_then_extras(bundled_data: Path) -> None:
+    raw = _real(bundled_data)
+    out = AtlasMetadata.from_dict(raw).to_dict()
+    assert list(out)[: len(METADATA_KEYS)] == list(METADATA_KEYS)
+    assert list(out)[len(METADATA_KEYS) :] == ["trasform_to_bg"]
+    assert {k: v for k, v in out.items() if k in raw} == raw
+
+
+def test_is_frozen(bundled_data: Path) -> None:
+    meta = AtlasMetadata.from_dict(_real(bundled_data))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        meta.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        meta.extra["license"] = "x"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "key", ["name", "citation", "atlas_link", "species", "symmetric", "resolution",
+            "orientation", "version", "shape"]
+)  # fmt: skip
+def test_missing_key_is_named(bundled_data: Path, key: str) -> None:
+    raw = _real(bundled_data)
+    del raw[key]
+    with pytest.raises(MetadataError, match=repr(key)):
+        AtlasMetadata.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("name", "Allen_Mouse"),
+        ("name", ""),
+        ("citation", 3),
+        ("symmetric", "yes"),
+        ("symmetric", 1),
+        ("resolution", [100.0, 100.0]),
+        ("resolution", [100.0, -1.0, 100.0]),
+        ("resolution", [100.0, True, 100.0]),
+        ("resolution", "100"),
+        ("shape", [132, 80.5, 114]),
+        ("shape", [132, 0, 114]),
+        ("version", "1"),
+        ("version", 1.2),
+        ("orientation", "abc"),
+        ("orientation", "aas"),
+        ("additional_references", "cells"),
+        ("additional_references", ["a", "a"]),
+        ("additional_references", [1]),
+        ("atlas_packager", 5),
+    ],
+)
+def test_bad_value_is_named_with_expected_and_got(
+    bundled_data: Path, key: str, value: object
+) -> None:
+    raw = _real(bundled_data)
+    raw[key] = value
+    with pytest.raises(MetadataError, match=f"metadata key '{key}': expected .*got"):
+        AtlasMetadata.from_dict(raw)
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(MetadataError, match="JSON object"):
+        AtlasMetadata.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_missing_and_corrupt_files(tmp_path: Path) -> None:
+    with pytest.raises(MetadataError, match="does not exist"):
+        AtlasMetadata.from_file(tmp_path / "metadata.json")
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(MetadataError, match="not valid JSON"):
+        AtlasMetadata.from_file(tmp_path / "metadata.json")
+
+
+_names = st.from_regex(r"[a-z][a-z0-9]{0,6}_[a-z][a-z0-9-]{0,8}", fullmatch=True)
+_text = st.text(min_size=1, max_size=30)
+_pos = st.floats(min_value=0.5, max_value=1000, allow_nan=False)
+
+
+@st.composite
+def _metadata_dicts(draw: st.DrawFn) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": draw(_names),
+        "citation": draw(_text),
+        "atlas_link": draw(_text),
+        "species": draw(_text),
+        "symmetric": draw(st.booleans()),
+        "resolution": draw(st.lists(_pos, min_size=3, max_size=3)),
+        "orientation": draw(st.sampled_from(["asr", "lpi", "ras", "sal"])),
+        "version": f"{draw(st.integers(0, 9))}.{draw(st.integers(0, 99))}",
+        "shape": draw(st.lists(st.integers(1, 2000), min_size=3, max_size=3)),
+        "additional_references": draw(st.lists(_names, max_size=3, unique=True)),
+        "atlas_packager": draw(st.none() | _text),
+    }
+    extra = draw(st.dictionaries(st.from_regex(r"x_[a-z]{1,5}", fullmatch=True), st.integers()))
+    d.update(extra)
+    return d
+
+
+@given(_metadata_dicts())
+def test_round_trips_through_json(d: dict[str, Any]) -> None:
+    meta = AtlasMetadata.from_dict(d)
+    again = AtlasMetadata.from_dict(json.loads(json.dumps(meta.to_dict())))
+    assert again == meta
+    assert meta.to_dict() == d  # these dicts are already in BrainGlobe's key order
+
+
+@pytest.mark.parametrize(
+    ("name", "res", "major", "minor"),
+    [("allen_mouse", 25, None, None), ("allen_mouse", 25, 1, 2), ("kim_dev_mouse", 31.5, 1, 3),
+     ("kocher_bumblebee", 2.542, None, None)],
+)  # fmt: skip
+def test_atlas_name_from_repr_matches_brainglobe(
+    name: str, res: float, major: int | None, minor: int | None
+) -> None:
+    ours = atlas_name_from_repr(name, float(res), major, minor)
+    assert ours == bg_utils.atlas_name_from_repr(name, res, major, minor)
+
+
+@pytest.mark.parametrize(
+    "text", ["allen_mouse_25um", "allen_mouse_25um_v1.2", "kim_dev_mouse_e11-5_mri-adc_31.5um",
+             "kocher_bumblebee_2.542um_v1.0"]
+)  # fmt: skip
+def test_parse_atlas_name_matches_brainglobe(text: str) -> None:
+    name, res, version = parse_atlas_name(text)
+    bg = bg_utils.atlas_repr_from_name(text)
+    assert name == bg["name"]
+    assert res == float(bg["resolution"])
+    expected = None if bg["major_vers"] is None else f"{bg['major_vers']}.{bg['minor_vers']}"
+    assert version == expected
+    assert atlas_name_from_repr(name, res, *(version.split(".") if version else ())) == text
+
+
+@pytest.mark.parametrize("text", ["allen_mouse", "allen_mouse_25", "_25um", "allen_mouse_25um_v1"])
+def test_parse_atlas_name_rejects(text: str) -> None:
+    with pytest.raises(MetadataError, match="not an atlas name"):
+        parse_atlas_name(text)
+
+
+@pytest.mark.parametrize(
+    ("um", "text"), [(100.0, "100"), (100, "100"), (31.5, "31.5"), (2.542, "2.542"), (0.5, "0.5")]
+)
+def test_format_resolution(um: float, text: str) -> None:
+    assert format_resolution(um) == text
+
+
+@pytest.mark.parametrize("um", [0, -1.0, float("nan"), float("inf")])
+def test_format_resolution_rejects(um: float) -> None:
+    with pytest.raises(MetadataError, match="positive finite"):
+        format_resolution(um)
