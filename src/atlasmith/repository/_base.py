@@ -1,0 +1,168 @@
+"""The Repository interface, and the publish / yank logic shared by storage backends."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from atlasmith.errors import AtlasNotFoundError, RepositoryError
+from atlasmith.repository._check import DEFAULT_MAX_BYTES, CheckedArchive, check_archive
+from atlasmith.repository._index import IndexEntry, RepositoryIndex, _safe_relpath, utc_now
+
+__all__ = ["CONF_NAMES", "INDEX_NAME", "Repository", "StorageRepository", "check_name"]
+
+INDEX_NAME = "index.json"
+CONF_NAMES = ("last_versions.conf", "latest_versions.conf")
+_log = logging.getLogger("atlasmith.repository")
+
+
+def check_name(name: str) -> str:
+    """Refuse a repository file name that could leave the repository (``..``, absolute)."""
+    if not isinstance(name, str) or not _safe_relpath(name) or name.startswith("."):
+        raise RepositoryError(
+            f"{name!r} is not a file of the repository layout: names are relative paths such "
+            "as 'index.json' or 'previews/allen_mouse_25um_v1.2.png', without '..'."
+        )
+    return name
+
+
+class Repository(ABC):
+    """An atlas repository: ``index.json``, the ``.conf`` files, archives and previews.
+
+    Backends: :class:`LocalRepository` (a directory), :class:`HttpRepository` (any static web
+    server; writes through atlasmith's server), :class:`S3Repository` (S3-compatible storage).
+    Open one with :func:`open_repository`.
+    """
+
+    #: Where the repository is (path or URL), for messages.
+    location: str
+
+    def read_index(self) -> RepositoryIndex:
+        """Read and parse ``index.json`` (an empty index when the repository is new)."""
+        data = self.read_bytes(INDEX_NAME)
+        return RepositoryIndex() if data is None else RepositoryIndex.from_json(data)
+
+    @abstractmethod
+    def read_bytes(self, name: str) -> bytes | None:
+        """The content of a file of the layout, or None when it does not exist."""
+
+    def open_file(self, name: str) -> BinaryIO:
+        """Open a file of the layout for reading (binary); AtlasNotFoundError when missing."""
+        return self._open(check_name(name))
+
+    @abstractmethod
+    def _open(self, name: str) -> BinaryIO:
+        """Open an existing file (name already checked)."""
+
+    @abstractmethod
+    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+        """Check an archive, store it with its preview, and add it to the index.
+
+        Raises
+        ------
+        AtlasExistsError
+            When that version is already published (published versions are immutable).
+        ArchiveError, IntegrityError, ValidationError
+            When the archive fails a check; nothing in the repository changes.
+        """
+
+    @abstractmethod
+    def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
+        """Withdraw a version: it stays downloadable by exact version, never chosen as latest."""
+
+    def _missing(self, name: str) -> AtlasNotFoundError:
+        return AtlasNotFoundError(f"{name!r} is not in the repository at {self.location}.")
+
+
+class StorageRepository(Repository):
+    """A repository the process writes to directly (a directory, an object store).
+
+    Subclasses provide byte-level access and a lock; publishing is the same everywhere:
+    check the archive, then under the lock re-read the index, refuse an existing version,
+    write the archive and its companions, and finally the index and the files rendered
+    from it.
+    """
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @abstractmethod
+    def _write_bytes(self, name: str, data: bytes) -> None:
+        """Write a whole file atomically (readers see the old or the new content)."""
+
+    @abstractmethod
+    def _write_file(self, name: str, source: Path) -> None:
+        """Copy a local file into the repository atomically."""
+
+    @abstractmethod
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive lock over index changes, across processes (and machines for S3)."""
+
+    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+        """Check ``archive`` and publish it (see :meth:`Repository.publish`)."""
+        checked = check_archive(archive, preview=preview, max_bytes=self.max_bytes)
+        with self._lock():
+            entry = checked.entry(utc_now())
+            index = self.read_index().with_entry(entry)
+            self._store_files(checked)
+            self._write_index(index)
+        _log.info("published %s (%d bytes, sha256 %s)", entry.archive, entry.size, entry.sha256)
+        return entry
+
+    def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
+        """Mark a version as yanked and re-render the ``.conf`` files and pages."""
+        with self._lock():
+            index = self.read_index().with_yanked(atlas_name, version, reason)
+            self._write_index(index)
+        _log.info("yanked %s %s (%s)", atlas_name, version, reason or "no reason given")
+        return index.entry(atlas_name, version)
+
+    def _store_files(self, checked: CheckedArchive) -> None:
+        self._write_file(f"{checked.stem}.tar.gz", checked.path)
+        self._write_bytes(f"structures/{checked.stem}.json", checked.structures_json)
+        if checked.preview_png is not None:
+            self._write_bytes(f"previews/{checked.stem}.png", checked.preview_png)
+
+    def _write_index(self, index: RepositoryIndex) -> None:
+        """Write the pages, then ``index.json`` (the commit point), then the ``.conf`` files."""
+        for name, page in _render_pages(index, self.read_bytes).items():
+            self._write_bytes(check_name(name), page)
+        self._write_bytes(INDEX_NAME, index.to_json())
+        conf = index.render_conf().encode()
+        for name in CONF_NAMES:
+            self._write_bytes(name, conf)
+
+
+def _render_pages(
+    index: RepositoryIndex, read_file: Callable[[str], bytes | None]
+) -> dict[str, bytes]:
+    """The static pages from atlasmith.web when it is installed, else a plain index.html."""
+    try:
+        web = importlib.import_module("atlasmith.web")
+    except ImportError:
+        return {"index.html": plain_index_html(index).encode()}
+    return dict(web.render_site(index, read_file))
+
+
+def plain_index_html(index: RepositoryIndex) -> str:
+    """A minimal semantic HTML list of the atlases (used until atlasmith.web is present)."""
+    from html import escape
+
+    items = []
+    for name in index.names():
+        versions = ", ".join(
+            f'<a href="{escape(e.archive)}">{escape(e.version)}</a>'
+            + (" (yanked)" if e.yanked else "")
+            for e in index.versions(name)
+        )
+        items.append(f"<li><strong>{escape(name)}</strong>: {versions}</li>")
+    body = "\n".join(items) or "<li>No atlases published yet.</li>"
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Atlas repository</title></head>\n<body><main><h1>Atlas repository</h1>\n"
+        f"<ul>\n{body}\n</ul></main></body></html>\n"
+    )

@@ -1,0 +1,226 @@
+"""Check an archive before a repository accepts it: safe, complete, valid, hashes matching."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlasmith.errors import ArchiveError, AtlasmithError, IntegrityError, ValidationError
+from atlasmith.repository._index import IndexEntry
+
+__all__ = [
+    "ARCHIVE_RE",
+    "DEFAULT_MAX_BYTES",
+    "CheckedArchive",
+    "check_archive",
+    "split_archive_name",
+]
+
+#: Largest archive (and largest extracted size) a repository accepts by default: 20 GiB.
+DEFAULT_MAX_BYTES = 20 * 1024**3
+ARCHIVE_RE = re.compile(
+    r"^(?P<atlas>[a-z0-9][a-z0-9_.-]*_[0-9]+(?:\.[0-9]+)?um)_v(?P<ver>[0-9]+\.[0-9]+)\.tar\.gz$"
+)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def split_archive_name(file_name: str) -> tuple[str, str]:
+    """``"allen_mouse_100um_v1.2.tar.gz"`` -> ``("allen_mouse_100um", "1.2")``; ArchiveError else.
+
+    >>> split_archive_name("allen_mouse_100um_v1.2.tar.gz")
+    ('allen_mouse_100um', '1.2')
+    """
+    match = ARCHIVE_RE.match(file_name)
+    if match is None:
+        raise ArchiveError(
+            f"{file_name!r} is not an atlas archive name: expected "
+            "'<author>_<species>_<res>um_v<major>.<minor>.tar.gz', e.g. "
+            "'allen_mouse_25um_v1.2.tar.gz' (as `atlasmith build` writes it)."
+        )
+    return match["atlas"], match["ver"]
+
+
+@dataclass(frozen=True)
+class CheckedArchive:
+    """An archive that passed every check, with what the repository stores beside it."""
+
+    path: Path
+    atlas_name: str
+    version: str
+    sha256: str
+    size: int
+    metadata: Mapping[str, Any]
+    build: Mapping[str, Any]
+    structures_json: bytes
+    preview_png: bytes | None = field(default=None)
+
+    @property
+    def stem(self) -> str:
+        """``<atlas_name>_v<version>``."""
+        return f"{self.atlas_name}_v{self.version}"
+
+    def entry(self, published: str) -> IndexEntry:
+        """The index entry for this archive, published at ``published``."""
+        return IndexEntry(
+            atlas_name=self.atlas_name,
+            version=self.version,
+            archive=f"{self.stem}.tar.gz",
+            sha256=self.sha256,
+            size=self.size,
+            published=published,
+            preview=f"previews/{self.stem}.png" if self.preview_png else None,
+            structures=f"structures/{self.stem}.json",
+            metadata=self.metadata,
+            build=self.build,
+        )
+
+
+def check_archive(
+    path: str | Path, preview: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> CheckedArchive:
+    """Check an archive the way a repository must before accepting it.
+
+    The archive must have an atlas archive name, be safe to extract (no links, absolute
+    paths, ``..`` or oversized members), hold one folder named like the archive whose files
+    match its ``manifest.json``, and pass every check of ``validate_folder``.
+
+    Parameters
+    ----------
+    path
+        The ``.tar.gz`` archive.
+    preview
+        Optional PNG to use as the preview instead of the package's own ``preview.png``.
+    max_bytes
+        Size cap for the archive and for its extracted content.
+
+    Raises
+    ------
+    ArchiveError
+        Bad name, unsafe or corrupt archive, wrong top folder, oversized.
+    IntegrityError
+        Files that differ from the manifest.
+    ValidationError
+        A package that fails validation (``.report`` has every check).
+    """
+    from atlasmith.archive import sha256_file
+
+    path = Path(path)
+    atlas_name, version = split_archive_name(path.name)
+    if not path.is_file():
+        raise ArchiveError(f"{path} does not exist or is not a file.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ArchiveError(f"{path.name} is {size} bytes, over the limit of {max_bytes} bytes.")
+    contents = _check_contents(path, f"{atlas_name}_v{version}", max_bytes)
+    return CheckedArchive(
+        path=path,
+        atlas_name=atlas_name,
+        version=version,
+        sha256=sha256_file(path),
+        size=size,
+        metadata=contents["metadata"],
+        build=contents["build"],
+        structures_json=contents["structures"],
+        preview_png=_read_preview(Path(preview)) if preview else contents["preview"],
+    )
+
+
+def _check_contents(path: Path, stem: str, max_bytes: int) -> dict[str, Any]:
+    """Extract to a temporary folder, verify and validate it, and read what the index needs."""
+    from atlasmith.archive import safe_extract
+
+    with tempfile.TemporaryDirectory(prefix="atlasmith-check-") as tmp:
+        try:
+            folder = safe_extract(path, Path(tmp), max_bytes=max_bytes)
+        except AtlasmithError:
+            raise
+        except (OSError, EOFError, ValueError) as err:
+            raise ArchiveError(f"{path.name} cannot be extracted: {err}") from err
+        if folder.name != stem:
+            raise ArchiveError(
+                f"{path.name} holds the folder {folder.name!r}, expected {stem!r}: the archive "
+                "name and the atlas folder inside it must agree (rebuild with `atlasmith build`)."
+            )
+        _verify(folder, path.name)
+        _validate(folder, path.name)
+        return _read_contents(folder)
+
+
+def _verify(folder: Path, archive_name: str) -> None:
+    from atlasmith.archive import MANIFEST_NAME, verify_folder
+
+    if not (folder / MANIFEST_NAME).is_file():
+        raise ArchiveError(
+            f"{archive_name} has no {MANIFEST_NAME}: only packages made by `atlasmith build` "
+            "(or with atlasmith.archive.write_manifest) can be published."
+        )
+    problems = verify_folder(folder)
+    if problems:
+        listed = "; ".join(problems[:10])
+        raise IntegrityError(f"{archive_name} does not match its manifest: {listed}.")
+
+
+def _validate(folder: Path, archive_name: str) -> None:
+    try:
+        validation = importlib.import_module("atlasmith.validation")
+    except ImportError:  # the generation modules are not there: minimal checks
+        _require_files(folder, archive_name)
+        return
+    report = validation.validate_folder(folder)
+    if not report.ok:
+        failed = "; ".join(f"{r.name}: {r.message}" for r in report.failures)
+        raise ValidationError(f"{archive_name} is not a valid atlas package: {failed}", report)
+
+
+def _require_files(folder: Path, archive_name: str) -> None:
+    required = ("metadata.json", "structures.json", "reference.tiff", "annotation.tiff")
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise ValidationError(
+            f"{archive_name} is not a valid atlas package: missing {', '.join(missing)}."
+        )
+
+
+def _read_contents(folder: Path) -> dict[str, Any]:
+    from atlasmith.archive import MANIFEST_NAME
+    from atlasmith.metadata import AtlasMetadata
+
+    metadata = AtlasMetadata.from_file(folder / "metadata.json")
+    if metadata.folder_name != folder.name:
+        raise ArchiveError(
+            f"metadata.json describes {metadata.folder_name!r} but the folder is {folder.name!r}."
+        )
+    raw = json.loads((folder / "metadata.json").read_text())
+    structures = (folder / "structures.json").read_bytes()
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    preview = folder / "preview.png"
+    return {
+        "metadata": summary_metadata(raw, len(json.loads(structures))),
+        "build": dict(manifest.get("build") or {}),
+        "structures": structures,
+        "preview": _read_preview(preview) if preview.is_file() else None,
+    }
+
+
+def summary_metadata(metadata: Mapping[str, Any], n_structures: int) -> dict[str, Any]:
+    """The metadata the index shows without a download."""
+    keys = ("name", "species", "resolution", "shape", "symmetric", "citation", "atlas_link")
+    summary = {k: metadata[k] for k in keys if k in metadata}
+    summary["atlas_packager"] = metadata.get("atlas_packager")
+    summary["additional_references"] = list(metadata.get("additional_references") or [])
+    summary["license"] = metadata.get("license")
+    summary["structures"] = n_structures
+    return summary
+
+
+def _read_preview(path: Path) -> bytes:
+    data = path.read_bytes()
+    if not data.startswith(_PNG_MAGIC):
+        raise ArchiveError(f"{path} is not a PNG image; a preview must be a PNG.")
+    return data

@@ -1,0 +1,313 @@
+"""The repository index (``index.json``): every atlas, version, archive, hash and status.
+
+``index.json`` is the repository's source of truth; ``last_versions.conf`` and
+``latest_versions.conf`` (BrainGlobe's ``[atlases]`` INI) are rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from atlasmith.errors import AtlasExistsError, AtlasNotFoundError, RepositoryError
+
+__all__ = ["INDEX_FORMAT", "IndexEntry", "RepositoryIndex", "parse_version", "utc_now"]
+
+INDEX_FORMAT = "atlasmith-index/1"
+_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*_[0-9]+(?:\.[0-9]+)?um$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """Turn ``"1.10"`` into ``(1, 10)`` so versions compare numerically.
+
+    >>> parse_version("1.10") > parse_version("1.9")
+    True
+    """
+    if not isinstance(version, str) or _VERSION_RE.match(version) is None:
+        raise RepositoryError(
+            f"{version!r} is not an atlas data version: expected '<major>.<minor>', e.g. '1.2'."
+        )
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with a ``Z`` suffix, to the second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _frozen(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+def _bad(where: str, problem: str) -> RepositoryError:
+    return RepositoryError(
+        f"index.json: {where}: {problem}. The repository index is damaged or was written by an "
+        "incompatible tool; republish from a clean repository or restore index.json."
+    )
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One published version of one atlas.
+
+    Attributes
+    ----------
+    atlas_name : str
+        Atlas name with resolution, e.g. ``"allen_mouse_100um"``.
+    version : str
+        Atlas data version ``"M.m"``.
+    archive : str
+        File name of the archive in the repository: ``<atlas_name>_v<version>.tar.gz``.
+    sha256, size
+        Hash and size in bytes of the archive.
+    published : str
+        Publication time, ISO 8601 UTC.
+    yanked : bool
+        Withdrawn: still downloadable by exact version, never chosen as latest.
+    yank_reason : str or None
+        Why it was yanked, for people who pinned it.
+    preview, structures : str or None
+        Repository paths of the preview image and of the copy of ``structures.json``.
+    metadata : Mapping
+        Summary metadata (name, species, resolution, shape, citation, licence...).
+    build : Mapping
+        The ``build`` section of the package manifest (script and source hashes, parameters),
+        used by ``release`` to notice a script that changed without a version bump.
+    """
+
+    atlas_name: str
+    version: str
+    archive: str
+    sha256: str
+    size: int
+    published: str
+    yanked: bool = False
+    yank_reason: str | None = None
+    preview: str | None = None
+    structures: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    build: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"{self.atlas_name} {self.version}"
+        if _NAME_RE.match(self.atlas_name) is None:
+            raise _bad(where, "the atlas name must look like 'allen_mouse_25um'")
+        parse_version(self.version)
+        if self.archive != f"{self.folder_name}.tar.gz":
+            raise _bad(where, f"archive must be {self.folder_name + '.tar.gz'!r}")
+        if _SHA256_RE.match(self.sha256) is None:
+            raise _bad(where, "sha256 must be 64 lowercase hex digits")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+            raise _bad(where, "size must be a non-negative integer")
+        for path in (self.preview, self.structures):
+            if path is not None and not _safe_relpath(path):
+                raise _bad(where, f"{path!r} is not a safe relative path")
+        object.__setattr__(self, "metadata", _frozen(self.metadata))
+        object.__setattr__(self, "build", _frozen(self.build))
+
+    @property
+    def folder_name(self) -> str:
+        """Folder (and archive stem) name, e.g. ``allen_mouse_100um_v1.2``."""
+        return f"{self.atlas_name}_v{self.version}"
+
+    @property
+    def version_key(self) -> tuple[int, int]:
+        """The version as integers, for numeric ordering."""
+        return parse_version(self.version)
+
+    @classmethod
+    def from_dict(cls, atlas_name: str, version: str, d: Mapping[str, Any]) -> IndexEntry:
+        """Parse one version's JSON object (the value under ``versions[version]``)."""
+        try:
+            return cls(
+                atlas_name=atlas_name,
+                version=version,
+                archive=str(d["archive"]),
+                sha256=str(d["sha256"]),
+                size=d["size"],
+                published=str(d["published"]),
+                yanked=bool(d.get("yanked", False)),
+                yank_reason=d.get("yank_reason"),
+                preview=d.get("preview"),
+                structures=d.get("structures"),
+                metadata=dict(d.get("metadata") or {}),
+                build=dict(d.get("build") or {}),
+            )
+        except (KeyError, TypeError, AttributeError) as err:
+            raise _bad(f"{atlas_name} {version}", f"missing or malformed field {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored under ``versions[version]``."""
+        d: dict[str, Any] = {
+            "archive": self.archive,
+            "sha256": self.sha256,
+            "size": self.size,
+            "published": self.published,
+            "yanked": self.yanked,
+            "metadata": _plain(self.metadata),
+            "build": _plain(self.build),
+        }
+        optional = {"yank_reason": self.yank_reason, "preview": self.preview}
+        optional["structures"] = self.structures
+        d.update({k: v for k, v in optional.items() if v is not None})
+        return d
+
+
+def _plain(value: Any) -> Any:
+    """Turn mapping proxies and tuples back into JSON-ready dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _safe_relpath(path: str) -> bool:
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
+
+
+def _sort_key(entry: IndexEntry) -> tuple[str, tuple[int, int]]:
+    return entry.atlas_name, entry.version_key
+
+
+@dataclass(frozen=True)
+class RepositoryIndex:
+    """All published versions of all atlases in a repository (immutable).
+
+    Examples
+    --------
+    >>> index = RepositoryIndex()
+    >>> index.names(), index.render_conf()
+    ([], '[atlases]\\n')
+    """
+
+    entries: tuple[IndexEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.entries, key=_sort_key))
+        keys = [(e.atlas_name, e.version) for e in ordered]
+        if len(set(keys)) != len(keys):
+            raise _bad("entries", "a version is listed twice")
+        object.__setattr__(self, "entries", ordered)
+
+    # --- parsing and writing ---------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RepositoryIndex:
+        """Parse the JSON object of ``index.json``; raises RepositoryError when malformed."""
+        if not isinstance(d, Mapping) or d.get("format") != INDEX_FORMAT:
+            got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
+            raise _bad("format", f"expected {INDEX_FORMAT!r}, got {got!r}")
+        atlases = d.get("atlases", {})
+        if not isinstance(atlases, Mapping):
+            raise _bad("atlases", "expected an object")
+        entries = []
+        for name, atlas in atlases.items():
+            versions = atlas.get("versions") if isinstance(atlas, Mapping) else None
+            if not isinstance(versions, Mapping):
+                raise _bad(str(name), "expected an object with 'versions'")
+            entries += [IndexEntry.from_dict(name, v, e) for v, e in versions.items()]
+        return cls(tuple(entries))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RepositoryIndex:
+        """Parse the text of ``index.json``."""
+        try:
+            parsed = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise _bad("JSON", f"not valid JSON ({err})") from err
+        return cls.from_dict(parsed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``index.json``."""
+        atlases: dict[str, Any] = {}
+        for e in self.entries:
+            atlases.setdefault(e.atlas_name, {"versions": {}})["versions"][e.version] = e.to_dict()
+        return {"format": INDEX_FORMAT, "atlases": atlases}
+
+    def to_json(self) -> bytes:
+        """``index.json`` bytes: keys sorted, indent 2, trailing newline."""
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Atlas names (with resolution), sorted."""
+        return sorted({e.atlas_name for e in self.entries})
+
+    def versions(self, atlas_name: str) -> list[IndexEntry]:
+        """Every version of ``atlas_name`` (yanked included), oldest first."""
+        return [e for e in self.entries if e.atlas_name == atlas_name]
+
+    def get(self, atlas_name: str, version: str) -> IndexEntry | None:
+        """The entry for an exact version, or None."""
+        for e in self.versions(atlas_name):
+            if e.version == version:
+                return e
+        return None
+
+    def entry(self, atlas_name: str, version: str | None = None) -> IndexEntry:
+        """The entry for an exact version (yanked ones too), or the latest when version is None.
+
+        Raises
+        ------
+        AtlasNotFoundError
+            When the atlas or the version is not in the repository.
+        """
+        found = self.latest(atlas_name) if version is None else self.get(atlas_name, version)
+        if found is None:
+            raise AtlasNotFoundError(self._not_found_message(atlas_name, version))
+        return found
+
+    def latest(self, atlas_name: str) -> IndexEntry | None:
+        """The highest non-yanked version of ``atlas_name`` (numeric order), or None."""
+        live = [e for e in self.versions(atlas_name) if not e.yanked]
+        return live[-1] if live else None
+
+    def latest_versions(self) -> dict[str, str]:
+        """``{atlas_name: latest version}`` for every atlas with a non-yanked version."""
+        latest = (self.latest(name) for name in self.names())
+        return {e.atlas_name: e.version for e in latest if e is not None}
+
+    def render_conf(self) -> str:
+        """``last_versions.conf`` / ``latest_versions.conf`` text (BrainGlobe's INI)."""
+        lines = ["[atlases]", *(f"{k} = {v}" for k, v in self.latest_versions().items())]
+        return "\n".join(lines) + "\n"
+
+    def _not_found_message(self, atlas_name: str, version: str | None) -> str:
+        known = [e.version for e in self.versions(atlas_name)]
+        if not known:
+            names = ", ".join(self.names()) or "none"
+            return f"No atlas {atlas_name!r} in the repository. Available: {names}."
+        if version is None:
+            return f"Every version of {atlas_name!r} is yanked ({', '.join(known)}): pin one."
+        return f"{atlas_name!r} has no version {version!r}; available: {', '.join(known)}."
+
+    # --- changes (return a new index) -------------------------------------------------------
+
+    def with_entry(self, entry: IndexEntry) -> RepositoryIndex:
+        """A new index with ``entry`` added; AtlasExistsError if that version is published."""
+        if self.get(entry.atlas_name, entry.version) is not None:
+            raise AtlasExistsError(
+                f"{entry.atlas_name} version {entry.version} is already published and published "
+                "versions are immutable. Bump the atlas script's __version__ and publish the new "
+                "version instead (yank the old one if it is bad)."
+            )
+        return RepositoryIndex((*self.entries, entry))
+
+    def with_yanked(
+        self, atlas_name: str, version: str, reason: str | None = None
+    ) -> RepositoryIndex:
+        """A new index where ``atlas_name`` ``version`` is yanked (AtlasNotFoundError if absent)."""
+        old = self.entry(atlas_name, version)
+        new = replace(old, yanked=True, yank_reason=reason)
+        return RepositoryIndex(tuple(new if e is old else e for e in self.entries))

@@ -1,0 +1,106 @@
+"""A repository in a local directory (also what ``atlasmith serve`` serves)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from filelock import FileLock
+
+from atlasmith.errors import RepositoryError
+from atlasmith.repository._base import StorageRepository, check_name
+
+__all__ = ["LOCK_NAME", "LocalRepository"]
+
+#: Lock file in the repository folder; hidden names are never served.
+LOCK_NAME = ".atlasmith-index.lock"
+
+
+class LocalRepository(StorageRepository):
+    """A repository in a directory; writes are atomic and serialised with a file lock.
+
+    Parameters
+    ----------
+    root
+        The repository folder (created on the first publish).
+    lock_timeout
+        Seconds to wait for another publisher before giving up with RepositoryError.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> LocalRepository(tempfile.mkdtemp()).read_index().names()
+    []
+    """
+
+    def __init__(self, root: str | Path, lock_timeout: float = 600.0) -> None:
+        self.root = Path(root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise RepositoryError(f"{self.root} is not a directory: a repository is a folder.")
+        self.location = str(self.root)
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"LocalRepository({self.location!r})"
+
+    def path(self, name: str) -> Path:
+        """The local path of a file of the layout (which may not exist)."""
+        path = (self.root / check_name(name)).resolve()
+        if not path.is_relative_to(self.root):
+            raise RepositoryError(f"{name!r} resolves outside the repository {self.root}.")
+        return path
+
+    def read_bytes(self, name: str) -> bytes | None:
+        """The content of a file of the layout, or None when it does not exist."""
+        path = self.path(name)
+        return path.read_bytes() if path.is_file() else None
+
+    def _open(self, name: str) -> BinaryIO:
+        path = self.path(name)
+        if not path.is_file():
+            raise self._missing(name)
+        return path.open("rb")
+
+    def _write_bytes(self, name: str, data: bytes) -> None:
+        with self._temporary(name) as tmp:
+            tmp.write_bytes(data)
+
+    def _write_file(self, name: str, source: Path) -> None:
+        with self._temporary(name) as tmp:
+            shutil.copyfile(source, tmp)
+
+    @contextlib.contextmanager
+    def _temporary(self, name: str) -> Iterator[Path]:
+        """A hidden temporary file beside the target, renamed over it when the block succeeds."""
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            tmp.chmod(0o644)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.root / LOCK_NAME, timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except TimeoutError as err:
+            raise RepositoryError(
+                f"Another publish holds the lock on {self.root} for over {self.lock_timeout} s; "
+                f"retry later (or remove {LOCK_NAME} if no publish is running)."
+            ) from err
+        try:
+            yield
+        finally:
+            lock.release()

@@ -1,0 +1,205 @@
+"""The repository conformance suite: every backend (local directory, HTTP server, S3) must pass
+the same tests. Each backend fixture gives the repository under test and a raw reader that
+bypasses it, so that the tests check what is really stored."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import shutil
+import tarfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from atlasmith.archive import make_archive, sha256_file, write_manifest
+from atlasmith.errors import (
+    ArchiveError,
+    AtlasExistsError,
+    AtlasmithError,
+    AtlasNotFoundError,
+    IntegrityError,
+    RepositoryError,
+    ValidationError,
+)
+from atlasmith.repository import LocalRepository, Repository, open_repository
+from repo_helpers import PackageFactory
+
+
+@dataclass
+class Backend:
+    """A repository under test and a way to read its stored files without it."""
+
+    repo: Repository
+    raw: Callable[[str], bytes | None]
+
+
+@pytest.fixture(scope="session")
+def packages(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PackageFactory:
+    return PackageFactory(example_atlas_dir, tmp_path_factory.mktemp("packages"))
+
+
+def _local_raw(root: Path) -> Callable[[str], bytes | None]:
+    def read(name: str) -> bytes | None:
+        path = root / name
+        return path.read_bytes() if path.is_file() else None
+
+    return read
+
+
+@pytest.fixture(params=["local"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "local":
+        root = tmp_path / "repo"
+        yield Backend(LocalRepository(root), _local_raw(root))
+
+
+def snapshot(backend: Backend) -> dict[str, bytes | None]:
+    names = ["index.json", "last_versions.conf", "latest_versions.conf", "index.html"]
+    return {name: backend.raw(name) for name in names}
+
+
+def test_new_repository_is_empty(backend: Backend) -> None:
+    assert backend.repo.read_index().names() == []
+    with pytest.raises(AtlasNotFoundError, match="index.json"):
+        backend.repo.open_file("index.json")
+
+
+def test_publish_stores_archive_index_and_conf(backend: Backend, packages: PackageFactory) -> None:
+    archive = packages()
+    entry = backend.repo.publish(archive)
+    assert (entry.atlas_name, entry.version) == ("allen_mouse_100um", "1.2")
+    assert entry.sha256 == sha256_file(archive)
+    assert entry.size == archive.stat().st_size
+    assert entry.metadata["species"] == "Mus musculus"
+    assert entry.metadata["structures"] == len(json.loads(backend.raw(entry.structures or "")))
+    assert backend.raw(entry.archive) == archive.read_bytes()
+    stored = json.loads(backend.raw("index.json") or b"")
+    assert stored["atlases"]["allen_mouse_100um"]["versions"]["1.2"]["sha256"] == entry.sha256
+    for conf in ("last_versions.conf", "latest_versions.conf"):
+        parser = configparser.ConfigParser()
+        parser.read_string((backend.raw(conf) or b"").decode())
+        assert dict(parser["atlases"]) == {"allen_mouse_100um": "1.2"}
+    assert b"allen_mouse_100um" in (backend.raw("index.html") or b"")
+    assert backend.repo.read_index().entry("allen_mouse_100um") == entry
+    with backend.repo.open_file(entry.archive) as stream:
+        assert stream.read() == archive.read_bytes()
+
+
+def test_published_version_is_immutable(backend: Backend, packages: PackageFactory) -> None:
+    backend.repo.publish(packages())
+    before = snapshot(backend)
+    with pytest.raises(AtlasExistsError, match="already published"):
+        backend.repo.publish(packages())
+    assert snapshot(backend) == before
+
+
+def test_newer_version_becomes_latest_and_yank_restores(
+    backend: Backend, packages: PackageFactory
+) -> None:
+    backend.repo.publish(packages(version="1.2"))
+    backend.repo.publish(packages(version="1.10"))
+    assert b"allen_mouse_100um = 1.10" in (backend.raw("last_versions.conf") or b"")
+    yanked = backend.repo.yank("allen_mouse_100um", "1.10", reason="bad annotation")
+    assert yanked.yanked
+    index = backend.repo.read_index()
+    assert index.entry("allen_mouse_100um").version == "1.2"
+    assert index.entry("allen_mouse_100um", "1.10").yank_reason == "bad annotation"
+    assert b"allen_mouse_100um = 1.2" in (backend.raw("latest_versions.conf") or b"")
+    assert backend.raw("allen_mouse_100um_v1.10.tar.gz") is not None  # still downloadable
+    with pytest.raises(AtlasNotFoundError):
+        backend.repo.yank("allen_mouse_100um", "7.0")
+
+
+def _tampered(valid_folder: Path, work: Path) -> Path:
+    folder = work / "tampered_mouse_100um_v1.0"
+    shutil.copytree(valid_folder, folder)
+    _rename(folder, "tampered_mouse", "1.0")
+    write_manifest(folder, {})
+    with (folder / "structures.csv").open("a") as stream:
+        stream.write("\n")
+    return make_archive(folder, work)
+
+
+def _incomplete(valid_folder: Path, work: Path) -> Path:
+    folder = work / "incomplete_mouse_100um_v1.0"
+    shutil.copytree(valid_folder, folder)
+    _rename(folder, "incomplete_mouse", "1.0")
+    (folder / "annotation.tiff").unlink()
+    write_manifest(folder, {})
+    return make_archive(folder, work)
+
+
+def _not_a_package(valid_folder: Path, work: Path) -> Path:
+    (work / "notes.txt").write_text("hello")
+    path = work / "notes_mouse_100um_v1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(work / "notes.txt", arcname="notes.txt")
+    return path
+
+
+def _misnamed(valid_folder: Path, work: Path) -> Path:
+    return shutil.copyfile(_incomplete(valid_folder, work), work / "Allen Mouse.tar.gz")
+
+
+def _rename(folder: Path, name: str, version: str) -> None:
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata.update(name=name, version=version)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "error", "reason"),
+    [
+        (_tampered, IntegrityError, "does not match its manifest"),
+        (_incomplete, ValidationError, "annotation"),
+        (_not_a_package, ArchiveError, "top-level folder"),
+        (_misnamed, ArchiveError, "not an atlas archive name"),
+    ],
+)
+def test_bad_archive_is_refused_and_nothing_changes(
+    backend: Backend,
+    packages: PackageFactory,
+    tmp_path: Path,
+    make_bad: Callable[[Path, Path], Path],
+    error: type[AtlasmithError],
+    reason: str,
+) -> None:
+    backend.repo.publish(packages())
+    before = snapshot(backend)
+    bad = make_bad(packages.valid_folder, tmp_path)
+    with pytest.raises(error, match=reason):
+        backend.repo.publish(bad)
+    assert snapshot(backend) == before
+    assert backend.raw(bad.name) is None
+
+
+def test_concurrent_publishes_of_different_atlases_lose_nothing(
+    backend: Backend, packages: PackageFactory
+) -> None:
+    names = [f"concurrent{i}_mouse" for i in range(8)]
+    archives = [packages(name=name) for name in names]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        entries = list(pool.map(backend.repo.publish, archives))
+    assert {e.atlas_name for e in entries} == {f"{n}_100um" for n in names}
+    index = backend.repo.read_index()
+    assert index.names() == sorted(f"{n}_100um" for n in names)
+    parser = configparser.ConfigParser()
+    parser.read_string((backend.raw("last_versions.conf") or b"").decode())
+    assert set(parser["atlases"]) == set(index.names())
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc/passwd", ".atlasmith-index.lock", ""])
+def test_names_outside_the_layout_are_refused(backend: Backend, name: str) -> None:
+    with pytest.raises(RepositoryError):
+        backend.repo.open_file(name)
+
+
+def test_open_repository_picks_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_repository(tmp_path), LocalRepository)
+    assert isinstance(open_repository(f"file://{tmp_path}"), LocalRepository)
+    with pytest.raises(RepositoryError, match="unsupported"):
+        open_repository("ftp://example.org/atlases")
