@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # (each issue adds its names here when its module lands)
 _EXPORTS: dict[str, str] = {
     # issue 2: data model and reader
+    "Atlas": "atlasmith.atlas",
     "AtlasMetadata": "atlasmith.metadata",
     "Structure": "atlasmith.hierarchy",
     "StructureTree": "atlasmith.hierarchy",

@@ -5,10 +5,13 @@ The tree::
     AtlasmithError
     ├── StructureNotFoundError      (KeyError)      unknown structure id or acronym
     ├── CoordinateError             (IndexError)    a point outside the atlas volume
+    │   └── InvalidCoordinatesError (+ ValueError)  coordinates that are not 3 finite numbers
+    ├── HierarchyLevelError         (IndexError, ValueError) a hierarchy level a structure lacks
     ├── HierarchyError              (ValueError)    a structure list that breaks the tree rules
     ├── MetadataError               (ValueError)    metadata.json / script constants that are wrong
     ├── OrientationError            (ValueError)    an invalid anatomical orientation string
     ├── AtlasFormatError            (ValueError)    an atlas folder that is not a valid package
+    │   └── MissingFileError        (+ FileNotFoundError) a file the atlas folder lacks
     ├── MeshError                   (meshio.ReadError) a missing or unreadable mesh
     ├── ValidationError             (ValueError)    a package that fails validation (with a report)
     ├── ScriptError                 (ValueError)    an atlas script that cannot be used
@@ -45,9 +48,12 @@ __all__ = [
     "CoordinateError",
     "DownloadError",
     "HierarchyError",
+    "HierarchyLevelError",
     "IntegrityError",
+    "InvalidCoordinatesError",
     "MeshError",
     "MetadataError",
+    "MissingFileError",
     "OfflineError",
     "OrientationError",
     "RepositoryError",
@@ -74,6 +80,18 @@ class CoordinateError(AtlasmithError, IndexError):
     """Raised when a coordinate falls outside the atlas volume (or is negative)."""
 
 
+class InvalidCoordinatesError(CoordinateError, ValueError):
+    """Raised when coordinates are not three finite numbers per point (BrainGlobe: ValueError)."""
+
+
+class HierarchyLevelError(AtlasmithError, IndexError, ValueError):
+    """Raised when a hierarchy level is invalid or deeper than a structure's path.
+
+    BrainGlobe raises IndexError (``structure_from_coords``) or ValueError
+    (``get_structures_at_hierarchy_level``) for this; this error is both.
+    """
+
+
 class HierarchyError(AtlasmithError, ValueError):
     """Raised when a structure list breaks a rule of the structure tree."""
 
@@ -88,6 +106,10 @@ class OrientationError(AtlasmithError, ValueError):
 
 class AtlasFormatError(AtlasmithError, ValueError):
     """Raised when a folder is not a readable BrainGlobe-format atlas."""
+
+
+class MissingFileError(AtlasFormatError, FileNotFoundError):
+    """Raised when an atlas folder lacks a file it needs (BrainGlobe: FileNotFoundError)."""
 
 
 class MeshError(AtlasmithError, _MeshioReadError):  # type: ignore[misc]
