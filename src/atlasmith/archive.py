@@ -23,6 +23,7 @@ extracted file gets mode 0644 (0755 when an execute bit was set), every folder 0
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -50,6 +51,7 @@ __all__ = [
     "read_manifest",
     "safe_extract",
     "sha256_file",
+    "top_folder",
     "verify_folder",
     "write_manifest",
 ]
@@ -528,6 +530,29 @@ def _copy_member(
         remaining -= len(block)
         if out is not None:
             out.write(block)
+
+
+class _FirstMember(Exception):
+    """Stops the walk after the first member."""
+
+
+def top_folder(path: str | Path | IO[bytes]) -> str:
+    """The top-level folder of an archive, read from its first member only.
+
+    Raises
+    ------
+    ArchiveError
+        When the file is not gzip, is corrupt, or its first member is unsafe.
+    """
+    checker = _Checker(_source_name(path), DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS)
+
+    def visit(tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str) -> None:
+        raise _FirstMember
+
+    with contextlib.suppress(_FirstMember):
+        _walk(path, checker, visit)
+    assert checker.top is not None
+    return checker.top
 
 
 def safe_extract(

@@ -1,0 +1,226 @@
+"""Client settings: where atlases come from, where they are kept, and whether to go online.
+
+Sources, later ones winning:
+
+1. built-in defaults (cache ``~/.brainglobe``, as BrainGlobe keeps it);
+2. the config file ``~/.config/atlasmith/config.toml`` (``platformdirs.user_config_path``);
+3. environment variables ``ATLASMITH_REPOSITORY``, ``ATLASMITH_CACHE_DIR``,
+   ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``;
+4. explicit arguments (command-line options).
+
+The config file is TOML with these keys, all optional::
+
+    repository = "https://atlases.example.org/"   # URL or folder
+    cache_dir = "/data/atlases"                   # where atlases are installed
+    offline = false                               # never touch the network
+    token = "..."                                 # upload token (publish only)
+    timeout = 30.0                                # seconds without data before a retry
+    retries = 5                                   # attempts per download
+
+Unknown keys are refused, so that a typo does not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from atlasmith.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_REPOSITORY",
+    "ENV_VARS",
+    "Settings",
+    "config_path",
+    "load_settings",
+    "parse_bool",
+    "read_config_file",
+    "resolve_settings",
+]
+
+#: BrainGlobe's atlas repository (GIN). It has no index.json: atlases from it are installed
+#: without a hash check (with a warning). Point ``repository`` at an atlasmith repository to
+#: get verified downloads.
+DEFAULT_REPOSITORY = "https://gin.g-node.org/brainglobe/atlases/raw/master/"
+ENV_VARS = {
+    "repository": "ATLASMITH_REPOSITORY",
+    "cache_dir": "ATLASMITH_CACHE_DIR",
+    "offline": "ATLASMITH_OFFLINE",
+    "token": "ATLASMITH_TOKEN",
+}
+_KEYS = ("repository", "cache_dir", "offline", "token", "timeout", "retries")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved client settings.
+
+    Attributes
+    ----------
+    repository : str
+        URL (``http(s)://``) or folder of the atlas repository.
+    cache_dir : Path
+        Folder holding installed atlases (``NAME_RESum_vM.m``), BrainGlobe's layout.
+    offline : bool
+        When True nothing touches the network; only installed atlases are usable.
+    token : str or None
+        Upload token (never sent with downloads).
+    timeout : float
+        Seconds to wait for a connection or for data before retrying.
+    retries : int
+        Attempts per download before giving up.
+    """
+
+    repository: str = DEFAULT_REPOSITORY
+    cache_dir: Path = Path("~/.brainglobe")
+    offline: bool = False
+    token: str | None = None
+    timeout: float = 30.0
+    retries: int = 5
+
+
+def config_path() -> Path:
+    """Path of the user's config file, ``~/.config/atlasmith/config.toml`` on Linux."""
+    import platformdirs
+
+    return platformdirs.user_config_path("atlasmith") / "config.toml"
+
+
+def parse_bool(value: str, where: str) -> bool:
+    """Parse ``1/0/true/false/yes/no/on/off`` (any case); ConfigError otherwise.
+
+    >>> parse_bool("Yes", "ATLASMITH_OFFLINE"), parse_bool("0", "ATLASMITH_OFFLINE")
+    (True, False)
+    """
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{where} must be 1 or 0 (or true/false), got {value!r}.")
+
+
+def _from_file(data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Check the keys and types of the config file's table."""
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; the valid keys are {', '.join(_KEYS)}."
+        )
+    types: dict[str, tuple[type, ...]] = {
+        "repository": (str,),
+        "cache_dir": (str,),
+        "offline": (bool,),
+        "token": (str,),
+        "timeout": (int, float),
+        "retries": (int,),
+    }
+    for key, value in data.items():
+        if not isinstance(value, types[key]) or (key != "offline" and isinstance(value, bool)):
+            names = " or ".join(t.__name__ for t in types[key])
+            raise ConfigError(f"{path}: {key} must be a {names}, got {value!r}.")
+    return dict(data)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, var in ENV_VARS.items():
+        value = env.get(var)
+        if value is None or (value == "" and key != "offline"):
+            continue
+        found[key] = parse_bool(value, var) if key == "offline" else value
+    return found
+
+
+def resolve_settings(
+    file_values: Mapping[str, Any],
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    file_name: str = "config.toml",
+) -> Settings:
+    """Merge defaults, config file, environment and explicit values (pure).
+
+    ``None`` in ``overrides`` means "not given".
+
+    >>> resolve_settings({"offline": True}, {"ATLASMITH_OFFLINE": "0"}, {}).offline
+    False
+    """
+    merged: dict[str, Any] = {}
+    merged.update(_from_file(file_values, file_name))
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(Settings(), **{k: v for k, v in merged.items() if k in _KEYS})
+    return _normalised(settings)
+
+
+def _normalised(settings: Settings) -> Settings:
+    if settings.timeout <= 0 or settings.retries < 1:
+        raise ConfigError(
+            f"timeout must be > 0 and retries >= 1, got timeout={settings.timeout!r}, "
+            f"retries={settings.retries!r}."
+        )
+    repository = str(settings.repository).strip()
+    if not repository:
+        raise ConfigError("The repository is empty: set ATLASMITH_REPOSITORY to a URL or folder.")
+    cache_dir = Path(os.path.expandvars(str(settings.cache_dir))).expanduser()
+    return replace(
+        settings, repository=repository, cache_dir=cache_dir, timeout=float(settings.timeout)
+    )
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The config file's table, or {} when the file does not exist."""
+    try:
+        with open(path, "rb") as stream:
+            return tomllib.load(stream)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}. Fix or remove the file.") from err
+    except OSError as err:
+        raise ConfigError(f"Cannot read the config file {path}: {err.strerror}.") from err
+
+
+def load_settings(
+    repository: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    offline: bool | None = None,
+    token: str | None = None,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the config file and the environment and apply explicit values on top.
+
+    Parameters
+    ----------
+    repository, cache_dir, offline, token
+        Explicit values (command-line options); None means "not given".
+    config_file : str or Path, optional
+        Config file to read instead of :func:`config_path`.
+    env : Mapping, optional
+        Environment to read instead of ``os.environ``.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable or invalid config file or environment variable.
+    """
+    path = Path(config_file) if config_file is not None else config_path()
+    overrides = {
+        "repository": None if repository is None else str(repository),
+        "cache_dir": cache_dir,
+        "offline": offline,
+        "token": token,
+    }
+    environ = os.environ if env is None else env
+    return resolve_settings(read_config_file(path), environ, overrides, str(path))

@@ -1,0 +1,358 @@
+"""Downloads that survive bad networks: timeouts, retries with backoff, resume, hashing.
+
+:func:`download_file` streams a file into ``<dest>.part`` while hashing it, resumes an existing
+``.part`` with an HTTP ``Range`` request (checking ``Content-Range``), retries on connection
+errors, timeouts, 5xx and 429 answers with exponential backoff (attempts that received data do
+not count against the limit), and renames the file into place only when its size and sha256
+match the expected ones. A local path or ``file://`` URL is copied the same way.
+Nothing is ever sent but a plain GET: no credentials travel with downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from atlasmith.errors import DownloadError, IntegrityError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "ProgressCallback",
+    "backoff_delay",
+    "download_file",
+    "fetch_bytes",
+    "is_remote",
+    "join_location",
+    "make_client",
+]
+
+#: (completed bytes, total bytes or 0 when unknown)
+ProgressCallback = Callable[[int, int], None]
+CHUNK_SIZE = 1024 * 1024
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def _user_agent() -> str:
+    from atlasmith import __version__
+
+    return f"atlasmith/{__version__}"
+
+
+def is_remote(location: str) -> bool:
+    """Whether a repository location is an HTTP(S) URL (and not a folder)."""
+    return location.startswith(("http://", "https://"))
+
+
+def join_location(base: str, name: str) -> str:
+    """The URL or path of file ``name`` in the repository at ``base``.
+
+    >>> join_location("https://host/atlases", "index.json")
+    'https://host/atlases/index.json'
+    >>> join_location("/srv/atlases/", "index.json")
+    '/srv/atlases/index.json'
+    """
+    if base.startswith("file://"):
+        base = base.removeprefix("file://")
+    return f"{base.rstrip('/')}/{name}"
+
+
+def make_client(timeout: float) -> httpx.Client:
+    """An HTTP client with a timeout on every phase and our User-Agent."""
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout),
+        headers={"User-Agent": _user_agent(), "Accept-Encoding": "identity"},
+        follow_redirects=True,
+    )
+
+
+def backoff_delay(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered.
+
+    >>> 0.5 <= backoff_delay(1) <= 0.625 and 10.0 <= backoff_delay(20) <= 12.5
+    True
+    """
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    return float(delay * (1 + random.random() / 4))
+
+
+# --- small files (index.json, last_versions.conf) --------------------------------------
+
+
+def fetch_bytes(
+    location: str, timeout: float = 30.0, retries: int = 5, max_bytes: int = 64 * 1024**2
+) -> bytes | None:
+    """Read a small file of a repository; None when it does not exist (HTTP 404/410).
+
+    Raises
+    ------
+    DownloadError
+        When the server cannot be reached or keeps failing after ``retries`` attempts, or the
+        file is larger than ``max_bytes``.
+    """
+    if not is_remote(location):
+        path = Path(location.removeprefix("file://"))
+        return path.read_bytes() if path.is_file() else None
+    with make_client(timeout) as client:
+        for attempt in range(1, retries + 1):
+            try:
+                response = client.get(location)
+            except httpx.TransportError as err:
+                _give_up_or_wait(location, attempt, retries, str(err) or type(err).__name__)
+                continue
+            if response.status_code in (404, 410):
+                return None
+            if response.status_code in _RETRY_STATUS:
+                _give_up_or_wait(location, attempt, retries, f"HTTP {response.status_code}")
+                continue
+            _check_status(location, response.status_code)
+            if len(response.content) > max_bytes:
+                raise DownloadError(f"{location} is larger than {max_bytes} bytes: not an index.")
+            return response.content
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _give_up_or_wait(location: str, attempt: int, retries: int, reason: str) -> None:
+    if attempt >= retries:
+        raise DownloadError(
+            f"Download of {location} failed after {retries} attempts ({reason}). Check the "
+            "network and the repository URL (ATLASMITH_REPOSITORY); run the command again to "
+            "resume, or set ATLASMITH_OFFLINE=1 to work with installed atlases."
+        )
+    time.sleep(backoff_delay(attempt))
+
+
+def _check_status(location: str, status: int) -> None:
+    if status >= 400:
+        hint = "the repository lists it but does not serve it" if status == 404 else "refused"
+        raise DownloadError(
+            f"Download of {location} failed: HTTP {status} ({hint}). Check the repository URL "
+            "or report it to the repository's maintainers."
+        )
+
+
+# --- large files ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Part:
+    """A partial download on disk and the running hash of its bytes."""
+
+    path: Path
+    digest: hashlib._Hash
+    size: int = 0
+
+    @classmethod
+    def open(cls, path: Path) -> _Part:
+        """Hash what an earlier attempt left, so the download can resume after it."""
+        part = cls(path, hashlib.sha256())
+        if path.is_file():
+            with open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(CHUNK_SIZE), b""):
+                    part.digest.update(block)
+                    part.size += len(block)
+        return part
+
+    def restart(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.digest, self.size = hashlib.sha256(), 0
+
+
+class _Restart(Exception):
+    """The server ignored or mis-answered the Range request: start from byte 0."""
+
+
+def download_file(
+    location: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    size: int | None = None,
+    timeout: float = 30.0,
+    retries: int = 5,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Download (or copy) a file to ``dest``, resuming, retrying and verifying it.
+
+    Parameters
+    ----------
+    location : str
+        ``http(s)://`` URL, ``file://`` URL or local path.
+    dest : str or Path
+        Final path; the data goes to ``dest + ".part"`` first, which a later call resumes.
+    sha256, size : optional
+        Expected hash and size. A mismatch removes the ``.part`` file and raises.
+    timeout : float
+        Seconds without progress (connect or read) before an attempt is abandoned.
+    retries : int
+        Attempts that fail without receiving any data, before giving up.
+    progress : callable, optional
+        ``progress(completed, total)`` after each chunk (BrainGlobe's ``fn_update``).
+
+    Returns
+    -------
+    Path
+        ``dest``, complete and verified.
+
+    Raises
+    ------
+    DownloadError
+        The server could not be reached or kept failing.
+    IntegrityError
+        The size or sha256 of the complete file is not the expected one.
+    """
+    target = Path(dest)
+    part = _Part.open(target.with_name(target.name + ".part"))
+    if size is not None and part.size > size:
+        part.restart()
+    if is_remote(location):
+        _fetch_remote(location, part, size, timeout, retries, progress)
+    else:
+        _copy_local(location, part, progress, size)
+    _verify(location, part, sha256, size)
+    os.replace(part.path, target)
+    return target
+
+
+def _verify(location: str, part: _Part, sha256: str | None, size: int | None) -> None:
+    got = part.digest.hexdigest()
+    if size is not None and part.size != size:
+        part.restart()
+        raise IntegrityError(
+            f"Download of {location} has {part.size} bytes, the index says {size}. The partial "
+            "file was removed; run the command again."
+        )
+    if sha256 is not None and got != sha256.lower():
+        part.restart()
+        raise IntegrityError(
+            f"Download of {location} is corrupt: sha256 expected {sha256}, got {got}. Nothing "
+            "was installed and the bad file was removed; run the command again, and report it "
+            "to the repository's maintainers if it happens again."
+        )
+
+
+def _copy_local(
+    location: str, part: _Part, progress: ProgressCallback | None, size: int | None
+) -> None:
+    source = Path(location.removeprefix("file://"))
+    try:
+        total = source.stat().st_size
+        with open(source, "rb") as src, open(part.path, "ab") as out:
+            src.seek(part.size)
+            _pump(src.read, out, part, total, size, progress)
+    except FileNotFoundError as err:
+        raise DownloadError(
+            f"{source} does not exist: the repository lists it but the file is missing."
+        ) from err
+
+
+def _pump(
+    read: Callable[[int], bytes],
+    out: IO[bytes],
+    part: _Part,
+    total: int,
+    size: int | None,
+    progress: ProgressCallback | None,
+) -> None:
+    """Copy blocks from ``read`` to ``out`` while hashing; stop a file larger than expected."""
+    for block in iter(lambda: read(CHUNK_SIZE), b""):
+        _append(block, out, part, total, size, progress)
+
+
+def _append(
+    block: bytes,
+    out: IO[bytes],
+    part: _Part,
+    total: int,
+    size: int | None,
+    progress: ProgressCallback | None,
+) -> None:
+    out.write(block)
+    part.digest.update(block)
+    part.size += len(block)
+    if size is not None and part.size > size:
+        out.close()
+        part.restart()
+        raise IntegrityError(
+            f"The server sent more than the {size} bytes the index lists for this file; the "
+            "download was stopped and removed. Report it to the repository's maintainers."
+        )
+    if progress is not None:
+        progress(part.size, total)
+
+
+def _fetch_remote(
+    url: str,
+    part: _Part,
+    size: int | None,
+    timeout: float,
+    retries: int,
+    progress: ProgressCallback | None,
+) -> None:
+    failures = 0
+    with make_client(timeout) as client:
+        while size is None or part.size < size:
+            before = part.size
+            try:
+                if _attempt(client, url, part, size, progress):
+                    return
+                reason = "incomplete answer"
+            except _Restart:
+                part.restart()
+                continue
+            except httpx.TransportError as err:
+                reason = str(err) or type(err).__name__
+            except _RetryableStatus as err:
+                reason = str(err)
+            failures = 0 if part.size > before else failures + 1
+            if failures:
+                _give_up_or_wait(url, failures, retries, reason)
+
+
+class _RetryableStatus(Exception):
+    """A 5xx or 429 answer, worth another try."""
+
+
+def _attempt(
+    client: httpx.Client,
+    url: str,
+    part: _Part,
+    size: int | None,
+    progress: ProgressCallback | None,
+) -> bool:
+    """One GET (ranged when resuming); True when the file is complete."""
+    headers = {"Range": f"bytes={part.size}-"} if part.size else {}
+    with client.stream("GET", url, headers=headers) as response:
+        total = _check_answer(url, response, part, size)
+        with open(part.path, "ab", buffering=CHUNK_SIZE) as out:
+            # network-sized blocks: a dropped connection keeps every byte received so far
+            for block in response.iter_raw():
+                _append(block, out, part, total, size, progress)
+    return total == 0 or part.size >= total  # unknown total: the stream ended cleanly
+
+
+def _check_answer(url: str, response: httpx.Response, part: _Part, size: int | None) -> int:
+    """Validate status and Content-Range; return the total size (0 if unknown)."""
+    status = response.status_code
+    if status in _RETRY_STATUS:
+        raise _RetryableStatus(f"HTTP {status}")
+    if status == 416:  # the .part is as long as (or longer than) the file: start again
+        raise _Restart
+    _check_status(url, status)
+    length = int(response.headers.get("Content-Length", "0") or 0)
+    if status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if match is None or int(match[1]) != part.size:
+            raise _Restart
+        return int(match[3]) if match[3] != "*" else (size or 0)
+    if part.size:  # a 200 answer to a Range request: the whole file comes again
+        raise _Restart
+    return length or (size or 0)
