@@ -616,6 +616,39 @@ class Atlas:
         mask: npt.NDArray[Any] = self._tree.map_labels(self.annotation, values)
         return mask
 
+    def structure_statistics(self) -> pd.DataFrame:
+        """Size and position of every structure, its descendants included.
+
+        One blocked pass over the annotation: per-axis histograms of compact labels
+        (``np.bincount``), summed over each subtree with the ancestor table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by id, in structures.json order, with ``acronym``, ``name``, ``voxels``
+            (including descendants), ``own_voxels`` (labelled with the id itself),
+            ``volume_mm3``, ``bbox_min_0..2`` and ``bbox_max_0..2`` (inclusive voxel indices,
+            <NA> for an empty structure) and ``centroid_um_0..2`` (voxel ``i`` at
+            ``i * resolution``, NaN for an empty structure).
+        """
+        import pandas as pd
+
+        tree = self._tree
+        profiles = _axis_profiles(self.annotation, tree)
+        subtree = _subtree_matrix(tree)
+        columns: dict[str, Any] = {
+            "acronym": [s.acronym for s in tree],
+            "name": [s.name for s in tree],
+        }
+        totals = profiles[0].sum(axis=0)
+        columns["voxels"] = (totals @ subtree)[1:].astype(np.int64)
+        columns["own_voxels"] = totals[1:].astype(np.int64)
+        voxel_mm3 = float(np.prod(self.resolution)) * 1e-9
+        columns["volume_mm3"] = columns["voxels"] * voxel_mm3
+        for axis, profile in enumerate(profiles):
+            _add_axis_columns(columns, axis, profile @ subtree, self.resolution[axis])
+        return pd.DataFrame(columns, index=pd.Index(tree.ids, name="id"))
+
     # --- meshes ------------------------------------------------------------------------------
 
     def mesh_from_structure(self, structure: Any) -> Any:
@@ -651,3 +684,60 @@ def _check_level(level: Any) -> int:
     if level < 0:
         raise HierarchyLevelError("hierarchy_level must be non-negative")
     return int(level)
+
+
+_STATS_BLOCK = 1 << 22  # voxels per block of the statistics pass
+
+
+def _axis_profiles(
+    annotation: npt.NDArray[Any], tree: StructureTree
+) -> list[npt.NDArray[np.float64]]:
+    """Per axis, a (length, N + 1) histogram: voxels of each compact label at each index."""
+    n_labels = len(tree) + 1
+    shape = annotation.shape
+    hists = [np.zeros(length * n_labels, dtype=np.int64) for length in shape]
+    plane = shape[1] * shape[2]
+    rows = max(1, _STATS_BLOCK // max(plane, 1))
+    offsets1 = np.repeat(np.arange(shape[1]) * n_labels, shape[2])
+    offsets2 = np.tile(np.arange(shape[2]) * n_labels, shape[1])
+    for start in range(0, shape[0], rows):
+        block = tree.compact(annotation[start : start + rows]).reshape(-1, plane)
+        k = block.shape[0]
+        offsets0 = (np.arange(start, start + k) * n_labels)[:, np.newaxis]
+        hists[0] += np.bincount((block + offsets0).ravel(), minlength=hists[0].size)
+        hists[1] += np.bincount((block + offsets1).ravel(), minlength=hists[1].size)
+        hists[2] += np.bincount((block + offsets2).ravel(), minlength=hists[2].size)
+    return [
+        h.reshape(length, n_labels).astype(np.float64)
+        for h, length in zip(hists, shape, strict=True)
+    ]
+
+
+def _subtree_matrix(tree: StructureTree) -> npt.NDArray[np.float64]:
+    """(N + 1, N + 1) matrix M with M[c, s] = 1 when compact label c is in the subtree of s."""
+    n = len(tree) + 1
+    matrix = np.zeros((n, n), dtype=np.float64)
+    columns = np.broadcast_to(np.arange(n), tree.ancestor_table.shape)
+    matrix[columns.ravel(), tree.ancestor_table.ravel()] = 1.0
+    matrix[0, :] = 0.0
+    return matrix
+
+
+def _add_axis_columns(
+    columns: dict[str, Any], axis: int, profile: npt.NDArray[np.float64], resolution: float
+) -> None:
+    """Bounding box and centroid columns for one axis from its subtree-summed histogram."""
+    import pandas as pd
+
+    occupied = profile[:, 1:] > 0
+    empty = ~occupied.any(axis=0)
+    first = occupied.argmax(axis=0)
+    last = profile.shape[0] - 1 - occupied[::-1].argmax(axis=0)
+    counts = profile[:, 1:].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centroid = (np.arange(profile.shape[0]) @ profile[:, 1:]) / counts
+    columns[f"bbox_min_{axis}"] = pd.array(np.where(empty, 0, first), dtype="Int64")
+    columns[f"bbox_max_{axis}"] = pd.array(np.where(empty, 0, last), dtype="Int64")
+    columns[f"bbox_min_{axis}"][empty] = pd.NA
+    columns[f"bbox_max_{axis}"][empty] = pd.NA
+    columns[f"centroid_um_{axis}"] = np.where(empty, np.nan, centroid * resolution)
