@@ -25,7 +25,9 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
-from atlasmith.repository import LocalRepository, Repository, open_repository
+from atlasmith.repository import HttpRepository, LocalRepository, Repository, open_repository
+from atlasmith.server import serve_in_thread
+from atlasmith.tokens import TokenStore
 from repo_helpers import PackageFactory
 
 
@@ -50,11 +52,19 @@ def _local_raw(root: Path) -> Callable[[str], bytes | None]:
     return read
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "http"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    root = tmp_path / "repo"
     if request.param == "local":
-        root = tmp_path / "repo"
         yield Backend(LocalRepository(root), _local_raw(root))
+    elif request.param == "http":
+        token_file = tmp_path / "config" / "tokens.json"
+        token = TokenStore(token_file).add("maintainer")
+        with (
+            serve_in_thread(root, token_file=token_file) as url,
+            HttpRepository(url, token=token) as repo,
+        ):
+            yield Backend(repo, _local_raw(root))
 
 
 def snapshot(backend: Backend) -> dict[str, bytes | None]:
@@ -201,5 +211,7 @@ def test_names_outside_the_layout_are_refused(backend: Backend, name: str) -> No
 def test_open_repository_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(open_repository(tmp_path), LocalRepository)
     assert isinstance(open_repository(f"file://{tmp_path}"), LocalRepository)
+    with open_repository("https://atlases.example.org/") as http:  # type: ignore[attr-defined]
+        assert isinstance(http, HttpRepository)
     with pytest.raises(RepositoryError, match="unsupported"):
         open_repository("ftp://example.org/atlases")

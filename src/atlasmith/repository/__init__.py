@@ -12,6 +12,7 @@ from pathlib import Path
 from atlasmith.errors import RepositoryError
 from atlasmith.repository._base import CONF_NAMES, INDEX_NAME, Repository, StorageRepository
 from atlasmith.repository._check import CheckedArchive, check_archive, split_archive_name
+from atlasmith.repository._http import HttpRepository
 from atlasmith.repository._index import IndexEntry, RepositoryIndex, parse_version
 from atlasmith.repository._local import LocalRepository
 
@@ -19,6 +20,7 @@ __all__ = [
     "CONF_NAMES",
     "INDEX_NAME",
     "CheckedArchive",
+    "HttpRepository",
     "IndexEntry",
     "LocalRepository",
     "Repository",
@@ -50,6 +52,8 @@ def open_repository(location: str | Path, token: str | None = None) -> Repositor
     []
     """
     text = str(location)
+    if text.startswith(("http://", "https://")):
+        return HttpRepository(text, token=token)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
     elif "://" in text:

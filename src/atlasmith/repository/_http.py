@@ -1,0 +1,182 @@
+"""A repository over HTTP(S): reads from any static web server, writes through atlasmith's
+server (``PUT /atlases/<archive>`` with a member's bearer token)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+import httpx
+
+from atlasmith import errors
+from atlasmith.errors import (
+    ArchiveError,
+    AtlasExistsError,
+    AtlasmithError,
+    AtlasNotFoundError,
+    AuthenticationError,
+    RepositoryError,
+    ValidationError,
+)
+from atlasmith.repository._base import Repository
+from atlasmith.repository._check import split_archive_name
+from atlasmith.repository._index import IndexEntry
+
+__all__ = ["HttpRepository"]
+
+_CHUNK = 1024 * 1024
+_STATUS_ERRORS: dict[int, type[AtlasmithError]] = {
+    400: ArchiveError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: AtlasNotFoundError,
+    409: AtlasExistsError,
+    413: ArchiveError,
+    422: ValidationError,
+}
+
+
+class HttpRepository(Repository):
+    """A repository at an ``http(s)://`` URL.
+
+    Parameters
+    ----------
+    url
+        Base URL of the repository (the folder that holds ``index.json``).
+    token
+        A member's upload token (default: ``$ATLASMITH_TOKEN``); needed to publish or yank.
+    client
+        An ``httpx.Client`` to use (e.g. with a custom transport); one with timeouts is
+        created otherwise.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        client: httpx.Client | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.location = url.rstrip("/")
+        self.token = token if token is not None else os.environ.get("ATLASMITH_TOKEN") or None
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+
+    def __repr__(self) -> str:
+        return f"HttpRepository({self.location!r})"
+
+    def close(self) -> None:
+        """Close the HTTP client's connections."""
+        self.client.close()
+
+    def __enter__(self) -> HttpRepository:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def url(self, name: str) -> str:
+        """The URL of a file of the layout."""
+        return f"{self.location}/{name}"
+
+    def read_bytes(self, name: str) -> bytes | None:
+        """The content of a file of the layout, or None when the server answers 404."""
+        response = self._request("GET", name)
+        if response.status_code == 404:
+            return None
+        _raise_for_status(response, name)
+        return response.content
+
+    def _open(self, name: str) -> BinaryIO:
+        spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2)  # noqa: SIM115 (returned)
+        try:
+            self._download(name, spool)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return cast(BinaryIO, spool)
+
+    def _download(self, name: str, out: IO[bytes]) -> None:
+        try:
+            with self.client.stream("GET", self.url(name)) as response:
+                if response.status_code == 404:
+                    raise self._missing(name)
+                _raise_for_status(response, name)
+                for chunk in response.iter_bytes(_CHUNK):
+                    out.write(chunk)
+        except httpx.HTTPError as err:
+            raise RepositoryError(f"Cannot read {self.url(name)}: {err}") from err
+
+    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+        """Upload ``archive`` to the server, which checks it and adds it to the index."""
+        path = Path(archive)
+        atlas_name, version = split_archive_name(path.name)
+        if preview is not None:
+            raise RepositoryError(
+                "An HTTP repository takes the preview from the package (preview.png); "
+                "add it to the package instead of passing a separate file."
+            )
+        if not path.is_file():
+            raise ArchiveError(f"{path} does not exist or is not a file.")
+        with path.open("rb") as stream:
+            response = self._request(
+                "PUT",
+                f"atlases/{path.name}",
+                content=_chunks(stream),
+                headers={"Content-Length": str(path.stat().st_size), **self._auth()},
+            )
+        _raise_for_status(response, path.name)
+        return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])
+
+    def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
+        """Ask the server to yank ``atlas_name`` ``version`` (members only)."""
+        response = self._request(
+            "POST",
+            f"atlases/{atlas_name}/{version}/yank",
+            json={"reason": reason},
+            headers=self._auth(),
+        )
+        _raise_for_status(response, f"{atlas_name} {version}")
+        return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])
+
+    def _auth(self) -> dict[str, str]:
+        if not self.token:
+            raise AuthenticationError(
+                f"Publishing to {self.location} needs a member's token: pass --token, or set "
+                "ATLASMITH_TOKEN (a maintainer creates one with `atlasmith token add NAME`)."
+            )
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _request(self, method: str, name: str, **kwargs: object) -> httpx.Response:
+        try:
+            return self.client.request(method, self.url(name), **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as err:
+            raise RepositoryError(f"{method} {self.url(name)} failed: {err}") from err
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(_CHUNK):
+        yield chunk
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    """Turn an error status into the matching atlasmith error, with the server's reason."""
+    if response.status_code < 400:
+        return
+    cls = _STATUS_ERRORS.get(response.status_code, RepositoryError)
+    named = getattr(errors, response.headers.get("x-atlasmith-error", ""), None)
+    if isinstance(named, type) and issubclass(named, AtlasmithError):
+        cls = named
+    raise cls(f"{response.request.method} {response.url}: {_reason(response)} ({what}).")
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        response.read()
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError, httpx.HTTPError):
+        detail = None
+    return f"{response.status_code} {detail or response.reason_phrase}"

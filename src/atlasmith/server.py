@@ -1,0 +1,339 @@
+"""The HTTP repository server: serves a repository folder read-only to anyone, with Range and
+ETag support, and accepts uploads from members of the atlas team (bearer tokens).
+
+``make_app(repository)`` builds the ASGI app; ``serve`` runs it with uvicorn;
+``serve_in_thread`` runs it on loopback for tests and demos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import BaseModel
+
+from atlasmith import __version__
+from atlasmith.errors import (
+    ArchiveError,
+    AtlasExistsError,
+    AtlasmithError,
+    AtlasNotFoundError,
+    ConfigError,
+    IntegrityError,
+    RepositoryError,
+    ValidationError,
+)
+from atlasmith.repository import LocalRepository, split_archive_name
+from atlasmith.repository._base import plain_index_html
+from atlasmith.tokens import TokenStore
+
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "make_app", "serve", "serve_in_thread"]
+
+#: Largest upload the server accepts by default (20 GiB).
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
+_log = logging.getLogger("atlasmith.server")
+_SERVED = re.compile(
+    r"^(?:index\.json|last_versions\.conf|latest_versions\.conf|index\.html"
+    r"|[a-z0-9][a-z0-9_.-]*\.tar\.gz"
+    r"|(?:previews|structures|atlases|static)/[A-Za-z0-9][A-Za-z0-9_.-]*)$"
+)
+_CHUNK = 1024 * 1024
+
+
+class UploadResult(BaseModel):
+    """What the server answers to an accepted upload or yank."""
+
+    atlas_name: str
+    version: str
+    entry: dict[str, Any]
+
+
+class YankRequest(BaseModel):
+    """Body of a yank request."""
+
+    reason: str | None = None
+
+
+def make_app(
+    repository: LocalRepository,
+    tokens: TokenStore | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> FastAPI:
+    """Build the ASGI app that serves ``repository``.
+
+    Parameters
+    ----------
+    repository
+        The repository folder to serve (read-only to everyone).
+    tokens
+        Members' upload tokens. Without it, uploads are refused (read-only server).
+        The token file must not be inside the served folder.
+    max_upload_bytes
+        Uploads larger than this are refused with 413 before they are stored.
+
+    Returns
+    -------
+    FastAPI
+        Routes: ``GET /``, ``GET /health``, ``GET|HEAD /<file>`` (the repository layout),
+        ``PUT /atlases/<archive>`` (upload), ``POST /atlases/<atlas>/<version>/yank``.
+    """
+    if tokens is not None and tokens.path.resolve().is_relative_to(repository.root):
+        raise ConfigError(
+            f"The token file {tokens.path} is inside the served folder {repository.root}; "
+            "move it elsewhere (--token-file or ATLASMITH_TOKEN_FILE)."
+        )
+    app = FastAPI(title="atlasmith repository", version=__version__)
+    app.state.repository = repository
+    app.state.tokens = tokens
+    app.state.max_upload_bytes = max_upload_bytes
+    _add_read_routes(app, repository)
+    _add_write_routes(app)
+    return app
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness check: the server answers and can read its index."""
+        return {"status": "ok", "atlases": len(repository.read_index().names())}
+
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    def home(request: Request) -> Response:
+        """The web page listing the atlases."""
+        page = repository.path("index.html")
+        if page.is_file():
+            return _file_response(request, page)
+        return HTMLResponse(plain_index_html(repository.read_index()))
+
+    @app.api_route("/{file_path:path}", methods=["GET", "HEAD"])
+    def get_file(request: Request, file_path: str) -> Response:
+        """A file of the repository layout (Range, ETag and If-None-Match supported)."""
+        return _file_response(request, _served_path(repository, file_path))
+
+
+def _served_path(repository: LocalRepository, file_path: str) -> Path:
+    """The file to serve, or 404 for anything outside the published layout."""
+    if _SERVED.match(file_path) is None or "/." in file_path:
+        raise HTTPException(status_code=404, detail=f"No such file: {file_path}")
+    try:
+        path = repository.path(file_path)
+    except RepositoryError as err:
+        raise HTTPException(status_code=404, detail=f"No such file: {file_path}") from err
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail=f"No such file: {file_path}")
+    return path
+
+
+def _file_response(request: Request, path: Path) -> Response:
+    headers = {"Cache-Control": _cache_control(path)}
+    response = FileResponse(path, headers=headers, stat_result=path.stat())
+    if _not_modified(request, response.headers["etag"]):
+        return Response(status_code=304, headers={"etag": response.headers["etag"]})
+    return response
+
+
+def _cache_control(path: Path) -> str:
+    # archives, previews and structure copies of a version never change; indexes do
+    immutable = path.name.endswith((".tar.gz", ".png")) or path.parent.name == "structures"
+    return "public, max-age=31536000, immutable" if immutable else "no-cache"
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    wanted = request.headers.get("if-none-match")
+    if wanted is None:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in wanted.split(",")]
+    return "*" in tags or etag in tags
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+_ERROR_STATUS: tuple[tuple[type[AtlasmithError], int], ...] = (
+    (AtlasExistsError, 409),
+    (AtlasNotFoundError, 404),
+    (ValidationError, 422),
+    (IntegrityError, 422),
+    (ArchiveError, 400),
+)
+
+
+def _status_for(err: AtlasmithError) -> int:
+    return next((code for cls, code in _ERROR_STATUS if isinstance(err, cls)), 500)
+
+
+def _member(app: FastAPI, authorization: str | None) -> str:
+    """The member presenting the token: 401 without one, 403 with one that is not valid."""
+    tokens: TokenStore | None = app.state.tokens
+    if authorization is None or not authorization.lower().startswith("bearer "):
+        raise HTTPException(
+            status_code=401,
+            detail="Uploads need a member's token: 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    member = tokens.check(authorization[7:].strip()) if tokens is not None else None
+    if member is None:
+        raise HTTPException(status_code=403, detail="This token is not valid for uploads.")
+    return member
+
+
+def _add_write_routes(app: FastAPI) -> None:
+    repository: LocalRepository = app.state.repository
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"description": text}
+        for code, text in (
+            (400, "not an atlas archive, or unsafe"),
+            (401, "no token"),
+            (403, "token not valid"),
+            (409, "this version is already published"),
+            (413, "archive too large"),
+            (422, "package fails validation"),
+        )
+    }
+
+    @app.put("/atlases/{file_name}", status_code=201, responses=responses)
+    async def upload(
+        request: Request,
+        file_name: Annotated[str, PathParam(max_length=255)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> UploadResult:
+        """Publish an archive (members only): streamed, checked, then added to the index."""
+        member = _member(app, authorization)
+        atlas_name, version = _archive_name(file_name)
+        if repository.read_index().get(atlas_name, version) is not None:
+            raise HTTPException(409, f"{atlas_name} {version} is already published.")
+        with tempfile.TemporaryDirectory(prefix="atlasmith-upload-") as tmp:
+            path = Path(tmp) / file_name
+            await _receive(request, path, app.state.max_upload_bytes)
+            entry = await run_in_threadpool(_call, repository.publish, path)
+        _log.info("%s published %s (%d bytes)", member, entry.archive, entry.size)
+        return UploadResult(atlas_name=atlas_name, version=version, entry=entry.to_dict())
+
+    @app.post("/atlases/{atlas_name}/{version}/yank", responses=responses)
+    def yank(
+        atlas_name: Annotated[str, PathParam(max_length=255)],
+        version: Annotated[str, PathParam(max_length=32)],
+        body: YankRequest | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> UploadResult:
+        """Withdraw a version (members only): never chosen as latest, still downloadable."""
+        member = _member(app, authorization)
+        reason = body.reason if body is not None else None
+        entry = _call(repository.yank, atlas_name, version, reason)
+        _log.info("%s yanked %s %s", member, atlas_name, version)
+        return UploadResult(atlas_name=atlas_name, version=version, entry=entry.to_dict())
+
+
+def _archive_name(file_name: str) -> tuple[str, str]:
+    try:
+        return split_archive_name(file_name)
+    except ArchiveError as err:
+        raise HTTPException(400, str(err)) from err
+
+
+def _call(function: Any, *args: Any) -> Any:
+    """Run a repository call, turning atlasmith errors into HTTP errors with the reason."""
+    try:
+        return function(*args)
+    except RepositoryError as err:
+        raise HTTPException(503, f"The repository cannot be written now: {err}") from err
+    except AtlasmithError as err:
+        kind = {"X-Atlasmith-Error": type(err).__name__}
+        raise HTTPException(_status_for(err), str(err), headers=kind) from err
+
+
+async def _receive(request: Request, path: Path, limit: int) -> None:
+    """Stream the request body to ``path``; 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"The archive is over the server's limit of {limit} bytes.")
+    size = 0
+    with path.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(
+                    413, f"The archive is over the server's limit of {limit} bytes."
+                )
+            out.write(chunk)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def serve(
+    repository_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token_file: str | Path | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> None:
+    """Serve a repository folder with uvicorn until interrupted (access log on)."""
+    import uvicorn
+
+    app = make_app(LocalRepository(repository_dir), TokenStore(token_file), max_upload_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    repository_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token_file: str | Path | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    access_log: bool = False,
+) -> Iterator[str]:
+    """Run the server in a background thread; yields its base URL and stops it on exit.
+
+    Parameters
+    ----------
+    repository_dir
+        The repository folder to serve.
+    host, port
+        Where to listen; port 0 picks a free port.
+    token_file
+        The members' token file (default: :func:`atlasmith.tokens.default_token_file`).
+    max_upload_bytes
+        Upload size cap.
+    access_log
+        Log every request (uvicorn's access log).
+    """
+    import uvicorn
+
+    app = make_app(LocalRepository(repository_dir), TokenStore(token_file), max_upload_bytes)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=access_log, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="atlasmith-server", daemon=True)
+    thread.start()
+    try:
+        _wait_started(server, thread)
+        bound = server.servers[0].sockets[0].getsockname()
+        yield f"http://{host}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _wait_started(server: Any, thread: threading.Thread, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RepositoryError("The atlasmith server did not start (is the port in use?).")
+        time.sleep(0.02)

@@ -1,0 +1,138 @@
+"""Upload tokens of the atlas team: created once, stored only as hashes, outside the repository.
+
+A token is 256 random bits, so a plain sha256 is enough to store it safely (slow, salted
+hashes protect guessable passwords; nothing about a random token can be guessed), and it lets
+the server find a token with one dictionary lookup instead of trying every stored hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from atlasmith.errors import AtlasExistsError, ConfigError
+
+__all__ = ["TOKEN_FILE_ENV", "TokenStore", "default_token_file"]
+
+#: Environment variable that moves the token file.
+TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
+_FORMAT = "atlasmith-tokens/1"
+_PREFIX = "atm_"
+
+
+def default_token_file() -> Path:
+    """``$ATLASMITH_TOKEN_FILE``, else ``tokens.json`` in the user config folder (platformdirs)."""
+    if os.environ.get(TOKEN_FILE_ENV):
+        return Path(os.environ[TOKEN_FILE_ENV]).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path("atlasmith") / "tokens.json"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """The members' upload tokens, as sha256 hashes in a JSON file (mode 0600).
+
+    Parameters
+    ----------
+    path
+        The token file; default :func:`default_token_file`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> store = TokenStore(pathlib.Path(tempfile.mkdtemp()) / "tokens.json")
+    >>> token = store.add("alice")
+    >>> store.check(token), store.check("atm_wrong")
+    ('alice', None)
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_token_file()
+        self.path = self.path.absolute()
+
+    def __repr__(self) -> str:
+        return f"TokenStore({str(self.path)!r})"
+
+    def add(self, name: str) -> str:
+        """Create a token for member ``name`` and return it (it is not stored, only its hash)."""
+        _check_member(name)
+        token = _PREFIX + secrets.token_urlsafe(32)
+        with self._lock():
+            tokens = self._read()
+            if name in tokens:
+                raise AtlasExistsError(
+                    f"A token named {name!r} exists in {self.path}; revoke it first "
+                    f"(`atlasmith token revoke {name}`) or choose another name."
+                )
+            tokens[name] = {"sha256": _digest(token)}
+            self._write(tokens)
+        return token
+
+    def revoke(self, name: str) -> None:
+        """Remove member ``name``'s token; ConfigError if there is none."""
+        with self._lock():
+            tokens = self._read()
+            if name not in tokens:
+                known = ", ".join(sorted(tokens)) or "none"
+                raise ConfigError(f"No token named {name!r} in {self.path} (tokens: {known}).")
+            del tokens[name]
+            self._write(tokens)
+
+    def names(self) -> list[str]:
+        """Names of the members who hold a token, sorted."""
+        return sorted(self._read())
+
+    def check(self, token: str) -> str | None:
+        """The member a token belongs to, or None when it is not a valid token."""
+        digest = _digest(token)
+        for name, record in self._read().items():
+            if hmac.compare_digest(str(record.get("sha256", "")), digest):
+                return name
+        return None
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"Cannot read the token file {self.path}: {err}") from err
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ConfigError(f"{self.path} is not an atlasmith token file ({_FORMAT}).")
+        return dict(data.get("tokens", {}))
+
+    def _write(self, tokens: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": _FORMAT, "tokens": tokens}, indent=2, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as stream:
+                stream.write(text + "\n")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _lock(self) -> FileLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path) + ".lock", timeout=30)
+
+
+def _check_member(name: str) -> None:
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(
+            f"{name!r} is not a valid token name: use letters, digits, '-', '_' or '.', "
+            "e.g. the member's user name."
+        )
