@@ -51,6 +51,8 @@ __all__ = [
     "check_atlas_name",
     "check_citation",
     "load_script",
+    "make_context",
+    "write_script_template",
 ]
 
 Resolution = tuple[float, float, float]
@@ -357,6 +359,30 @@ def make_context(
     """Build the loaders' context: search ``source_dir``, the script's folder and its project."""
     script_dir = script.path.parent
     search = [Path(source_dir)] if source_dir is not None else []
-    search += [script_dir, script_dir.parent]
+    search += [script_dir, script_dir.parent, script_dir.parent / "data"]
     resolver = SourceResolver(script.sources, search)
     return ScriptContext(resolution=resolution, script_dir=script_dir, resolver=resolver)
+
+
+def write_script_template(name: str, out_dir: str | Path = ".") -> Path:
+    """Write a commented atlas script template ``out_dir/<name>.py`` and return its path.
+
+    Raises
+    ------
+    ScriptError
+        ``name`` is not a valid ``author_species`` atlas name.
+    AtlasExistsError
+        The file already exists.
+    """
+    from importlib.resources import files
+
+    from atlasmith.errors import AtlasExistsError
+
+    check_atlas_name(name, "the new script's name")
+    target = Path(out_dir) / f"{name}.py"
+    if target.exists():
+        raise AtlasExistsError(f"{target} already exists: choose another name or folder.")
+    template = files("atlasmith").joinpath("templates/atlas_script.py.txt").read_text("utf-8")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(template.format(name=name), encoding="utf-8")
+    return target

@@ -1,0 +1,211 @@
+"""BrainGlobe 2.3.1's atlas-generation functions, so BrainGlobe-style scripts run on atlasmith.
+
+Change the imports of a BrainGlobe atlas script::
+
+    from brainglobe_atlasapi.atlas_generation.mesh_utils import construct_meshes_from_annotation
+    from brainglobe_atlasapi.atlas_generation.wrapup import wrapup_atlas_from_data
+
+to ``from atlasmith.compat import construct_meshes_from_annotation, wrapup_atlas_from_data``
+and it builds the same package, with these fixes of BrainGlobe 2.3.1's behaviour:
+
+- validation is a gate: a package that fails a check raises
+  :class:`~atlasmith.errors.ValidationError` and nothing is left behind (BrainGlobe prints the
+  failures and ships the package anyway);
+- ``compress=False`` works and returns the folder (BrainGlobe raises ``UnboundLocalError``);
+- no network: ``atlas_link`` is not fetched;
+- meshes are placed on the voxel grid of the stacks (voxel ``i`` at ``i * resolution`` after
+  reorientation; BrainGlobe's flip is one voxel off);
+- the archive is byte-reproducible and carries a ``manifest.json`` with every file's sha256;
+- an empty ``meshes_dict`` makes atlasmith generate the meshes from the annotation.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atlasmith.build import RawAtlas, prepare_inputs, write_package
+from atlasmith.errors import AtlasExistsError, ScriptError
+
+__all__ = ["construct_meshes_from_annotation", "wrapup_atlas_from_data"]
+
+_MIN_KEEP = 0.05  # decimate_fraction 0 ("reduce as much as possible") keeps 5% of triangles
+
+
+def wrapup_atlas_from_data(
+    atlas_name: str,
+    atlas_minor_version: int | str,
+    citation: str,
+    atlas_link: str,
+    species: str,
+    resolution: Sequence[float],
+    orientation: str | Sequence[str],
+    root_id: int,
+    reference_stack: Any,
+    annotation_stack: Any,
+    structures_list: list[dict[str, Any]],
+    meshes_dict: Mapping[int, str | Path] | None,
+    working_dir: str | Path,
+    atlas_packager: str | None = None,
+    hemispheres_stack: Any = None,
+    cleanup_files: bool = False,
+    compress: bool = True,
+    scale_meshes: bool = False,
+    resolution_mapping: Sequence[int] | None = None,
+    additional_references: Mapping[str, Any] | None = None,
+    additional_metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Package atlas data into a validated BrainGlobe-format folder (and ``.tar.gz``).
+
+    Same signature and meaning as BrainGlobe 2.3.1's function (see the module docstring for
+    the differences).
+
+    Parameters
+    ----------
+    atlas_name : str
+        ``author_species``.
+    atlas_minor_version : int or str
+        Minor data version (the package is ``v1.<minor>``).
+    citation, atlas_link, species : str
+        Credits; the citation holds a DOI or is ``"unpublished"``.
+    resolution : sequence of 3 floats
+        Voxel size in um, in "asr" order.
+    orientation : str or sequence of str
+        brainglobe-space origin of the source stacks.
+    root_id : int
+        Id of the root structure.
+    reference_stack, annotation_stack : ndarray, str or Path
+        Stacks (paths are read with tifffile), in ``orientation``.
+    structures_list : list of dict
+        BrainGlobe structures.
+    meshes_dict : dict of int to path
+        Mesh files (um, or voxel units with ``scale_meshes``), in ``orientation``; empty or
+        None to generate them.
+    working_dir : str or Path
+        Where the folder and the archive are written.
+    atlas_packager : str, optional
+    hemispheres_stack : ndarray, str or Path, optional
+        1 left, 2 right (0 none); when given, the atlas is asymmetric.
+    cleanup_files : bool
+        Remove the folder after making the archive.
+    compress : bool
+        Make the ``.tar.gz``.
+    scale_meshes : bool
+        Multiply mesh points by the resolution (meshes in voxel units).
+    resolution_mapping : sequence of 3 ints, optional
+        Source axis ``k`` has resolution ``resolution[resolution_mapping[k]]`` (anisotropic
+        voxels); by default it is derived from ``orientation``.
+    additional_references : dict of str to ndarray, optional
+    additional_metadata : dict, optional
+        Extra keys for metadata.json.
+    overwrite : bool
+        Replace an existing output instead of raising AtlasExistsError (a FileExistsError).
+
+    Returns
+    -------
+    Path
+        The archive when ``compress``, else the folder.
+    """
+    from atlasmith.orientation import check_origin
+
+    raw = RawAtlas(
+        name=atlas_name,
+        citation=citation,
+        atlas_link=atlas_link,
+        species=species,
+        packager=atlas_packager,
+        orientation=check_origin(orientation),
+        root_id=int(root_id),
+        resolution=(float(resolution[0]), float(resolution[1]), float(resolution[2])),
+        minor_version=atlas_minor_version,
+        reference=reference_stack,
+        annotation=annotation_stack,
+        structures=structures_list,
+        hemispheres=hemispheres_stack,
+        additional_references=dict(additional_references or {}),
+        meshes={int(k): Path(v) for k, v in meshes_dict.items()} if meshes_dict else None,
+        scale_meshes=scale_meshes,
+        mesh_source_resolution=(
+            None
+            if resolution_mapping is None
+            else tuple(float(resolution[int(i)]) for i in resolution_mapping)
+        ),
+        extra_metadata=dict(additional_metadata or {}),
+    )
+    inputs = prepare_inputs(raw)
+    result = write_package(
+        inputs,
+        working_dir,
+        {"compat": "wrapup_atlas_from_data"},
+        overwrite=overwrite,
+        compress=compress,
+    )
+    if result.archive is None:
+        return result.folder
+    if cleanup_files:
+        shutil.rmtree(result.folder)
+    return result.archive
+
+
+def construct_meshes_from_annotation(
+    save_path: str | Path,
+    volume: Any,
+    structures_list: list[dict[str, Any]],
+    closing_n_iters: int = 2,
+    decimate_fraction: float = 0,
+    smooth: bool = False,
+    parallel: bool = True,
+    num_threads: int = -1,
+    verbosity: int = 0,
+) -> dict[int, Path]:
+    """Generate one mesh per structure with voxels, in voxel units, as BrainGlobe 2.3.1 does.
+
+    Meshes are written as ``save_path/<id>.obj`` (existing files are replaced) with vertices
+    in voxel index units and the axes of ``volume``; pass them to
+    :func:`wrapup_atlas_from_data` with ``scale_meshes=True``. atlasmith's engine
+    (:func:`atlasmith.meshes.generate_meshes`) makes them: ``closing_n_iters`` is its closing,
+    ``decimate_fraction`` the fraction kept (0, "as much as possible", keeps 5%), ``smooth``
+    turns its smoothing on. Labels that have no structure are ignored, as BrainGlobe does.
+
+    Returns
+    -------
+    dict of int to Path
+        Structure id to its mesh file.
+
+    Raises
+    ------
+    ScriptError
+        ``num_threads`` is 0 (a ValueError, as in BrainGlobe).
+    """
+    from atlasmith.hierarchy import StructureTree
+    from atlasmith.meshes import MeshParameters, generate_meshes
+
+    if num_threads == 0:
+        raise ScriptError("num_threads must be -1 (automatic) or a positive number, not 0.")
+    target = Path(save_path)
+    if not target.is_dir():
+        raise AtlasExistsError(f"save_path {target} is not an existing folder: create it first.")
+    tree = StructureTree.from_list(structures_list)
+    labels = np.asarray(volume)
+    labels = np.where(np.asarray(tree.compact(labels)) == 0, 0, labels).astype(np.uint32)
+    keep = decimate_fraction if 0 < decimate_fraction <= 1 else _MIN_KEEP
+    default_smoothing = MeshParameters().smoothing
+    params = MeshParameters(
+        smoothing=default_smoothing if smooth else 0, decimate=keep, closing=int(closing_n_iters)
+    )
+    workers = 1 if not parallel else (None if num_threads < 0 else num_threads)
+    kept, _ = tree.present(np.unique(labels[labels != 0]).tolist())
+    with tempfile.TemporaryDirectory(dir=target, prefix=".meshes-") as tmp:
+        made = generate_meshes(labels, kept, 1.0, Path(tmp) / "meshes", params, workers)
+        result = {}
+        for sid, path in made.items():
+            final = target / f"{sid}.obj"
+            shutil.move(str(path), final)
+            result[sid] = final
+    return result
