@@ -19,6 +19,9 @@ _EXPORTS: dict[str, str] = {
     "AtlasMetadata": "atlasmith.metadata",
     "Structure": "atlasmith.hierarchy",
     "StructureTree": "atlasmith.hierarchy",
+    # issue 7: inspection and previews
+    "inspect_atlas": "atlasmith.inspection",
+    "write_package_preview": "atlasmith.previews",
 }
 _ERRORS = importlib.import_module("atlasmith.errors").__all__
 _EXPORTS.update(dict.fromkeys(_ERRORS, "atlasmith.errors"))

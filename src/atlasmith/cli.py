@@ -118,3 +118,31 @@ def new_script_command(name: str, out_dir: str) -> None:
 # --- client: list, install, update, verify, info, remove (issue 6) ----------------------
 
 # --- inspection (issue 7) ----------------------------------------------------------------
+
+
+@main.command("inspect")
+@click.argument("source")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default: ./<atlas folder>-inspection).",
+)
+def inspect_command(source: str, out: str | None) -> None:
+    """Write section and mesh previews and an HTML report for an atlas.
+
+    SOURCE is an atlas folder, a .tar.gz package or the name of an installed atlas.
+    """
+    from atlasmith.errors import AtlasmithError
+    from atlasmith.inspection import inspect_atlas
+
+    try:
+        result = inspect_atlas(source, out)
+    except AtlasmithError as err:
+        raise click.ClickException(str(err)) from err
+    problems = result.mesh_problems
+    click.echo(f"sections: {result.sections}\nmeshes:   {result.meshes}")
+    click.echo(f"mesh checks: {len(result.mesh_checks)}, problems: {len(problems)}")
+    if result.validation_ok is not None:
+        click.echo(f"validation: {'passed' if result.validation_ok else 'FAILED'}")
+    click.echo(f"report:   {result.report}")

@@ -1,0 +1,482 @@
+"""The repository's web pages: a browsable, filterable list of atlases and one page per atlas.
+
+:func:`render_site` turns a :class:`~atlasmith.repository.RepositoryIndex` into static HTML
+pages (``index.html`` and ``atlases/<atlas_name>.html``). ``publish`` and ``yank`` write them
+into the repository and ``atlasmith serve`` serves them at ``/``, so a plain static host shows
+the same site. Every page is self-contained (inline CSS and script), every link is relative,
+and every value from the index or from an atlas is escaped: atlas metadata is untrusted input.
+The shared HTML helpers here are also used by the inspection report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.repository import IndexEntry, RepositoryIndex
+
+__all__ = ["page", "render_site"]
+
+ReadFile = Callable[[str], bytes | None]
+
+_URL_RE = re.compile(r"https?://[^\s<>\"'()\[\]{}]+[^\s<>\"'()\[\]{}.,;:!?]")
+_DOI_RE = re.compile(r"\bdoi:\s*(10\.\d{4,9}/[^\s<>\"']+[^\s<>\"'.,;:!?)])", re.IGNORECASE)
+_SAFE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+CSS = """
+:root { color-scheme: light; --fg: #1b1f24; --muted: #4b5563; --link: #0b57a4;
+  --border: #d0d7de; --soft: #f3f5f8; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--fg); background: #fff; }
+header, main, footer { max-width: 72rem; margin: 0 auto; padding: 0.75rem 1rem; }
+header { border-bottom: 1px solid var(--border); }
+footer { color: var(--muted); font-size: 0.875rem; }
+h1 { font-size: 1.6rem; margin: 0.25rem 0; overflow-wrap: anywhere; }
+h2 { font-size: 1.25rem; margin: 0 0 0.5rem; overflow-wrap: anywhere; }
+h3 { font-size: 1.05rem; margin: 1rem 0 0.25rem; }
+a { color: var(--link); }
+a:focus-visible, input:focus-visible, summary:focus-visible { outline: 3px solid #b45309;
+  outline-offset: 2px; }
+img { max-width: 100%; height: auto; display: block; }
+[hidden] { display: none !important; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: 0.85rem; }
+pre { background: var(--soft); padding: 0.5rem 0.75rem; border-radius: 6px;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
+.hash { overflow-wrap: anywhere; word-break: break-all; }
+.muted { color: var(--muted); }
+.atlases { list-style: none; padding: 0; margin: 1rem 0; display: grid; gap: 1rem;
+  grid-template-columns: repeat(auto-fill, minmax(min(100%, 24rem), 1fr)); }
+.atlases > li { min-width: 0; }
+article.card { border: 1px solid var(--border); border-radius: 8px; padding: 1rem;
+  height: 100%; }
+dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr);
+  gap: 0.15rem 0.75rem; margin: 0.75rem 0; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
+.download { display: inline-block; padding: 0.4rem 0.8rem; border-radius: 6px;
+  background: #0b57a4; color: #fff; text-decoration: none; font-weight: 600; }
+.download:hover { background: #094a8c; }
+.filter label { display: block; font-weight: 600; margin-bottom: 0.25rem; }
+.filter input { width: 100%; max-width: 28rem; font-size: 1rem; padding: 0.45rem 0.6rem;
+  border: 1px solid #6b7280; border-radius: 6px; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid var(--border);
+  vertical-align: top; overflow-wrap: anywhere; }
+.tree, .tree ul { list-style: none; padding-left: 1.1rem; margin: 0; }
+.tree { padding-left: 0; }
+.swatch { display: inline-block; width: 0.8rem; height: 0.8rem; border: 1px solid #555;
+  vertical-align: -0.1rem; margin-right: 0.3rem; }
+.ok { color: #166534; } .bad { color: #991b1b; font-weight: 600; }
+"""
+
+_FILTER_JS = """
+(function () {
+  var input = document.getElementById("filter");
+  var items = Array.prototype.slice.call(document.querySelectorAll("#atlases > li"));
+  var count = document.getElementById("count");
+  var none = document.getElementById("no-match");
+  function apply() {
+    var terms = input.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var shown = 0;
+    items.forEach(function (li) {
+      var text = li.getAttribute("data-search");
+      var match = terms.every(function (t) { return text.indexOf(t) !== -1; });
+      li.hidden = !match;
+      if (match) { shown += 1; }
+    });
+    count.textContent = shown + " of " + items.length + " atlases shown";
+    none.hidden = shown !== 0;
+  }
+  input.addEventListener("input", apply);
+  apply();
+  var origin = document.getElementById("repo-url");
+  if (origin && /^https?:$/.test(location.protocol)) {
+    origin.textContent = new URL(".", location.href).href;
+  }
+})();
+"""
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+
+def esc(value: object) -> str:
+    """HTML-escape any value (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def page(title: str, body: str, *, script: str = "", lang: str = "en") -> str:
+    """A complete, self-contained HTML page (``title`` is escaped, ``body`` is trusted HTML).
+
+    >>> "<title>a &lt;b&gt;</title>" in page("a <b>", "<main></main>")
+    True
+    """
+    tail = f"<script>{script}</script>\n" if script else ""
+    return (
+        f'<!doctype html>\n<html lang="{esc(lang)}">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n{tail}"
+        "</body>\n</html>\n"
+    )
+
+
+def external_link(url: object, text: object | None = None) -> str:
+    """A link to an http(s) URL, or the escaped text when the URL is anything else."""
+    value = str(url or "").strip()
+    label = esc(value if text is None else text)
+    if not re.match(r"^https?://[^\s<>\"']+$", value):
+        return label
+    return f'<a href="{esc(value)}" rel="noopener noreferrer">{label}</a>'
+
+
+def linkify(text: object) -> str:
+    """Escape ``text`` and turn its http(s) URLs and ``doi:`` references into links.
+
+    >>> linkify("doi:10.1038/n1 <b>")
+    '<a href="https://doi.org/10.1038/n1" rel="noopener noreferrer">doi:10.1038/n1</a> &lt;b&gt;'
+    """
+    source = str(text or "")
+    pattern = re.compile(f"{_URL_RE.pattern}|{_DOI_RE.pattern}", re.IGNORECASE)
+    out, last = [], 0
+    for match in pattern.finditer(source):
+        out.append(esc(source[last : match.start()]))
+        doi = match.group(1)
+        url = f"https://doi.org/{doi}" if doi else match.group(0)
+        out.append(external_link(url, match.group(0)))
+        last = match.end()
+    out.append(esc(source[last:]))
+    return "".join(out)
+
+
+def credits_html(metadata: Mapping[str, Any]) -> str:
+    """Citation (with links), atlas website, packager and licence as a definition list."""
+    rows = [("Citation", linkify(metadata.get("citation", "")))]
+    link = metadata.get("atlas_link")
+    if link:
+        rows.append(("Atlas website", external_link(link)))
+    rows.append(("Packaged by", esc(metadata.get("atlas_packager") or "not recorded")))
+    if metadata.get("license"):
+        rows.append(("Licence", linkify(metadata["license"])))
+    return facts(rows)
+
+
+def facts(rows: Iterable[tuple[str, str]]) -> str:
+    """A ``<dl>`` of (escaped label, trusted HTML value) rows."""
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
+    return f'<dl class="facts">{items}</dl>'
+
+
+def human_size(size: int) -> str:
+    """Bytes as a short human-readable size.
+
+    >>> human_size(3_456_789)
+    '3.5 MB'
+    """
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG from its header, or None when ``data`` is not a PNG."""
+    if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _format_resolution(value: Any) -> str:
+    if isinstance(value, Sequence) and not isinstance(value, str) and value:
+        parts = [f"{float(v):g}" for v in value]
+        return (parts[0] if len(set(parts)) == 1 else " \u00d7 ".join(parts)) + " \u00b5m"
+    return esc(value)
+
+
+# --- the site --------------------------------------------------------------------------------
+
+
+def render_site(index: RepositoryIndex, read_file: ReadFile) -> dict[str, bytes]:
+    """Render the repository's static pages.
+
+    Parameters
+    ----------
+    index : RepositoryIndex
+        The repository index (every atlas and version).
+    read_file : callable
+        ``read_file(path) -> bytes | None`` reads a file of the repository layout (e.g.
+        ``"structures/allen_mouse_100um_v1.2.json"``), None when it is absent.
+
+    Returns
+    -------
+    dict of str to bytes
+        ``"index.html"`` and ``"atlases/<atlas_name>.html"`` for each atlas, UTF-8 HTML.
+    """
+    names = [name for name in index.names() if _SAFE_NAME_RE.match(name)]
+    cards = {name: _AtlasView(name, index.versions(name), read_file) for name in names}
+    pages = {"index.html": render_index(list(cards.values())).encode()}
+    for name, view in cards.items():
+        pages[f"atlases/{name}.html"] = render_detail(view, read_file).encode()
+    return pages
+
+
+class _AtlasView:
+    """What the pages show of one atlas: its versions, newest first, and the one to offer."""
+
+    def __init__(self, name: str, versions: Sequence[IndexEntry], read_file: ReadFile) -> None:
+        self.name = name
+        self.versions = sorted(versions, key=lambda e: e.version_key, reverse=True)
+        available = [e for e in self.versions if not e.yanked]
+        self.current = available[0] if available else self.versions[0]
+        self.all_yanked = not available
+        data = read_file(self.current.preview) if self.current.preview else None
+        self.preview_size = png_size(data) if data else None
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return self.current.metadata
+
+    def search_text(self) -> str:
+        meta = self.metadata
+        return " ".join(
+            str(x) for x in (self.name, meta.get("name", ""), meta.get("species", ""))
+        ).lower()
+
+
+def _href(path: str, prefix: str) -> str:
+    return esc(prefix + quote(path))
+
+
+def _python_line(name: str) -> str:
+    return f'from atlasmith import BrainGlobeAtlas\natlas = BrainGlobeAtlas("{name}")'
+
+
+def _preview_img(view: _AtlasView, prefix: str, *, lazy: bool) -> str:
+    entry = view.current
+    if not entry.preview or view.preview_size is None:
+        return '<p class="muted">No preview image was published for this version.</p>'
+    width, height = view.preview_size
+    alt = (
+        f"Section preview of {view.name} version {entry.version}: frontal, sagittal and "
+        "horizontal sections with the annotation in colour"
+    )
+    loading = ' loading="lazy"' if lazy else ""
+    return (
+        f'<img src="{_href(entry.preview, prefix)}" alt="{esc(alt)}" width="{width}" '
+        f'height="{height}"{loading}>'
+    )
+
+
+def _summary_rows(view: _AtlasView) -> list[tuple[str, str]]:
+    meta, entry = view.metadata, view.current
+    status = " (yanked: no version is available)" if view.all_yanked else ""
+    return [
+        ("Species", esc(meta.get("species", "unknown"))),
+        ("Resolution", _format_resolution(meta.get("resolution", "unknown"))),
+        ("Shape", esc(" \u00d7 ".join(str(s) for s in meta.get("shape", [])) or "unknown")),
+        ("Structures", esc(meta.get("structures", "unknown"))),
+        ("Latest version", esc(entry.version) + esc(status)),
+        ("Size", esc(human_size(entry.size))),
+        ("sha256", f'<code class="hash">{esc(entry.sha256)}</code>'),
+        ("Published", esc(entry.published)),
+    ]
+
+
+def _download(entry: IndexEntry, prefix: str, name: str) -> str:
+    label = f"Download {name} v{entry.version} ({human_size(entry.size)})"
+    return f'<a class="download" href="{_href(entry.archive, prefix)}" download>{esc(label)}</a>'
+
+
+def _older_versions(view: _AtlasView, prefix: str) -> str:
+    older = [e for e in view.versions if e is not view.current]
+    if not older:
+        return '<p class="muted">No older versions.</p>'
+    items = "".join(
+        f'<li><a href="{_href(e.archive, prefix)}" download>v{esc(e.version)}</a> '
+        f"({esc(human_size(e.size))}{', yanked' if e.yanked else ''}) sha256 "
+        f'<code class="hash">{esc(e.sha256)}</code></li>'
+        for e in older
+    )
+    return f"<details><summary>Older versions ({len(older)})</summary><ul>{items}</ul></details>"
+
+
+def _card(view: _AtlasView) -> str:
+    heading = f"h-{view.name}"
+    return (
+        f'<li data-search="{esc(view.search_text())}">'
+        f'<article class="card" aria-labelledby="{esc(heading)}">'
+        f'<h2 id="{esc(heading)}"><a href="{_href(f"atlases/{view.name}.html", "")}">'
+        f"{esc(view.name)}</a></h2>"
+        f"{_preview_img(view, '', lazy=True)}"
+        f"{facts(_summary_rows(view))}"
+        f"<h3>Credits</h3>{credits_html(view.metadata)}"
+        f"<p>{_download(view.current, '', view.name)}</p>"
+        f"<pre><code>{esc(_python_line(view.name))}</code></pre>"
+        f"{_older_versions(view, '')}"
+        "</article></li>"
+    )
+
+
+def render_index(views: Sequence[_AtlasView]) -> str:
+    """The front page: every atlas as a card, with a filter box."""
+    cards = "\n".join(_card(v) for v in views)
+    header = (
+        "<header><h1>Brain atlases</h1>"
+        f"<p>{len(views)} atlas{'es' if len(views) != 1 else ''} in BrainGlobe's format. "
+        "Use them from Python with atlasmith (or BrainGlobe's own tools) after pointing "
+        'them at this repository: <code>ATLASMITH_REPOSITORY=<span id="repo-url">'
+        "this page's address</span></code>.</p></header>"
+    )
+    body = (
+        f"{header}\n<main>"
+        '<form class="filter" role="search" onsubmit="return false">'
+        '<label for="filter">Filter by name or species</label>'
+        '<input id="filter" type="search" autocomplete="off" '
+        'placeholder="e.g. mouse, allen, 25um">'
+        '<p id="count" class="muted" aria-live="polite"></p></form>'
+        f'<ul id="atlases" class="atlases">\n{cards}\n</ul>'
+        '<p id="no-match" hidden>No atlas matches the filter.</p></main>'
+        "<footer><p>Published with atlasmith. Each download is a BrainGlobe atlas folder "
+        "(tar.gz); check it against its sha256.</p></footer>"
+    )
+    return page("Brain atlases", body, script=_FILTER_JS)
+
+
+# --- detail page -------------------------------------------------------------------------------
+
+
+def render_detail(view: _AtlasView, read_file: ReadFile) -> str:
+    """The page of one atlas: preview sheet, facts, credits, versions and structure tree."""
+    prefix = "../"
+    entry = view.current
+    structures = _read_structures(read_file, entry.structures)
+    body = (
+        f'<header><p><a href="{prefix}index.html">All atlases</a></p>'
+        f"<h1>{esc(view.name)}</h1></header>\n<main>"
+        f"{_preview_img(view, prefix, lazy=False)}"
+        f"<h2>Summary</h2>{facts(_summary_rows(view))}"
+        f"<p>{_download(entry, prefix, view.name)}</p>"
+        f"<pre><code>{esc(_python_line(view.name))}</code></pre>"
+        f"<h2>Credits</h2>{credits_html(view.metadata)}"
+        f"<h2>Versions</h2>{_versions_table(view, prefix)}"
+        f"<h2>Structures</h2>{_tree_section(structures)}"
+        "</main><footer><p>Published with atlasmith.</p></footer>"
+    )
+    return page(f"{view.name}: brain atlas", body)
+
+
+def _versions_table(view: _AtlasView, prefix: str) -> str:
+    rows = "".join(
+        f"<tr><td>{esc(e.version)}</td><td>{esc(e.published)}</td>"
+        f"<td>{esc(human_size(e.size))}</td>"
+        f"<td>{_status(e)}</td>"
+        f'<td><a href="{_href(e.archive, prefix)}" download>{esc(e.archive)}</a></td>'
+        f'<td><code class="hash">{esc(e.sha256)}</code></td></tr>'
+        for e in view.versions
+    )
+    head = (
+        '<tr><th scope="col">Version</th><th scope="col">Published</th>'
+        '<th scope="col">Size</th><th scope="col">Status</th>'
+        '<th scope="col">Archive</th><th scope="col">sha256</th></tr>'
+    )
+    return (
+        f'<div class="table-wrap"><table><thead>{head}</thead><tbody>{rows}</tbody></table></div>'
+    )
+
+
+def _status(entry: IndexEntry) -> str:
+    if not entry.yanked:
+        return "available"
+    return "yanked" + (f": {esc(entry.yank_reason)}" if entry.yank_reason else "")
+
+
+def _read_structures(read_file: ReadFile, path: str | None) -> list[Mapping[str, Any]] | None:
+    data = read_file(path) if path else None
+    if data is None:
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(parsed, list):
+        return None
+    return [s for s in parsed if _structure_ok(s)]
+
+
+def _structure_ok(s: object) -> bool:
+    if not isinstance(s, Mapping):
+        return False
+    path = s.get("structure_id_path")
+    return isinstance(path, list) and bool(path) and all(isinstance(i, int) for i in path)
+
+
+def _tree_section(structures: list[Mapping[str, Any]] | None) -> str:
+    if structures is None:
+        return '<p class="muted">The structure list of this version is not available.</p>'
+    return (
+        f"<p>{len(structures)} structures. Open a branch to see its sub-regions; each "
+        "swatch shows the structure's colour.</p>" + structure_tree_html(structures)
+    )
+
+
+def structure_tree_html(structures: Sequence[Mapping[str, Any]], open_depth: int = 1) -> str:
+    """A nested list of the structure hierarchy (``<details>`` for branches).
+
+    Built without recursion from each structure's ``structure_id_path``; structures whose
+    parent is missing are shown at the top level.
+    """
+    by_id = {int(s["structure_id_path"][-1]): s for s in structures}
+    children: dict[int | None, list[int]] = {}
+    for sid, s in by_id.items():
+        path = s["structure_id_path"]
+        parent = int(path[-2]) if len(path) > 1 and int(path[-2]) in by_id else None
+        children.setdefault(parent, []).append(sid)
+    out: list[str] = ['<ul class="tree">']
+    stack: list[tuple[int, int] | str] = [(sid, 0) for sid in reversed(children.get(None, []))]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        sid, depth = item
+        if sid in seen:
+            continue
+        seen.add(sid)
+        kids = [k for k in children.get(sid, []) if k != sid]
+        label = _structure_label(by_id[sid])
+        if not kids:
+            out.append(f"<li>{label}</li>")
+            continue
+        opened = " open" if depth < open_depth else ""
+        out.append(f"<li><details{opened}><summary>{label}</summary><ul>")
+        stack.append("</ul></details></li>")
+        stack.extend((k, depth + 1) for k in reversed(kids))
+    out.append("</ul>")
+    return "".join(out)
+
+
+def _structure_label(s: Mapping[str, Any]) -> str:
+    rgb = s.get("rgb_triplet")
+    swatch = ""
+    if isinstance(rgb, list) and len(rgb) == 3 and all(isinstance(c, int) for c in rgb):
+        r, g, b = (max(0, min(255, c)) for c in rgb)
+        swatch = (
+            f'<span class="swatch" style="background:#{r:02x}{g:02x}{b:02x}" '
+            'aria-hidden="true"></span>'
+        )
+    return (
+        f"{swatch}<strong>{esc(s.get('acronym', '?'))}</strong> {esc(s.get('name', ''))} "
+        f'<span class="muted">({esc(s["structure_id_path"][-1])})</span>'
+    )
