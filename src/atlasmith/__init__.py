@@ -19,6 +19,9 @@ _EXPORTS: dict[str, str] = {
     "AtlasMetadata": "atlasmith.metadata",
     "Structure": "atlasmith.hierarchy",
     "StructureTree": "atlasmith.hierarchy",
+    # issue 6: client and cache
+    "BrainGlobeAtlas": "atlasmith.cache",
+    "fetch": "atlasmith.cache",
     # issue 7: inspection and previews
     "inspect_atlas": "atlasmith.inspection",
     "write_package_preview": "atlasmith.previews",

@@ -117,6 +117,176 @@ def new_script_command(name: str, out_dir: str) -> None:
 
 # --- client: list, install, update, verify, info, remove (issue 6) ----------------------
 
+
+def _client_options(command: click.decorators.FC) -> click.decorators.FC:
+    """The options every client command takes: --repository, --cache-dir, --offline."""
+    options = [
+        click.option("--repository", default=None, help="Repository URL or folder "
+                     "(default: ATLASMITH_REPOSITORY or the config file)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Atlas cache folder (default: ATLASMITH_CACHE_DIR or ~/.brainglobe)."),
+        click.option("--offline", is_flag=True, default=None,
+                     help="Never touch the network (also ATLASMITH_OFFLINE=1)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class _ClientErrors:
+    """Show atlasmith errors (and connection errors) as one clear message, exit status 1."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, err: BaseException | None, trace: object) -> None:
+        from atlasmith.errors import AtlasmithError
+
+        if isinstance(err, AtlasmithError | ConnectionError):
+            raise click.ClickException(str(err)) from err
+
+
+@main.command("list")
+@click.option("--remote", is_flag=True, help="List every version in the repository.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_client_options
+def list_command(
+    remote: bool, as_json: bool, repository: str | None, cache_dir: str | None,
+    offline: bool | None,
+) -> None:
+    """List atlases: installed ones and those the repository offers."""
+    from atlasmith.cache import AtlasCache, list_rows
+
+    with _ClientErrors():
+        rows, problem = list_rows(AtlasCache.from_options(repository, cache_dir, offline), remote)
+    _print_rows(rows, as_json, "versions in the repository" if remote else "atlases")
+    if problem:
+        click.echo(f"note: {problem}", err=True)
+
+
+def _print_rows(rows: list[dict[str, object]], as_json: bool, title: str) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} {title}")
+    columns = [k for k in (rows[0] if rows else {}) if k != "path"]
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    Console(width=max(100, Console().width)).print(table)
+
+
+@main.command("install")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--version", "version", default=None, help="Install this version (M.m).")
+@_client_options
+def install_command(
+    targets: tuple[str, ...], version: str | None, repository: str | None,
+    cache_dir: str | None, offline: bool | None,
+) -> None:
+    """Install atlases by NAME, from a package ARCHIVE_PATH, or from an offline bundle folder."""
+    from atlasmith.cache import AtlasCache, install_target, progress_bar
+
+    cache = AtlasCache.from_options(repository, cache_dir, offline)
+    for target in targets:
+        with _ClientErrors(), progress_bar(f"Downloading {target}") as update:
+            for atlas in install_target(cache, target, version, update):
+                click.echo(f"{atlas.atlas_name} {atlas.version} installed in {atlas.path}")
+
+
+@main.command("update")
+@click.argument("names", nargs=-1)
+@_client_options
+def update_command(
+    names: tuple[str, ...], repository: str | None, cache_dir: str | None, offline: bool | None
+) -> None:
+    """Update atlases (all installed ones by default) to the repository's latest version.
+
+    The new version is downloaded and verified before the old one is replaced.
+    """
+    from atlasmith.cache import AtlasCache, progress_bar
+
+    cache = AtlasCache.from_options(repository, cache_dir, offline)
+    for name in names or [a.atlas_name for a in cache.installed()]:
+        with _ClientErrors(), progress_bar(f"Downloading {name}") as update:
+            action, atlas = cache.update(name, update)
+        done = {"use": "is up to date", "install": "installed", "update": "updated to"}
+        click.echo(f"{name} {done[action]} {atlas.version} ({atlas.path})")
+
+
+@main.command("remove")
+@click.argument("names", nargs=-1, required=True)
+@_client_options
+def remove_command(
+    names: tuple[str, ...], repository: str | None, cache_dir: str | None, offline: bool | None
+) -> None:
+    """Delete installed atlases from the cache."""
+    from atlasmith.cache import AtlasCache
+
+    cache = AtlasCache.from_options(repository, cache_dir, offline)
+    for name in names:
+        with _ClientErrors():
+            click.echo(f"removed {cache.remove(name)}")
+
+
+@main.command("verify")
+@click.argument("names", nargs=-1)
+@_client_options
+def verify_command(
+    names: tuple[str, ...], repository: str | None, cache_dir: str | None, offline: bool | None
+) -> None:
+    """Re-hash installed atlases (all by default) against their manifest.json."""
+    from atlasmith.cache import AtlasCache
+
+    cache = AtlasCache.from_options(repository, cache_dir, offline)
+    failed = 0
+    for name in names or [a.atlas_name for a in cache.installed()]:
+        with _ClientErrors():
+            atlas = cache.require(name)
+            problems = cache.verify(name) if atlas.has_manifest else []
+        if not atlas.has_manifest:
+            click.echo(f"{name}: NOT CHECKED: {atlas.path} has no manifest.json, so it was "
+                       "installed by another tool (e.g. BrainGlobe); reinstall it with "
+                       "`atlasmith install` to be able to verify it.")
+            continue
+        failed += bool(problems)
+        click.echo(f"{name}: {'OK' if not problems else 'FAILED'} ({atlas.path})")
+        for problem in problems:
+            click.echo(f"  {problem}")
+    if failed:
+        raise click.ClickException(f"{failed} atlas(es) failed verification; reinstall them "
+                                   "with `atlasmith install NAME --version M.m`.")
+
+
+@main.command("info")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_client_options
+def info_command(
+    name: str | None, as_json: bool, repository: str | None, cache_dir: str | None,
+    offline: bool | None,
+) -> None:
+    """Show an atlas (installed and published) or, without NAME, the client settings."""
+    import json
+
+    from atlasmith.cache import AtlasCache, atlas_info, settings_info
+
+    cache = AtlasCache.from_options(repository, cache_dir, offline)
+    with _ClientErrors():
+        info = settings_info(cache) if name is None else atlas_info(cache, name)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        click.echo(f"{key:>16}: {shown}")
+
 # --- inspection (issue 7) ----------------------------------------------------------------
 
 

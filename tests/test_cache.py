@@ -1,0 +1,504 @@
+"""The client cache against a real repository served on loopback: install, use, update,
+offline, hostile and corrupt archives, recovery, BrainGlobeAtlas and fetch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atlasmith.archive import sha256_file, verify_folder
+from atlasmith.atlas import Atlas
+from atlasmith.cache import (
+    AtlasCache,
+    BrainGlobeAtlas,
+    Catalog,
+    InstalledAtlas,
+    fetch,
+    plan,
+    status_rows,
+)
+from atlasmith.config import load_settings
+from atlasmith.errors import (
+    ArchiveError,
+    AtlasExistsError,
+    AtlasNotFoundError,
+    IntegrityError,
+    OfflineError,
+)
+from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
+from test_download import Fault, RepoServer, make_package, write_repository
+
+NAME = "allen_mouse_100um"
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory, example_atlas_dir: Path) -> dict[str, Path]:
+    """Real packages of the bundled Allen atlas, versions 1.1 and 1.2."""
+    work = tmp_path_factory.mktemp("packages")
+    return {v: make_package(example_atlas_dir, work / v, NAME, v) for v in ("1.1", "1.2")}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[RepoServer]:
+    """A repository with version 1.1 only, served on loopback."""
+    server = RepoServer(write_repository(tmp_path / "repo", [packages["1.1"]])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jail" / "cache"
+
+
+def make_cache(server: RepoServer | str, cache_dir: Path, **extra: object) -> AtlasCache:
+    url = server if isinstance(server, str) else server.url
+    return AtlasCache(load_settings(repository=url, cache_dir=cache_dir), **extra)  # type: ignore[arg-type]
+
+
+def assert_clean_state(cache_dir: Path) -> None:
+    """No partial download, staging or trash left behind."""
+    state = cache_dir / ".atlasmith"
+    for sub in ("downloads", "staging", "trash"):
+        leftovers = [p for p in (state / sub).rglob("*") if p.is_file() or not any(p.iterdir())]
+        assert [p for p in leftovers if p.is_file()] == [], sub
+
+
+# --- pure decisions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("installed", "wanted", "latest", "upgrade", "expected"),
+    [
+        (None, None, "1.2", False, ("install", "1.2")),
+        (None, "1.1", "1.2", False, ("install", "1.1")),
+        ("1.1", None, "1.2", False, ("use", "1.1")),
+        ("1.1", None, "1.2", True, ("update", "1.2")),
+        ("1.2", None, "1.2", True, ("use", "1.2")),
+        ("1.2", "1.1", "1.2", False, ("update", "1.1")),
+        ("1.1", None, None, True, ("use", "1.1")),
+    ],
+)
+def test_plan(
+    installed: str | None,
+    wanted: str | None,
+    latest: str | None,
+    upgrade: bool,
+    expected: tuple[str, str],
+) -> None:
+    decided = plan(installed, wanted, latest, upgrade)
+    assert (decided.action, decided.version) == expected
+    if installed is not None:
+        assert plan(installed, installed, latest, False, force=True).action == "update"
+
+
+def test_catalog_versions_compare_numerically_and_skip_yanked(tmp_path: Path) -> None:
+    conf = "[atlases]\nallen_mouse_25um = 1.10\n"
+    catalog = Catalog.from_conf(conf, "test")
+    assert catalog.latest("allen_mouse_25um").version == "1.10"  # type: ignore[union-attr]
+    with pytest.raises(AtlasNotFoundError, match="not a valid atlas name"):
+        catalog.resolve("nope_10um", None)
+    rows = status_rows([InstalledAtlas("x_mouse_10um", "1.0", tmp_path)], catalog)
+    assert [(r.atlas_name, r.downloaded, r.latest_version) for r in rows] == [
+        ("allen_mouse_25um", False, "1.10"),
+        ("x_mouse_10um", True, None),
+    ]
+
+
+# --- installing and using ------------------------------------------------------------------
+
+
+def test_fetch_installs_once_then_uses_the_cache(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    cache = make_cache(repo, cache_dir)
+    seen: list[tuple[int, int]] = []
+    installed = cache.fetch(NAME, progress=lambda done, total: seen.append((done, total)))
+    assert installed.path == cache_dir / f"{NAME}_v1.1"
+    assert installed.has_manifest
+    assert verify_folder(installed.path) == []
+    assert seen[-1] == (packages["1.1"].stat().st_size,) * 2
+    assert (cache_dir / "last_versions.conf").read_text() == f"[atlases]\n{NAME} = 1.1\n"
+    assert_clean_state(cache_dir)
+    assert len(repo.gets(f"{NAME}_v1.1.tar.gz")) == 1
+    repo.stop()  # the second call must not need the network
+    again = make_cache("http://127.0.0.1:9/", cache_dir).fetch(NAME)
+    assert again == installed
+
+
+def test_installed_atlas_is_readable_by_brainglobe_itself(
+    repo: RepoServer, cache_dir: Path
+) -> None:
+    from brainglobe_atlasapi.core import Atlas as BrainGlobeCoreAtlas
+    from brainglobe_atlasapi.list_atlases import get_downloaded_atlases
+
+    installed = make_cache(repo, cache_dir).fetch(NAME)
+    theirs = BrainGlobeCoreAtlas(installed.path)
+    ours = Atlas(installed.path)
+    assert theirs.metadata == ours.metadata
+    assert np.array_equal(theirs.annotation, ours.annotation)
+    import brainglobe_atlasapi.list_atlases as bg_list
+
+    original = bg_list.config.get_brainglobe_dir
+    bg_list.config.get_brainglobe_dir = lambda: cache_dir  # type: ignore[assignment]
+    try:
+        assert get_downloaded_atlases() == [NAME]
+    finally:
+        bg_list.config.get_brainglobe_dir = original  # type: ignore[assignment]
+
+
+def test_unknown_atlas_and_version(repo: RepoServer, cache_dir: Path) -> None:
+    cache = make_cache(repo, cache_dir)
+    with pytest.raises(AtlasNotFoundError, match="not a valid atlas name") as caught:
+        cache.fetch("nope_mouse_10um")
+    assert isinstance(caught.value, LookupError)
+    assert NAME in str(caught.value)
+    with pytest.raises(AtlasNotFoundError, match="no version '9.9'"):
+        cache.fetch(NAME, "9.9")
+    assert cache.installed() == []
+
+
+def test_explicit_version_replaces_the_installed_one(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path
+) -> None:
+    server = RepoServer(write_repository(tmp_path / "r", list(packages.values()))).start()
+    try:
+        cache = make_cache(server, cache_dir)
+        assert cache.fetch(NAME).version == "1.2"
+        assert cache.fetch(NAME, "1.1").version == "1.1"
+        assert [a.version for a in cache.installed()] == ["1.1"]
+    finally:
+        server.stop()
+
+
+def test_update_replaces_the_old_version_after_verifying_the_new(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    cache = make_cache(repo, cache_dir)
+    cache.fetch(NAME)
+    assert make_cache(repo, cache_dir).update(NAME)[0] == "use"
+    write_repository(repo.root, [packages["1.1"], packages["1.2"]])
+    action, atlas = make_cache(repo, cache_dir).update(NAME)
+    assert (action, atlas.version) == ("update", "1.2")
+    assert [a.path.name for a in cache.installed()] == [f"{NAME}_v1.2"]
+    assert Atlas(atlas.path).metadata["version"] == "1.2"
+    assert_clean_state(cache_dir)
+
+
+@pytest.mark.parametrize("failure", ["server_error", "bit_flip", "html_page", "hostile"])
+def test_failed_update_leaves_the_old_version_working(
+    failure: str, repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    old = make_cache(repo, cache_dir).fetch(NAME)
+    write_repository(repo.root, [packages["1.1"], packages["1.2"]])
+    new_archive = repo.root / f"{NAME}_v1.2.tar.gz"
+    if failure == "server_error":
+        repo.faults["/" + new_archive.name] = Fault(status=500)
+    elif failure == "bit_flip":
+        data = bytearray(new_archive.read_bytes())
+        data[len(data) // 3] ^= 0x04
+        new_archive.write_bytes(bytes(data))
+    elif failure == "html_page":
+        repo.faults["/" + new_archive.name] = Fault(body=b"<html>502 Bad Gateway</html>")
+    else:  # a hostile archive published with its own (matching) hash
+        new_archive.write_bytes(hostile_archives()["symlink_out"]())
+        write_repository(repo.root, [packages["1.1"], new_archive])
+    cache = make_cache(repo, cache_dir)
+    cache.settings = replace(cache.settings, retries=2)
+    with pytest.raises((ConnectionError, IntegrityError, ArchiveError)):
+        cache.update(NAME)
+    assert cache.installed() == [old]
+    assert verify_folder(old.path) == []
+    assert Atlas(old.path).structure_from_coords((66, 40, 57)) > 0
+    assert_clean_state(cache_dir)
+
+
+@pytest.mark.parametrize("case", sorted(hostile_archives()))
+def test_hostile_archive_from_the_repository_installs_nothing(
+    case: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    archive = root / f"{NAME}_v1.0.tar.gz"
+    archive.write_bytes(hostile_archives()[case]())
+    server = RepoServer(write_repository(root, [archive])).start()
+    try:
+        cache = make_cache(server, cache_dir, max_bytes=HOSTILE_CAP)
+        with pytest.raises(ArchiveError, match=HOSTILE_REASONS[case]):
+            cache.fetch(NAME)
+    finally:
+        server.stop()
+    assert cache.installed() == []
+    assert_clean_state(cache_dir)
+    outside = tree_snapshot(tmp_path / "jail")
+    assert all(p == "cache" or p.startswith("cache/") for p in outside)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_archive_with_wrong_top_folder_is_refused(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path
+) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copyfile(packages["1.1"], root / "other_mouse_100um_v1.1.tar.gz")
+    server = RepoServer(write_repository(root, [root / "other_mouse_100um_v1.1.tar.gz"])).start()
+    try:
+        with pytest.raises(ArchiveError, match="holds the folder"):
+            make_cache(server, cache_dir).fetch("other_mouse_100um")
+    finally:
+        server.stop()
+    assert make_cache(server, cache_dir).installed() == []
+
+
+def test_bit_flipped_download_fails_the_hash_and_installs_nothing(
+    repo: RepoServer, cache_dir: Path
+) -> None:
+    archive = repo.root / f"{NAME}_v1.1.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[-100] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256 expected"):
+        make_cache(repo, cache_dir).fetch(NAME)
+    assert make_cache(repo, cache_dir).installed() == []
+    assert_clean_state(cache_dir)
+
+
+# --- offline ----------------------------------------------------------------------------------
+
+
+def test_offline_uses_installed_atlases_and_names_what_needs_a_download(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    online = make_cache(repo, cache_dir)
+    online.fetch(NAME)
+    requests = len(repo.log)
+    monkeypatch.setenv("ATLASMITH_OFFLINE", "1")
+    offline = make_cache(repo, cache_dir)
+    assert offline.settings.offline
+    assert offline.fetch(NAME).version == "1.1"
+    offline.remove(NAME)
+    with pytest.raises(OfflineError, match=f"Atlas {NAME} is not installed") as caught:
+        offline.fetch(NAME)
+    assert "MB" in str(caught.value)  # the size, from the cached index
+    assert isinstance(caught.value, ConnectionError)
+    assert offline.latest_version(NAME) == "1.1"  # from the cached index
+    assert len(repo.log) == requests  # offline touched nothing
+
+
+def test_offline_without_any_cached_index(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATLASMITH_OFFLINE", "1")
+    cache = make_cache("http://127.0.0.1:9/", cache_dir)
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        cache.fetch(NAME)
+    with pytest.raises(OfflineError, match="no repository index is cached"):
+        cache.catalog()
+
+
+def test_a_repository_folder_works_offline(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_OFFLINE", "1")
+    folder = write_repository(tmp_path / "usb", [packages["1.1"], packages["1.2"]])
+    cache = make_cache(str(folder), cache_dir)
+    assert cache.fetch(NAME).version == "1.2"
+    assert verify_folder(cache.require(NAME).path) == []
+
+
+# --- local archives and bundles ---------------------------------------------------------------
+
+
+def test_install_archive_path(packages: dict[str, Path], cache_dir: Path) -> None:
+    cache = make_cache("http://127.0.0.1:9/", cache_dir)
+    installed = cache.install_archive(packages["1.2"])
+    assert installed.version == "1.2"
+    assert verify_folder(installed.path) == []
+    assert cache.install_archive(packages["1.1"]).version == "1.1"  # replaces, one version
+    assert [a.version for a in cache.installed()] == ["1.1"]
+
+
+@pytest.mark.parametrize("case", sorted(hostile_archives()))
+def test_install_hostile_archive_path_installs_nothing(
+    case: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    archive = tmp_path / f"{NAME}_v1.0.tar.gz"
+    archive.write_bytes(hostile_archives()[case]())
+    cache = make_cache("http://127.0.0.1:9/", cache_dir, max_bytes=HOSTILE_CAP)
+    with pytest.raises(ArchiveError):
+        cache.install_archive(archive)
+    assert cache.installed() == []
+    assert all(p == "cache" or p.startswith("cache/") for p in tree_snapshot(tmp_path / "jail"))
+
+
+def test_install_archive_checks_the_hash_of_a_known_version(
+    repo: RepoServer, example_atlas_dir: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    make_cache(repo, cache_dir).catalog()  # caches the index (1.1 with its sha256)
+    altered = tmp_path / "altered" / example_atlas_dir.name
+    shutil.copytree(example_atlas_dir, altered)
+    (altered / "README.txt").write_text("not the published package\n")
+    (tmp_path / "forged").mkdir()
+    forged = make_package(altered, tmp_path / "forged", NAME, "1.1")  # same name and version
+    with pytest.raises(IntegrityError, match="not the published"):
+        make_cache(repo, cache_dir).install_archive(forged)
+    assert make_cache(repo, cache_dir).installed() == []
+
+
+def test_install_archive_checks_its_manifest(
+    example_atlas_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    from atlasmith.archive import make_archive, write_manifest
+
+    folder = tmp_path / f"{NAME}_v1.5"
+    shutil.copytree(example_atlas_dir, folder)
+    write_manifest(folder, {})
+    (folder / "README.txt").write_text("edited after the manifest was written\n")
+    archive = make_archive(folder, tmp_path / "out")
+    with pytest.raises(IntegrityError, match="does not match its own manifest"):
+        make_cache("http://127.0.0.1:9/", cache_dir).install_archive(archive)
+
+
+def test_install_bundle_folder(packages: dict[str, Path], tmp_path: Path, cache_dir: Path) -> None:
+    bundle = write_repository(tmp_path / "bundle", [packages["1.1"], packages["1.2"]])
+    cache = make_cache("http://127.0.0.1:9/", cache_dir)
+    (installed,) = cache.install_bundle(bundle)
+    assert installed.version == "1.2"
+    with pytest.raises(Exception, match="not an offline bundle"):
+        cache.install_bundle(tmp_path)
+
+
+# --- layout problems and recovery ---------------------------------------------------------------
+
+
+def test_two_installed_versions_is_a_file_exists_error(
+    packages: dict[str, Path], cache_dir: Path
+) -> None:
+    cache = make_cache("http://127.0.0.1:9/", cache_dir)
+    first = cache.install_archive(packages["1.1"])
+    shutil.copytree(first.path, cache_dir / f"{NAME}_v1.2")
+    with pytest.raises(FileExistsError, match="Multiple versions"):
+        cache.find(NAME)
+    with pytest.raises(AtlasExistsError):
+        cache.fetch(NAME)
+
+
+def test_recovery_after_a_kill_between_the_two_renames(repo: RepoServer, cache_dir: Path) -> None:
+    installed = make_cache(repo, cache_dir).fetch(NAME)
+    trash = cache_dir / ".atlasmith" / "trash" / NAME
+    installed.path.rename(trash / f"{installed.path.name}-0badcafe")
+    (cache_dir / ".atlasmith" / "staging" / NAME / ".extract-x" / "half").mkdir(parents=True)
+    repo.stop()  # the recovery needs no download
+    cache = make_cache(repo, cache_dir)
+    with pytest.raises(ConnectionError):
+        cache.fetch(NAME)  # not installed, so it asks the (stopped) repository...
+    assert cache.installed() == [installed]  # ...but the locked step restored the old folder
+    assert list((cache_dir / ".atlasmith" / "staging" / NAME).iterdir()) == []
+    assert cache.fetch(NAME) == installed
+
+
+def test_remove_and_verify(repo: RepoServer, cache_dir: Path) -> None:
+    cache = make_cache(repo, cache_dir)
+    installed = cache.fetch(NAME)
+    assert cache.verify(NAME) == []
+    (installed.path / "structures.json").write_text("[]")
+    assert any("structures.json" in p for p in cache.verify(NAME))
+    assert cache.remove(NAME) == installed.path
+    assert not installed.path.exists()
+    with pytest.raises(AtlasNotFoundError, match="not installed"):
+        cache.verify(NAME)
+
+
+# --- BrainGlobe's API and fetch ----------------------------------------------------------------
+
+
+def test_brainglobe_atlas_constructor_and_members(
+    repo: RepoServer,
+    cache_dir: Path,
+    packages: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    updates: list[tuple[int, int]] = []
+    atlas = BrainGlobeAtlas(
+        NAME, brainglobe_dir=cache_dir, fn_update=lambda c, t: updates.append((c, t))
+    )
+    assert isinstance(atlas, Atlas)
+    assert updates[-1][0] == updates[-1][1] == packages["1.1"].stat().st_size
+    assert repr(atlas) == "allen mouse atlas (res. 100um)"
+    assert atlas.atlas_name == NAME
+    assert atlas.local_full_name == f"{NAME}_v1.1"
+    assert atlas.local_version == (1, 1)
+    assert atlas.remote_version == (1, 1)
+    assert atlas.remote_url == f"{repo.url}{NAME}_v1.1.tar.gz"
+    assert atlas.check_latest_version() is True
+    assert "allen_mouse_100um" in str(atlas)
+    assert atlas.structure_from_coords((66, 40, 57), as_acronym=True) != "Outside atlas"
+
+    write_repository(repo.root, [packages["1.1"], packages["1.2"]])
+    capsys.readouterr()
+    newer = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir)  # check_latest=True
+    assert "is not the latest available (1.2)" in capsys.readouterr().err
+    assert newer.check_latest_version(print_warning=False) is False
+    assert newer.local_version == (1, 1)
+
+
+def test_brainglobe_atlas_reads_brainglobe_config_file(
+    repo: RepoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    conf = tmp_path / "bg_config.conf"
+    target = tmp_path / "from_bg_conf"
+    conf.write_text(f"[default_dirs]\nbrainglobe_dir = {target}\ninterm_download_dir = {target}\n")
+    atlas = BrainGlobeAtlas(NAME, config_dir=conf, check_latest=False)
+    assert atlas.root_dir == target / f"{NAME}_v1.1"
+
+
+def test_brainglobe_atlas_repairs_a_damaged_folder(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    installed = make_cache(repo, cache_dir).fetch(NAME)
+    (installed.path / "metadata.json").write_text("{broken")
+    with pytest.warns(UserWarning, match="damaged"):
+        atlas = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir, check_latest=False)
+    assert atlas.metadata["name"] == "allen_mouse"
+    assert verify_folder(installed.path) == []
+
+
+def test_fetch_returns_an_atlas(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    atlas = fetch(NAME)
+    assert isinstance(atlas, Atlas)
+    assert atlas.root_dir == cache_dir / f"{NAME}_v1.1"
+    assert json.loads((atlas.root_dir / "metadata.json").read_text())["version"] == "1.1"
+
+
+def test_a_brainglobe_style_repository_installs_with_a_warning(
+    repo: RepoServer, cache_dir: Path
+) -> None:
+    (repo.root / "index.json").unlink()  # GIN has last_versions.conf only: no hashes
+    with pytest.warns(UserWarning, match="no sha256"):
+        installed = make_cache(repo, cache_dir).fetch(NAME)
+    assert installed.version == "1.1"
+    assert sha256_file(repo.root / f"{NAME}_v1.1.tar.gz")  # served, and installed from it
+    (repo.root / "last_versions.conf").write_text("<html>504 Gateway Time-out</html>")
+    with pytest.raises(Exception, match="not a versions file"):
+        make_cache(repo, cache_dir).catalog()
+
+
+def test_progress_callbacks_chain(tmp_path: Path) -> None:
+    from atlasmith.cache import progress_bar
+
+    seen: list[tuple[int, int]] = []
+    with progress_bar("x", lambda c, t: seen.append((c, t)), enabled=False) as update:
+        update(5, 10)
+    assert seen == [(5, 10)]
