@@ -7,12 +7,18 @@ from __future__ import annotations
 import configparser
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import tarfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from atlasmith.archive import make_archive, sha256_file, write_manifest
@@ -25,7 +31,13 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
-from atlasmith.repository import HttpRepository, LocalRepository, Repository, open_repository
+from atlasmith.repository import (
+    HttpRepository,
+    LocalRepository,
+    Repository,
+    S3Repository,
+    open_repository,
+)
 from atlasmith.server import serve_in_thread
 from atlasmith.tokens import TokenStore
 from repo_helpers import PackageFactory
@@ -52,7 +64,62 @@ def _local_raw(root: Path) -> Callable[[str], bytes | None]:
     return read
 
 
-@pytest.fixture(params=["local", "http"])
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server process (moto's standalone server) on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("moto server exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not start")
+
+
+def _s3_backend(moto_url: str, bucket: str) -> Backend:
+    import boto3
+
+    options = {"key": "testing", "secret": "testing", "endpoint_url": moto_url}
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+
+    def raw(name: str) -> bytes | None:
+        try:
+            return client.get_object(Bucket=bucket, Key=f"atlases/{name}")["Body"].read()  # type: ignore[no-any-return]
+        except client.exceptions.NoSuchKey:
+            return None
+
+    repo = S3Repository(f"s3://{bucket}/atlases", **options)
+    return Backend(repo, raw)
+
+
+@pytest.fixture(params=["local", "http", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     root = tmp_path / "repo"
     if request.param == "local":
@@ -65,6 +132,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             HttpRepository(url, token=token) as repo,
         ):
             yield Backend(repo, _local_raw(root))
+    else:
+        moto_url = request.getfixturevalue("moto_url")
+        yield _s3_backend(moto_url, f"bucket-{uuid.uuid4().hex[:12]}")
 
 
 def snapshot(backend: Backend) -> dict[str, bytes | None]:
@@ -213,5 +283,6 @@ def test_open_repository_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(open_repository(f"file://{tmp_path}"), LocalRepository)
     with open_repository("https://atlases.example.org/") as http:  # type: ignore[attr-defined]
         assert isinstance(http, HttpRepository)
+    assert isinstance(open_repository("s3://bucket/atlases"), S3Repository)
     with pytest.raises(RepositoryError, match="unsupported"):
         open_repository("ftp://example.org/atlases")

@@ -15,6 +15,7 @@ from atlasmith.repository._check import CheckedArchive, check_archive, split_arc
 from atlasmith.repository._http import HttpRepository
 from atlasmith.repository._index import IndexEntry, RepositoryIndex, parse_version
 from atlasmith.repository._local import LocalRepository
+from atlasmith.repository._s3 import S3Repository
 
 __all__ = [
     "CONF_NAMES",
@@ -25,6 +26,7 @@ __all__ = [
     "LocalRepository",
     "Repository",
     "RepositoryIndex",
+    "S3Repository",
     "StorageRepository",
     "check_archive",
     "open_repository",
@@ -54,6 +56,8 @@ def open_repository(location: str | Path, token: str | None = None) -> Repositor
     text = str(location)
     if text.startswith(("http://", "https://")):
         return HttpRepository(text, token=token)
+    if text.startswith("s3://"):
+        return S3Repository(text)
     if text.startswith("file://"):
         text = text.removeprefix("file://")
     elif "://" in text:
