@@ -124,7 +124,7 @@ def _from_file(data: Mapping[str, Any], path: str) -> dict[str, Any]:
     for key, value in data.items():
         if not isinstance(value, types[key]) or (key != "offline" and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types[key])
-            raise ConfigError(f"{path}: {key} must be a {names}, got {value!r}.")
+            raise ConfigError(f"{path}: {key} must be of type {names}, got {value!r}.")
     return dict(data)
 
 
