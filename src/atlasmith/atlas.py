@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import tifffile  # imported with Atlas (not on `import atlasmith`), so opening stays fast
 
 from atlasmith.errors import (
     AtlasFormatError,
@@ -52,8 +53,6 @@ _FRONTAL_AXIS = 2  # the left-right axis of "asr"
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
     """Memory-map a TIFF stack (read-only); read it whole if it cannot be mapped."""
-    import tifffile
-
     if not path.is_file():
         raise MissingFileError(
             f"{path} does not exist: the atlas folder {path.parent} is incomplete. Re-install "
@@ -135,16 +134,21 @@ class StructuresDict(Mapping[int, StructureEntry]):
     KeyError), ``None`` -> TypeError, as in BrainGlobe.
     """
 
-    def __init__(self, structures_list: list[dict[str, Any]], tree: StructureTree) -> None:
+    def __init__(
+        self, structures_list: list[dict[str, Any]], tree: StructureTree, meshes_dir: Path
+    ) -> None:
         self._list = structures_list
         self._tree = tree
+        self._meshes_dir = meshes_dir
         self._entries: dict[int, StructureEntry] = {}
 
     def __getitem__(self, key: Any) -> StructureEntry:
         sid = _to_id(self._tree, key)
         entry = self._entries.get(sid)
         if entry is None:
-            entry = StructureEntry(**self._list[self._tree.index(sid)], mesh=None)
+            raw = self._list[self._tree.index(sid)]
+            mesh_filename = raw.get("mesh_filename", self._meshes_dir / f"{sid}.obj")
+            entry = StructureEntry(**{**raw, "mesh_filename": mesh_filename}, mesh=None)
             self._entries[sid] = entry
         return entry
 
@@ -234,13 +238,9 @@ class Atlas:
         self.root_dir = Path(path)
         self.metadata: dict[str, Any] = _read_json(self.root_dir / "metadata.json")
         self.atlas_metadata = AtlasMetadata.from_dict(self.metadata)
-        structures_list = _read_json(self.root_dir / "structures.json")
-        self._tree = StructureTree.from_list(structures_list)
-        meshes = self.root_dir / "meshes"
-        for struct in structures_list:
-            struct["mesh_filename"] = meshes / f"{struct['id']}.obj"
-        self.structures_list: list[dict[str, Any]] = structures_list
-        self.structures = StructuresDict(structures_list, self._tree)
+        self._raw_structures: list[dict[str, Any]] = _read_json(self.root_dir / "structures.json")
+        self._tree = StructureTree.from_list(self._raw_structures)
+        self.structures = StructuresDict(self._raw_structures, self._tree, self.root_dir / "meshes")
         if "additional_references" not in self.metadata:
             warnings.warn(
                 "This atlas seems to be outdated as no additional_references list is found in "
@@ -252,6 +252,14 @@ class Atlas:
         )
 
     # --- description ---------------------------------------------------------------------
+
+    @cached_property
+    def structures_list(self) -> list[dict[str, Any]]:
+        """structures.json as read, with each structure's ``mesh_filename`` (a Path) added."""
+        meshes = self.root_dir / "meshes"
+        for struct in self._raw_structures:
+            struct["mesh_filename"] = meshes / f"{struct['id']}.obj"
+        return self._raw_structures
 
     @property
     def tree(self) -> StructureTree:
@@ -297,9 +305,9 @@ class Atlas:
 
         return pd.DataFrame(
             {
-                "acronym": [s["acronym"] for s in self.structures_list],
-                "id": [s["id"] for s in self.structures_list],
-                "name": [s["name"] for s in self.structures_list],
+                "acronym": [s["acronym"] for s in self._raw_structures],
+                "id": [s["id"] for s in self._raw_structures],
+                "name": [s["name"] for s in self._raw_structures],
             }
         )
 

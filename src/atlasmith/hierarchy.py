@@ -92,6 +92,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def _all_ints(values: list[Any] | tuple[Any, ...]) -> bool:
+    """Every value is an int (numpy ints too, bools not); fast for plain ints."""
+    return set(map(type, values)) <= {int} or all(_is_int(v) for v in values)
+
+
 def _parse_entry(i: int, entry: Any) -> Structure:
     """Check one entry's keys and types (rules 1, 2, 5, 6) and build its Structure."""
     if not isinstance(entry, Mapping):
@@ -118,7 +123,7 @@ def _parse_entry(i: int, entry: Any) -> Structure:
         raise HierarchyError(
             f"{_where(i, entry)}: id must be in 1..{_UINT32_MAX} (uint32 labels), got {sid}."
         )
-    if not isinstance(path, list | tuple) or not path or not all(_is_int(p) for p in path):
+    if not isinstance(path, list | tuple) or not path or not _all_ints(path):
         raise HierarchyError(
             f"{_where(i, entry)}: structure_id_path must be a non-empty list of ids, got {path!r}."
         )
@@ -128,7 +133,7 @@ def _parse_entry(i: int, entry: Any) -> Structure:
             f"own id {sid}."
         )
     rgb_ok = isinstance(rgb, list | tuple) and len(rgb) == 3
-    if not rgb_ok or not all(_is_int(c) and 0 <= c <= 255 for c in rgb):
+    if not rgb_ok or not _all_ints(rgb) or not 0 <= min(rgb) <= max(rgb) <= 255:
         raise HierarchyError(
             f"{_where(i, entry)}: rgb_triplet must be three ints in 0..255, got {rgb!r}."
         )
@@ -136,7 +141,7 @@ def _parse_entry(i: int, entry: Any) -> Structure:
         acronym=entry["acronym"],
         id=int(sid),
         name=entry["name"],
-        structure_id_path=tuple(int(p) for p in path),
+        structure_id_path=tuple(map(int, path)),
         rgb_triplet=(int(rgb[0]), int(rgb[1]), int(rgb[2])),
     )
 
