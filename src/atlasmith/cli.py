@@ -17,6 +17,30 @@ def main() -> None:
 
 # --- the main job and reading (issue 2) -------------------------------------------------
 
+
+@main.command("demo")
+@click.option(
+    "--keep",
+    "keep_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the example atlas folder here and keep it (default: a temporary folder).",
+)
+def demo_command(keep_dir: str | None) -> None:
+    """Open the bundled real Allen 100 um example atlas, query it and show the credits."""
+    import tempfile
+    from pathlib import Path
+
+    from atlasmith.example import demo_report
+
+    if keep_dir is not None:
+        Path(keep_dir).mkdir(parents=True, exist_ok=True)
+        click.echo(demo_report(Path(keep_dir)))
+        return
+    with tempfile.TemporaryDirectory(prefix="atlasmith-demo-") as tmp:
+        click.echo(demo_report(Path(tmp)))
+
+
 # --- generation: build, validate, new-script (issue 3) ---------------------------------
 
 

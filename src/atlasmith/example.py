@@ -46,3 +46,43 @@ def write_example_atlas(parent: Path) -> Path:
     if list(annotation.shape) != shape:
         raise AtlasFormatError(f"bundled annotation has shape {annotation.shape}, expected {shape}")
     return folder
+
+
+def demo_report(parent: Path) -> str:
+    """Write the example atlas under ``parent``, open it with Atlas, query it; return a report.
+
+    The queries are real ones on the bundled Allen data: a point in micrometres, its ancestors
+    and hemisphere, 10,000 random points in one vectorised call, and the size of a region with
+    its descendants.
+    """
+    import numpy as np
+
+    from atlasmith.atlas import Atlas
+
+    atlas = Atlas(write_example_atlas(Path(parent)))
+    point_um = (6600.0, 4000.0, 5700.0)
+    acronym = atlas.structure_from_coords(point_um, microns=True, as_acronym=True)
+    ancestors = " > ".join(atlas.get_structure_ancestors(acronym))
+    hemisphere = atlas.hemisphere_from_coords(point_um, microns=True, as_string=True)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, atlas.shape_um, size=(10_000, 3))
+    top = atlas.structure_from_coords(points, microns=True, as_acronym=True, hierarchy_lev=2)
+    names, counts = np.unique(top, return_counts=True)
+    spread = ", ".join(
+        f"{n} {c}" for n, c in sorted(zip(names, counts, strict=True), key=lambda x: -x[1])
+    )
+    stats = atlas.structure_statistics().loc[atlas.structures["CH"]["id"]]
+    return "\n".join(
+        [
+            str(atlas),
+            "",
+            f"point {point_um} um -> {acronym} ({atlas.structures[acronym]['name']}), "
+            f"{hemisphere} hemisphere",
+            f"  ancestors: {ancestors}",
+            f"10,000 random points at hierarchy level 2: {spread}",
+            f"CH (Cerebrum) with its descendants: {int(stats['voxels']):,} voxels, "
+            f"{stats['volume_mm3']:.1f} mm3, centroid "
+            f"({stats['centroid_um_0']:.0f}, {stats['centroid_um_1']:.0f}, "
+            f"{stats['centroid_um_2']:.0f}) um",
+        ]
+    )
