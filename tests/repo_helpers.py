@@ -103,3 +103,13 @@ class PackageFactory:
             work.mkdir()
             self._made[key] = make_package(self.valid_folder, work, name, version)
         return self._made[key]
+
+
+_FACTORIES: dict[Path, PackageFactory] = {}
+
+
+def package_factory(example_atlas_dir: Path, work: Path) -> PackageFactory:
+    """One factory per session (shared by every test module that needs packages)."""
+    if example_atlas_dir not in _FACTORIES:
+        _FACTORIES[example_atlas_dir] = PackageFactory(example_atlas_dir, work)
+    return _FACTORIES[example_atlas_dir]

@@ -40,7 +40,7 @@ from atlasmith.repository import (
 )
 from atlasmith.server import serve_in_thread
 from atlasmith.tokens import TokenStore
-from repo_helpers import PackageFactory
+from repo_helpers import PackageFactory, package_factory
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def packages(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PackageFactory:
-    return PackageFactory(example_atlas_dir, tmp_path_factory.mktemp("packages"))
+    return package_factory(example_atlas_dir, tmp_path_factory.mktemp("packages"))
 
 
 def _local_raw(root: Path) -> Callable[[str], bytes | None]:

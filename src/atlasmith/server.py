@@ -111,7 +111,8 @@ def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
         """Liveness check: the server answers and can read its index."""
         return {"status": "ok", "atlases": len(repository.read_index().names())}
 
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @app.head("/", include_in_schema=False)
+    @app.get("/", response_class=HTMLResponse)
     def home(request: Request) -> Response:
         """The web page listing the atlases."""
         page = repository.path("index.html")
@@ -119,7 +120,8 @@ def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
             return _file_response(request, page)
         return HTMLResponse(plain_index_html(repository.read_index()))
 
-    @app.api_route("/{file_path:path}", methods=["GET", "HEAD"])
+    @app.head("/{file_path:path}", include_in_schema=False)
+    @app.get("/{file_path:path}")
     def get_file(request: Request, file_path: str) -> Response:
         """A file of the repository layout (Range, ETag and If-None-Match supported)."""
         return _file_response(request, _served_path(repository, file_path))

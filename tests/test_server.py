@@ -1,0 +1,275 @@
+"""The HTTP server on loopback (real uvicorn): reading with Range and ETag, uploads open only
+to members, no path outside the repository, BrainGlobe's own client, load, and fuzzing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from atlasmith.archive import sha256_file
+from atlasmith.errors import ConfigError
+from atlasmith.repository import IndexEntry, LocalRepository
+from atlasmith.server import make_app, serve_in_thread
+from atlasmith.tokens import TokenStore
+from repo_helpers import PackageFactory, package_factory
+
+
+@dataclass
+class Served:
+    url: str
+    root: Path
+    token: str
+    entry: IndexEntry
+    archive: Path
+
+
+@pytest.fixture(scope="session")
+def packages(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PackageFactory:
+    return package_factory(example_atlas_dir, tmp_path_factory.mktemp("packages"))
+
+
+@pytest.fixture(scope="module")
+def served(packages: PackageFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A server over a repository holding allen_mouse_100um 1.2, with one member's token."""
+    base = tmp_path_factory.mktemp("served")
+    root, token_file = base / "repo", base / "config" / "tokens.json"
+    archive = packages()
+    entry = LocalRepository(root).publish(archive)
+    token = TokenStore(token_file).add("maintainer")
+    with serve_in_thread(root, token_file=token_file) as url:
+        yield Served(url, root, token, entry, archive)
+
+
+def state(root: Path) -> dict[str, bytes]:
+    """Every file in the repository folder and its content."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_health_and_home_page(served: Served) -> None:
+    health = httpx.get(f"{served.url}/health")
+    assert health.json() == {"status": "ok", "atlases": 1}
+    home = httpx.get(f"{served.url}/")
+    assert home.status_code == 200
+    assert home.headers["content-type"].startswith("text/html")
+    assert "allen_mouse_100um" in home.text
+
+
+def test_download_has_length_etag_and_304(served: Served) -> None:
+    url = f"{served.url}/{served.entry.archive}"
+    response = httpx.get(url)
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == served.entry.size
+    assert hashlib.sha256(response.content).hexdigest() == served.entry.sha256
+    assert response.headers["accept-ranges"] == "bytes"
+    etag = response.headers["etag"]
+    again = httpx.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    head = httpx.head(url)
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == served.entry.size
+    assert head.content == b""
+
+
+def test_download_resumes_with_range(served: Served) -> None:
+    url = f"{served.url}/{served.entry.archive}"
+    half = served.entry.size // 2
+    first = httpx.get(url, headers={"Range": f"bytes=0-{half - 1}"})
+    assert first.status_code == 206
+    assert len(first.content) == half
+    rest = httpx.get(url, headers={"Range": f"bytes={half}-"})
+    assert rest.status_code == 206
+    assert (
+        rest.headers["content-range"] == f"bytes {half}-{served.entry.size - 1}/{served.entry.size}"
+    )
+    assert hashlib.sha256(first.content + rest.content).hexdigest() == served.entry.sha256
+    beyond = httpx.get(url, headers={"Range": f"bytes={served.entry.size + 10}-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{served.entry.size}"
+
+
+def test_layout_files_are_served(served: Served) -> None:
+    index = httpx.get(f"{served.url}/index.json").json()
+    assert index["atlases"]["allen_mouse_100um"]["versions"]["1.2"]["sha256"] == served.entry.sha256
+    conf = httpx.get(f"{served.url}/last_versions.conf").text
+    assert conf == httpx.get(f"{served.url}/latest_versions.conf").text
+    assert "allen_mouse_100um = 1.2" in conf
+    structures = httpx.get(f"{served.url}/{served.entry.structures}").json()
+    assert structures[0]["acronym"] == "root"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../config/tokens.json",
+        "/%2e%2e/config/tokens.json",
+        "/..%2fconfig%2ftokens.json",
+        "/.atlasmith-index.lock",
+        "/previews/../../config/tokens.json",
+        "/structures/.hidden",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/nothing.tar.gz",
+    ],
+)
+def test_nothing_outside_the_layout_is_served(served: Served, path: str) -> None:
+    # a raw socket, so that no client library normalises the path first
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 404)
+    assert b"maintainer" not in answer
+    assert b'"sha256"' not in answer
+
+
+def test_token_file_inside_the_served_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="inside the served folder"):
+        make_app(LocalRepository(tmp_path), TokenStore(tmp_path / "tokens.json"))
+
+
+def _put(served: Served, archive: Path, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.put(
+        f"{served.url}/atlases/{archive.name}",
+        content=archive.read_bytes(),
+        headers=headers,
+        timeout=120,
+    )
+
+
+def test_upload_refusals_change_nothing(served: Served, packages: PackageFactory) -> None:
+    new = packages(name="refused_mouse")
+    before = state(served.root)
+    no_token = _put(served, new, None)
+    assert no_token.status_code == 401
+    assert no_token.headers["www-authenticate"] == "Bearer"
+    assert _put(served, new, "atm_not-a-real-token").status_code == 403
+    existing = _put(served, served.archive, served.token)
+    assert existing.status_code == 409
+    assert "already published" in existing.json()["detail"]
+    assert state(served.root) == before
+
+
+def test_upload_failing_validation_says_why(
+    served: Served, packages: PackageFactory, tmp_path: Path
+) -> None:
+    from atlasmith.archive import make_archive, write_manifest
+
+    folder = tmp_path / "broken_mouse_100um_v1.0"
+    shutil.copytree(packages.valid_folder, folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata.update(name="broken_mouse", version="1.0")
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    (folder / "meshes" / "997.obj").unlink()
+    write_manifest(folder, {})
+    archive = make_archive(folder, tmp_path)
+    before = state(served.root)
+    response = _put(served, archive, served.token)
+    assert response.status_code == 422
+    assert "mesh" in response.json()["detail"]
+    assert "997" in response.json()["detail"]
+    garbage = tmp_path / "garbage_mouse_100um_v1.0.tar.gz"
+    garbage.write_bytes(b"this is not gzip")
+    response = _put(served, garbage, served.token)
+    assert response.status_code == 400
+    assert "garbage_mouse_100um_v1.0.tar.gz" in response.json()["detail"]
+    bad_name = httpx.put(
+        f"{served.url}/atlases/evil.sh",
+        content=b"x",
+        headers={"Authorization": f"Bearer {served.token}"},
+    )
+    assert bad_name.status_code == 400
+    assert state(served.root) == before
+
+
+def test_upload_over_the_size_cap_is_refused(packages: PackageFactory, tmp_path: Path) -> None:
+    token_file = tmp_path / "config" / "tokens.json"
+    token = TokenStore(token_file).add("maintainer")
+    archive = packages(name="large_mouse")
+    root = tmp_path / "repo"
+    with serve_in_thread(root, token_file=token_file, max_upload_bytes=1000) as url:
+        response = httpx.put(
+            f"{url}/atlases/{archive.name}",
+            content=archive.read_bytes(),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 413
+    assert not root.exists() or not any(root.rglob("*.tar.gz"))
+
+
+def test_brainglobe_client_downloads_and_opens_our_atlas(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brainglobe_atlasapi import bg_atlas
+
+    # these machines are offline: BrainGlobe's probes of google.com and GIN are patched out
+    monkeypatch.setattr(bg_atlas, "check_internet_connection", lambda *a, **k: True)
+    monkeypatch.setattr(bg_atlas, "check_gin_status", lambda *a, **k: True)
+    monkeypatch.setattr(bg_atlas.BrainGlobeAtlas, "_remote_url_base", served.url + "/{}")
+    atlas = bg_atlas.BrainGlobeAtlas(
+        "allen_mouse_100um", brainglobe_dir=tmp_path / "bg", interm_download_dir=tmp_path
+    )
+    assert atlas.local_full_name == "allen_mouse_100um_v1.2"
+    assert atlas.remote_version == (1, 2)
+    assert atlas.check_latest_version() is True
+    assert atlas.reference.shape == (132, 80, 114)
+    assert atlas.structures["root"]["id"] == 997
+    assert atlas.structure_from_coords((66, 40, 57), as_acronym=True) != "Outside atlas"
+    assert atlas.mesh_from_structure("root").points.shape[1] == 3
+
+
+def test_fifty_clients_download_ten_times_each(served: Served) -> None:
+    url = f"{served.url}/{served.entry.archive}"
+
+    def client_downloads(_: int) -> list[str]:
+        hashes = []
+        with httpx.Client(timeout=120) as client:
+            for _ in range(10):
+                digest = hashlib.sha256()
+                with client.stream("GET", url) as response:
+                    response.raise_for_status()
+                    for chunk in response.iter_bytes(1024 * 1024):
+                        digest.update(chunk)
+                hashes.append(digest.hexdigest())
+        return hashes
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = [h for hashes in pool.map(client_downloads, range(50)) for h in hashes]
+    assert len(results) == 500
+    assert set(results) == {served.entry.sha256}
+    assert sha256_file(served.archive) == served.entry.sha256
+
+
+def test_fuzzed_requests_never_get_a_server_error(served: Served) -> None:
+    schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/health", "/{file_path}", "/atlases/{file_name}"}
+    before = state(served.root)
+    for operation in operations:
+
+        @given(operation.as_strategy())
+        @settings(
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def no_server_error(case: schemathesis.Case) -> None:
+            for headers in ({}, {"Authorization": f"Bearer {served.token}"}):
+                response = case.call(headers=headers)
+                assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+
+        no_server_error()
+    assert state(served.root) == before
