@@ -49,6 +49,7 @@ class RepoServer:
     throttle: float | None = None  # bytes per second
     faults: dict[str, Fault] = field(default_factory=dict)
     log: list[tuple[str, str | None]] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)  # bytes of file data sent, per path
     _server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -151,6 +152,8 @@ def _handler(repo: RepoServer) -> type[http.server.BaseHTTPRequestHandler]:
                     except (BrokenPipeError, ConnectionResetError):
                         return
                     sent += len(block)
+                    key = "/" + target.name
+                    repo.sent[key] = repo.sent.get(key, 0) + len(block)
                     if repo.throttle:
                         time.sleep(len(block) / repo.throttle)
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from atlasmith.archive import (
-    DEFAULT_MAX_BYTES,
     MANIFEST_NAME,
     read_manifest,
     safe_extract,
@@ -337,8 +336,8 @@ class AtlasCache:
     ----------
     settings : Settings, optional
         Repository, cache folder, offline flag, timeouts (default: :func:`load_settings`).
-    max_bytes : int
-        Cap on the uncompressed size of one atlas archive.
+    max_bytes : int, optional
+        Cap on the uncompressed size of one atlas archive (default: the settings').
     download_dir : Path, optional
         Where partial downloads are kept (default ``<cache>/.atlasmith/downloads``).
     """
@@ -346,12 +345,12 @@ class AtlasCache:
     def __init__(
         self,
         settings: Settings | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_bytes: int | None = None,
         download_dir: Path | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.root = self.settings.cache_dir
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes or self.settings.max_archive_bytes
         self.download_dir = download_dir
         # a repository in a local folder (a mounted copy, an offline bundle) is usable offline
         self.blocked = self.settings.offline and is_remote(self.settings.repository)

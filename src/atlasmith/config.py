@@ -16,6 +16,7 @@ The config file is TOML with these keys, all optional::
     token = "..."                                 # upload token (publish only)
     timeout = 30.0                                # seconds without data before a retry
     retries = 5                                   # attempts per download
+    max_archive_bytes = 68719476736               # cap on an archive's unpacked size (64 GiB)
 
 Unknown keys are refused, so that a typo does not silently fall back to a default.
 """
@@ -51,8 +52,9 @@ ENV_VARS = {
     "cache_dir": "ATLASMITH_CACHE_DIR",
     "offline": "ATLASMITH_OFFLINE",
     "token": "ATLASMITH_TOKEN",
+    "max_archive_bytes": "ATLASMITH_MAX_ARCHIVE_BYTES",
 }
-_KEYS = ("repository", "cache_dir", "offline", "token", "timeout", "retries")
+_KEYS = ("repository", "cache_dir", "offline", "token", "timeout", "retries", "max_archive_bytes")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -75,6 +77,8 @@ class Settings:
         Seconds to wait for a connection or for data before retrying.
     retries : int
         Attempts per download before giving up.
+    max_archive_bytes : int
+        Cap on the uncompressed size of one archive (decompression bombs stop there).
     """
 
     repository: str = DEFAULT_REPOSITORY
@@ -83,6 +87,7 @@ class Settings:
     token: str | None = None
     timeout: float = 30.0
     retries: int = 5
+    max_archive_bytes: int = 64 * 1024**3
 
 
 def config_path() -> Path:
@@ -120,6 +125,7 @@ def _from_file(data: Mapping[str, Any], path: str) -> dict[str, Any]:
         "token": (str,),
         "timeout": (int, float),
         "retries": (int,),
+        "max_archive_bytes": (int,),
     }
     for key, value in data.items():
         if not isinstance(value, types[key]) or (key != "offline" and isinstance(value, bool)):
@@ -134,8 +140,20 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(var)
         if value is None or (value == "" and key != "offline"):
             continue
-        found[key] = parse_bool(value, var) if key == "offline" else value
+        if key == "offline":
+            found[key] = parse_bool(value, var)
+        elif key == "max_archive_bytes":
+            found[key] = _parse_int(value, var)
+        else:
+            found[key] = value
     return found
+
+
+def _parse_int(value: str, where: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError as err:
+        raise ConfigError(f"{where} must be an integer number of bytes, got {value!r}.") from err
 
 
 def resolve_settings(
@@ -160,10 +178,11 @@ def resolve_settings(
 
 
 def _normalised(settings: Settings) -> Settings:
-    if settings.timeout <= 0 or settings.retries < 1:
+    if settings.timeout <= 0 or settings.retries < 1 or settings.max_archive_bytes < 1:
         raise ConfigError(
-            f"timeout must be > 0 and retries >= 1, got timeout={settings.timeout!r}, "
-            f"retries={settings.retries!r}."
+            f"timeout must be > 0, retries >= 1 and max_archive_bytes >= 1, got "
+            f"timeout={settings.timeout!r}, retries={settings.retries!r}, "
+            f"max_archive_bytes={settings.max_archive_bytes!r}."
         )
     repository = str(settings.repository).strip()
     if not repository:

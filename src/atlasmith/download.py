@@ -332,7 +332,7 @@ def _attempt(
     headers = {"Range": f"bytes={part.size}-"} if part.size else {}
     with client.stream("GET", url, headers=headers) as response:
         total = _check_answer(url, response, part, size)
-        with open(part.path, "ab", buffering=CHUNK_SIZE) as out:
+        with open(part.path, "ab", buffering=256 * 1024) as out:
             # network-sized blocks: a dropped connection keeps every byte received so far
             for block in response.iter_raw():
                 _append(block, out, part, total, size, progress)

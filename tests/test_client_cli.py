@@ -1,0 +1,246 @@
+"""The client commands, in-process (click's runner) and as real processes: hostile archives
+through ``install ARCHIVE_PATH``, downloads killed with SIGKILL at random points, and eight
+processes fetching the same atlas at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from atlasmith.archive import verify_folder
+from atlasmith.cache import AtlasCache
+from atlasmith.cli import main
+from atlasmith.config import load_settings
+from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
+from test_download import RepoServer, make_package, write_repository
+
+NAME = "allen_mouse_100um"
+ARCHIVE = f"{NAME}_v1.1.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory, example_atlas_dir: Path) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("packages")
+    return {v: make_package(example_atlas_dir, work / v, NAME, v) for v in ("1.1", "1.2")}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[RepoServer]:
+    server = RepoServer(write_repository(tmp_path / "repo", [packages["1.1"]])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jail" / "cache"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def cache_at(cache_dir: Path, url: str = "http://127.0.0.1:9/") -> AtlasCache:
+    return AtlasCache(load_settings(repository=url, cache_dir=cache_dir))
+
+
+# --- the commands ------------------------------------------------------------------------------
+
+
+def test_list_install_verify_info_remove(repo: RepoServer, cache_dir: Path) -> None:
+    opts = ["--repository", repo.url, "--cache-dir", str(cache_dir)]
+    code, out = run("list", "--json", *opts)
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "name": NAME,
+            "downloaded": False,
+            "local_version": None,
+            "latest_version": "1.1",
+            "updated": None,
+            "path": None,
+        }
+    ]
+    code, out = run("install", NAME, *opts)
+    assert code == 0, out
+    assert f"{NAME} 1.1 installed in {cache_dir / NAME}_v1.1" in out
+    code, out = run("list", *opts)
+    assert code == 0
+    assert NAME in out
+    assert "True" in out
+    code, out = run("list", "--remote", "--json", *opts)
+    (row,) = json.loads(out)
+    assert (row["version"], row["installed"], row["yanked"]) == ("1.1", True, False)
+    code, out = run("verify", *opts)
+    assert (code, out.splitlines()[0]) == (0, f"{NAME}: OK ({cache_dir / NAME}_v1.1)")
+    code, out = run("info", NAME, "--json", *opts)
+    info = json.loads(out)
+    assert (info["version"], info["latest_version"], info["manifest"]) == ("1.1", "1.1", True)
+    assert info["metadata"]["name"] == "allen_mouse"
+    code, out = run("info", "--json", *opts)
+    assert json.loads(out)["cache_dir"] == str(cache_dir)
+    code, out = run("remove", NAME, *opts)
+    assert code == 0
+    assert not (cache_dir / f"{NAME}_v1.1").exists()
+    code, out = run("remove", NAME, *opts)
+    assert code == 1
+    assert "is not installed" in out
+
+
+def test_verify_reports_damage_and_foreign_folders(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    opts = ["--repository", repo.url, "--cache-dir", str(cache_dir)]
+    assert run("install", NAME, *opts)[0] == 0
+    folder = cache_dir / f"{NAME}_v1.1"
+    data = bytearray((folder / "annotation.tiff").read_bytes())
+    data[-5] ^= 0x02
+    (folder / "annotation.tiff").write_bytes(bytes(data))
+    code, out = run("verify", NAME, *opts)
+    assert code == 1
+    assert "FAILED" in out
+    assert "changed content: annotation.tiff" in out
+    (folder / "manifest.json").unlink()  # as BrainGlobe's own client installs it
+    code, out = run("verify", NAME, *opts)
+    assert code == 0
+    assert "NOT CHECKED" in out
+    assert "installed by another tool" in out
+
+
+def test_update_keeps_the_old_atlas_when_the_download_fails(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    opts = ["--repository", repo.url, "--cache-dir", str(cache_dir)]
+    assert run("install", NAME, *opts)[0] == 0
+    write_repository(repo.root, [packages["1.1"], packages["1.2"]])
+    (repo.root / f"{NAME}_v1.2.tar.gz").write_bytes(b"<html>404 Not Found</html>")
+    code, out = run("update", *opts)
+    assert code == 1
+    assert "bytes" in out or "sha256" in out
+    assert [a.version for a in cache_at(cache_dir).installed()] == ["1.1"]
+    assert verify_folder(cache_dir / f"{NAME}_v1.1") == []
+    write_repository(repo.root, [packages["1.1"], packages["1.2"]])
+    code, out = run("update", NAME, *opts)
+    assert (code, out.strip()) == (0, f"{NAME} updated to 1.2 ({cache_dir / NAME}_v1.2)")
+
+
+def test_offline_install_names_the_atlas(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_OFFLINE", "1")
+    code, out = run("install", NAME, "--repository", repo.url, "--cache-dir", str(cache_dir))
+    assert code == 1
+    assert f"Atlas {NAME} is not installed" in out
+    assert "offline mode is on" in out
+    assert repo.log == []
+
+
+def test_install_archive_path_and_bundle(
+    packages: dict[str, Path], cache_dir: Path, tmp_path: Path
+) -> None:
+    code, out = run("install", str(packages["1.2"]), "--cache-dir", str(cache_dir), "--offline")
+    assert code == 0, out
+    assert "1.2 installed" in out
+    bundle = write_repository(tmp_path / "bundle", [packages["1.1"]])
+    code, out = run("install", str(bundle), "--cache-dir", str(cache_dir), "--offline")
+    assert code == 0, out
+    assert [a.version for a in cache_at(cache_dir).installed()] == ["1.1"]
+    code, out = run("install", str(tmp_path / "nope.tar.gz"), "--cache-dir", str(cache_dir))
+    assert code == 1
+    assert "does not exist" in out
+
+
+@pytest.mark.parametrize("case", sorted(hostile_archives()))
+def test_hostile_archive_path_is_refused(
+    case: str, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_MAX_ARCHIVE_BYTES", str(HOSTILE_CAP))
+    archive = tmp_path / f"{NAME}_v1.0.tar.gz"
+    archive.write_bytes(hostile_archives()[case]())
+    code, out = run("install", str(archive), "--cache-dir", str(cache_dir), "--offline")
+    assert code == 1
+    assert HOSTILE_REASONS[case] in " ".join(out.split())
+    assert cache_at(cache_dir).installed() == []
+    assert all(p == "cache" or p.startswith("cache/") for p in tree_snapshot(tmp_path / "jail"))
+
+
+# --- real processes ------------------------------------------------------------------------------
+
+
+def install_process(repo: RepoServer, cache_dir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, ATLASMITH_REPOSITORY=repo.url, ATLASMITH_CACHE_DIR=str(cache_dir))
+    return subprocess.Popen(
+        [sys.executable, "-m", "atlasmith", "install", NAME],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def assert_nothing_half_installed(cache_dir: Path) -> bool:
+    """Either no atlas or one complete atlas; returns whether one is installed."""
+    installed = cache_at(cache_dir).installed()
+    assert len(installed) <= 1
+    visible = {p.name for p in cache_dir.iterdir()} if cache_dir.exists() else set()
+    assert visible <= {".atlasmith", "last_versions.conf", f"{NAME}_v1.1"}
+    if installed:
+        assert verify_folder(installed[0].path) == []
+    return bool(installed)
+
+
+def test_downloads_killed_at_random_points_never_leave_a_half_installed_atlas(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    size = packages["1.1"].stat().st_size
+    repo.throttle = 1.5e6  # bytes per second, so that kills land mid-download
+    rng = random.Random(20261124)
+    outcomes = []
+    for trial in range(12):
+        before = repo.sent.get("/" + ARCHIVE, 0)
+        process = install_process(repo, cache_dir)
+        if trial % 3 == 2:  # kill after a random delay: start-up, download or install
+            time.sleep(rng.uniform(0.1, 3.0))
+        else:  # kill after a random number of bytes has been sent
+            target = before + rng.randint(1, size)
+            deadline = time.monotonic() + 30
+            while repo.sent.get("/" + ARCHIVE, 0) < target and process.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.communicate()  # reaps it and closes its pipes
+        installed = assert_nothing_half_installed(cache_dir)
+        outcomes.append(installed)
+        if installed:  # start the next trial from scratch, keeping any partial download
+            cache_at(cache_dir).remove(NAME)
+    repo.throttle = None
+    process = install_process(repo, cache_dir)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err.decode()
+    assert assert_nothing_half_installed(cache_dir)
+    ranged = [r for r in repo.gets(ARCHIVE) if r is not None]
+    assert ranged, "no download was ever resumed"
+    assert outcomes.count(False) >= 6  # most kills interrupted the install
+
+
+def test_eight_processes_fetch_the_same_atlas_with_one_download(
+    repo: RepoServer, cache_dir: Path
+) -> None:
+    repo.throttle = 1e6  # slow enough that the processes overlap
+    processes = [install_process(repo, cache_dir) for _ in range(8)]
+    results = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, results, strict=True):
+        assert process.returncode == 0, err.decode()
+        assert f"{NAME} 1.1 installed in {cache_dir / NAME}_v1.1" in out.decode()
+    assert repo.gets(ARCHIVE) == [None]  # one GET, never resumed or repeated
+    assert assert_nothing_half_installed(cache_dir)
