@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,21 @@ from atlasmith.previews import (
 )
 
 # anatomical facts, independent of the code: the axis normal to each plane, and word pairs
-NORMAL = {"frontal": {"anterior", "posterior"}, "sagittal": {"left", "right"},
-          "horizontal": {"dorsal", "ventral"}}
+NORMAL = {
+    "frontal": {"anterior", "posterior"},
+    "sagittal": {"left", "right"},
+    "horizontal": {"dorsal", "ventral"},
+}
 OPPOSITE = {"anterior": "posterior", "dorsal": "ventral", "left": "right"}
 OPPOSITE.update({v: k for k, v in OPPOSITE.items()})
-LETTERS = {"a": "anterior", "p": "posterior", "s": "dorsal", "i": "ventral", "r": "right",
-           "l": "left"}
+LETTERS = {
+    "a": "anterior",
+    "p": "posterior",
+    "s": "dorsal",
+    "i": "ventral",
+    "r": "right",
+    "l": "left",
+}
 
 
 def _all_orientations() -> list[str]:
@@ -54,8 +64,9 @@ def write_top_meshes(folder: Path) -> dict[int, Path]:
     structures = json.loads((folder / "structures.json").read_text())
     res = json.loads((folder / "metadata.json").read_text())["resolution"]
     ids = np.array([s["id"] for s in structures])
-    top = np.array([s["structure_id_path"][1] if len(s["structure_id_path"]) > 1 else 0
-                    for s in structures])
+    top = np.array(
+        [s["structure_id_path"][1] if len(s["structure_id_path"]) > 1 else 0 for s in structures]
+    )
     order = np.argsort(ids)
     pos = np.clip(np.searchsorted(ids[order], annotation), 0, len(ids) - 1)
     top_labels = np.where(annotation > 0, top[order][pos], 0).astype(np.uint32)
@@ -73,12 +84,21 @@ def write_top_meshes(folder: Path) -> dict[int, Path]:
     return written
 
 
+def shared_meshed_atlas(example: Path, factory: pytest.TempPathFactory) -> Path:
+    """The real atlas plus root and top-level meshes, made once per test session (read-only)."""
+    target = factory.getbasetemp() / "meshed-shared" / example.name
+    if not (target / "meshes" / "997.obj").is_file():
+        work = factory.mktemp("meshing") / example.name
+        shutil.copytree(example, work)
+        write_top_meshes(work)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(work, target)
+    return target
+
+
 @pytest.fixture(scope="module")
 def meshed_atlas(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("meshed") / example_atlas_dir.name
-    shutil.copytree(example_atlas_dir, target)
-    write_top_meshes(target)
-    return target
+    return shared_meshed_atlas(example_atlas_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +144,19 @@ def test_layout_labels_follow_the_orientation(orientation: str) -> None:
 
 
 def test_asr_panels_and_viewers() -> None:
-    frontal, sagittal, horizontal = (section_layout("asr")[p]
-                                     for p in ("frontal", "sagittal", "horizontal"))
+    frontal, sagittal, horizontal = (
+        section_layout("asr")[p] for p in ("frontal", "sagittal", "horizontal")
+    )
     assert (frontal.top, frontal.left, frontal.first) == ("dorsal", "right", "anterior")
     assert (sagittal.top, sagittal.left, sagittal.first) == ("dorsal", "anterior", "right")
     assert (horizontal.top, horizontal.left) == ("anterior", "right")
     # right on the left of a frontal view: seen from the front; anterior on the left of a
     # sagittal view: seen from the left; right on the left of a horizontal view: from below
     assert [viewer_side(x) for x in (frontal, sagittal, horizontal)] == [
-        "anterior", "left", "ventral"]
+        "anterior",
+        "left",
+        "ventral",
+    ]
 
 
 # --- section sheets --------------------------------------------------------------------------

@@ -68,6 +68,7 @@ _SECTIONS_ALT = (
     "annotation in colour, region outlines, direction labels and slice indices"
 )
 _MESHES_ALT = "Root mesh and top-level region meshes seen from three directions"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _ARCHIVE_RE = re.compile(r"\.(tar\.gz|tgz)$")
 
 
@@ -122,6 +123,11 @@ def atlas_folder(source: str | Path) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="atlasmith-inspect-") as tmp:
             yield safe_extract(path, Path(tmp))
         return
+    if not _NAME_RE.match(str(source)):
+        raise AtlasNotFoundError(
+            f"{source} is not a folder, not a .tar.gz archive and not an atlas name: check "
+            "the path."
+        )
     yield installed_folder(str(source))
 
 
@@ -134,7 +140,7 @@ def installed_folder(name: str) -> Path:
     if re.search(r"_v\d+\.\d+$", name) and (exact / "metadata.json").is_file():
         return exact
     found = sorted(
-        (p for p in cache.glob(f"{glob_escape(name)}_v*") if (p / "metadata.json").is_file()),
+        (p for p in cache.glob(f"{name}_v*") if (p / "metadata.json").is_file()),
         key=lambda p: tuple(int(x) for x in p.name.rsplit("_v", 1)[1].split(".") if x.isdigit()),
     )
     if not found:
@@ -144,11 +150,6 @@ def installed_folder(name: str) -> Path:
             f"`atlasmith install {name}`."
         )
     return found[-1]
-
-
-def glob_escape(text: str) -> str:
-    """Escape glob metacharacters in ``text``."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 # --- region statistics -----------------------------------------------------------------------

@@ -47,7 +47,7 @@ a:focus-visible, input:focus-visible, summary:focus-visible { outline: 3px solid
 img { max-width: 100%; height: auto; display: block; }
 [hidden] { display: none !important; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  font-size: 0.85rem; }
+  font-size: 0.85rem; overflow-wrap: anywhere; }
 pre { background: var(--soft); padding: 0.5rem 0.75rem; border-radius: 6px;
   white-space: pre-wrap; overflow-wrap: anywhere; }
 .hash { overflow-wrap: anywhere; word-break: break-all; }
@@ -61,6 +61,10 @@ dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr);
   gap: 0.15rem 0.75rem; margin: 0.75rem 0; }
 dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
+@media (max-width: 30rem) {
+  dl.facts { grid-template-columns: minmax(0, 1fr); }
+  dl.facts dd { margin: 0 0 0.35rem; }
+}
 .download { display: inline-block; padding: 0.4rem 0.8rem; border-radius: 6px;
   background: #0b57a4; color: #fff; text-decoration: none; font-weight: 600; }
 .download:hover { background: #094a8c; }
@@ -124,6 +128,7 @@ def page(title: str, body: str, *, script: str = "", lang: str = "en") -> str:
     return (
         f'<!doctype html>\n<html lang="{esc(lang)}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<link rel="icon" href="data:,">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n{tail}"
         "</body>\n</html>\n"
     )

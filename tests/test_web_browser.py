@@ -1,0 +1,182 @@
+"""The repository web page end to end: the real server (atlasmith.server) on loopback serving
+a repository with two atlases built from the real bundled Allen data, driven by Debian's
+headless Chromium through Playwright, checked with axe-core."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlasmith.repository import RepositoryIndex
+from test_web import build_repository
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE = Path(__file__).parent / "web" / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def site(
+    example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, RepositoryIndex]]:
+    from atlasmith.server import serve_in_thread
+
+    root = tmp_path_factory.mktemp("browser")
+    repo, index = build_repository(example_atlas_dir, root)
+    with serve_in_thread(repo, token_file=root / "tokens.json") as url:
+        yield url.rstrip("/") + "/", index
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), "install Debian's chromium: apt-get install chromium"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda err: errors.append(str(err)))
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield tab
+    context.close()
+    assert errors == []  # no script errors, no failed loads reported by the page
+
+
+def _visible_cards(page: Any) -> list[str]:
+    return list(
+        page.eval_on_selector_all(
+            "#atlases > li:not([hidden]) h2", "els => els.map(e => e.textContent.trim())"
+        )
+    )
+
+
+def _images_loaded(page: Any) -> list[int]:
+    page.wait_for_load_state("load")
+    return list(
+        page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    )
+
+
+def test_front_page_lists_both_atlases_with_credits(
+    page: Any, site: tuple[str, RepositoryIndex]
+) -> None:
+    url, index = site
+    page.goto(url)
+    assert _visible_cards(page) == index.names()
+    assert page.title() == "Brain atlases"
+    doi = page.locator('a[href="https://doi.org/10.1016/j.cell.2020.04.007"]')
+    assert doi.count() == len(index.names())
+    assert page.locator('a[href="http://www.brain-map.org"]').count() == len(index.names())
+    assert page.locator("#count").inner_text() == "2 of 2 atlases shown"
+    widths = _images_loaded(page)
+    assert len(widths) == 2
+    assert all(w > 0 for w in widths)
+    assert page.locator("#repo-url").inner_text() == url
+
+
+def test_filter_narrows_the_list(page: Any, site: tuple[str, RepositoryIndex]) -> None:
+    url, _ = site
+    page.goto(url)
+    box = page.get_by_label("Filter by name or species")
+    box.fill("200um")
+    assert _visible_cards(page) == ["allen_mouse_200um"]
+    assert page.locator("#count").inner_text() == "1 of 2 atlases shown"
+    box.fill("MUS musculus")
+    assert len(_visible_cards(page)) == 2
+    box.fill("danio")
+    assert _visible_cards(page) == []
+    assert page.locator("#no-match").is_visible()
+    box.fill("")
+    assert len(_visible_cards(page)) == 2
+    # how long the list takes to update after a keystroke (reported, not asserted)
+    elapsed = page.evaluate(
+        """() => new Promise(done => {
+            const input = document.getElementById('filter');
+            const t0 = performance.now();
+            input.value = '100um';
+            input.dispatchEvent(new Event('input', {bubbles: true}));
+            requestAnimationFrame(() => setTimeout(() => done(performance.now() - t0), 0));
+        })"""
+    )
+    assert _visible_cards(page) == ["allen_mouse_100um"]
+    print(f"\nfilter update: {elapsed:.1f} ms (input event to next frame)")
+
+
+def test_detail_page_images_and_verified_download(
+    page: Any, site: tuple[str, RepositoryIndex], tmp_path: Path
+) -> None:
+    url, index = site
+    page.goto(url)
+    page.get_by_role("link", name="allen_mouse_200um", exact=True).click()
+    page.wait_for_url(f"{url}atlases/allen_mouse_200um.html")
+    assert page.locator("h1").inner_text() == "allen_mouse_200um"
+    widths = _images_loaded(page)
+    assert widths
+    assert all(w > 0 for w in widths)
+    assert (
+        page.locator(".tree li").count()
+        == index.entry("allen_mouse_200um", "1.2").metadata["structures"]
+    )
+    entry = index.latest("allen_mouse_200um")
+    assert entry is not None
+    with page.expect_download() as info:
+        page.locator("a.download").click()
+    download = info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    assert target.name == entry.archive
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256
+    page.get_by_role("link", name="All atlases").click()
+    page.wait_for_url(f"{url}index.html")
+    assert len(_visible_cards(page)) == 2
+
+
+@pytest.mark.parametrize("path", ["", "atlases/allen_mouse_100um.html"])
+def test_no_serious_accessibility_violations(
+    page: Any, site: tuple[str, RepositoryIndex], path: str
+) -> None:
+    assert AXE.is_file(), "run `npm ci` in tests/web to install axe-core"
+    page.goto(site[0] + path)
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document)")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == []
+    assert result["passes"]  # axe really ran its rules
+
+
+@pytest.mark.parametrize("path", ["", "atlases/allen_mouse_100um.html"])
+def test_no_horizontal_scrolling_at_360_px(
+    page: Any, site: tuple[str, RepositoryIndex], path: str
+) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(site[0] + path)
+    page.wait_for_load_state("load")
+    for details in page.locator("details").all()[:40]:  # open the collapsed parts too
+        details.evaluate("d => d.open = true")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
