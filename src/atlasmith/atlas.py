@@ -33,7 +33,6 @@ from atlasmith.errors import (
     CoordinateError,
     HierarchyLevelError,
     InvalidCoordinatesError,
-    MeshError,
     MissingFileError,
     StructureNotFoundError,
 )
@@ -94,6 +93,8 @@ class StructureEntry(UserDict[str, Any]):
 
     def _read_mesh(self) -> Any:
         import meshio
+
+        from atlasmith.errors import MeshError
 
         filename = self.data.get("mesh_filename")
         if filename is None:
@@ -227,7 +228,7 @@ class Atlas:
     --------
     >>> atlas = Atlas(folder)  # doctest: +SKIP
     >>> atlas.structure_from_coords((66, 40, 57), as_acronym=True)  # doctest: +SKIP
-    'CA1'
+    'IMD'
     >>> atlas.structure_from_coords(points_um, microns=True)  # (N, 3) -> N ids  # doctest: +SKIP
     """
 

@@ -33,9 +33,7 @@ Messages say what failed, where, what was expected and what to do next.
 
 from __future__ import annotations
 
-from typing import Any
-
-from meshio import ReadError as _MeshioReadError
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ArchiveError",
@@ -112,8 +110,26 @@ class MissingFileError(AtlasFormatError, FileNotFoundError):
     """Raised when an atlas folder lacks a file it needs (BrainGlobe: FileNotFoundError)."""
 
 
-class MeshError(AtlasmithError, _MeshioReadError):  # type: ignore[misc]
-    """Raised when a structure's mesh file is missing or cannot be read."""
+_MESH_ERROR_DOC = "Raised when a structure's mesh file is missing or cannot be read."
+
+if TYPE_CHECKING:  # pragma: no cover
+    from meshio import ReadError as _MeshioReadError
+
+    class MeshError(AtlasmithError, _MeshioReadError):  # type: ignore[misc]
+        """Raised when a structure's mesh file is missing or cannot be read."""
+
+
+def __getattr__(name: str) -> Any:
+    # MeshError subclasses meshio's ReadError; it is created on first use so that importing
+    # atlasmith (and atlasmith.errors) does not import meshio (~0.1 s).
+    if name != "MeshError":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from meshio import ReadError
+
+    cls = type("MeshError", (AtlasmithError, ReadError), {"__doc__": _MESH_ERROR_DOC})
+    cls.__module__ = __name__
+    globals()["MeshError"] = cls
+    return cls
 
 
 class ValidationError(AtlasmithError, ValueError):

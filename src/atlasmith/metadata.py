@@ -104,10 +104,10 @@ def _fail(key: str, expected: str, got: Any) -> MetadataError:
     )
 
 
-def _string(d: Mapping[str, Any], key: str) -> str:
+def _string(d: Mapping[str, Any], key: str, empty_ok: bool = False) -> str:
     value = d[key]
-    if not isinstance(value, str) or not value:
-        raise _fail(key, "a non-empty string", value)
+    if not isinstance(value, str) or not (value or empty_ok):
+        raise _fail(key, "a string" if empty_ok else "a non-empty string", value)
     return value
 
 
@@ -258,9 +258,9 @@ def _parse_fields(d: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("version", "a string '<major>.<minor>' such as '1.2'", version)
     return {
         "name": name,
-        "citation": _string(d, "citation"),
-        "atlas_link": _string(d, "atlas_link"),
-        "species": _string(d, "species"),
+        "citation": _string(d, "citation", empty_ok=True),
+        "atlas_link": _string(d, "atlas_link", empty_ok=True),
+        "species": _string(d, "species", empty_ok=True),
         "symmetric": d["symmetric"],
         "resolution": _triple(d, "resolution", integer=False),
         "orientation": _orientation(d),
