@@ -529,13 +529,12 @@ def write_package(
         info = {**dict(build_info or {}), "meshes": meshes}
         info["removed_structures"] = [s.id for s in inputs.removed]
         write_manifest(folder, info)
-        step("validating")
-        report = validate_folder(folder)
+        step("validating and archiving" if compress else "validating")
+        with ThreadPoolExecutor(1) as background:  # gzip (zlib frees the GIL) overlaps checks
+            archiving = background.submit(make_archive, folder, staging) if compress else None
+            report = validate_folder(folder)
+            archive = archiving.result() if archiving is not None else None
         require_valid(report)
-        archive = None
-        if compress:
-            step("archiving")
-            archive = make_archive(folder, staging)
         _check_free([final, final_archive] if compress else [final], overwrite)
         _replace(folder, final)
         if archive is not None:

@@ -166,16 +166,22 @@ def _read_stack(path: Path) -> npt.NDArray[Any]:
 
 
 def obj_bounds(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Min and max corner of the vertices of an OBJ file (fast path for 'v x y z' lines)."""
-    lines = path.read_bytes().split(b"\n")
-    coords = b" ".join(line[2:] for line in lines if line.startswith(b"v "))
-    values = np.array(coords.split(), dtype=np.float64)
-    if values.size == 0 or values.size % 3:
+    """Min and max corner of the vertices of an OBJ file.
+
+    Fast path for files whose vertex lines (``v x y z``) all come first, as atlasmith and
+    meshio write them; anything else is read with meshio.
+    """
+    data = path.read_bytes()
+    end = data.find(b"\nf ")
+    block = data[: end if end >= 0 else len(data)].rstrip(b"\n")
+    if block.startswith(b"v ") and block.count(b"\n") + 1 == block.count(b"v "):
+        values = np.array(block.replace(b"v ", b" ").split(), dtype=np.float64)
+    else:
         import meshio
 
-        values = np.asarray(meshio.read(path).points, dtype=np.float64)
+        values = np.asarray(meshio.read(path).points, dtype=np.float64).ravel()
+    _need(values.size > 0 and values.size % 3 == 0, f"mesh {path.name} has no valid vertices")
     points = values.reshape(-1, 3)
-    _need(points.size > 0, f"mesh {path.name} has no vertices")
     return points.min(axis=0), points.max(axis=0)
 
 
