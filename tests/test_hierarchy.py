@@ -292,3 +292,28 @@ def test_compact_round_trip(structures: list[dict[str, Any]], others: list[int])
     known = compact > 0
     np.testing.assert_array_equal(tree.ids[compact[known].astype(np.int64) - 1], labels[known])
     assert set(labels[~known].tolist()) <= ({0} | set(others)) - set(tree.ids.tolist())
+
+
+@pytest.mark.parametrize("structure", ["CH", "root", "VISp1"])
+def test_mask_fast_path_with_unknown_and_sentinel_labels(
+    tree: StructureTree, structure: str
+) -> None:
+    lm = tree._label_map
+    assert lm.mode == "hash"
+    rng = np.random.default_rng(5)
+    labels = np.concatenate(
+        [
+            tree.ids,
+            [0, 2**32 - 1],
+            np.unique(lm.sentinels).astype(np.int64),  # values chosen never to match
+            np.arange(2**32 - 4096, 2**32, 7),
+            rng.integers(0, 2**32, 5000),
+        ]
+    ).astype(np.uint32)
+    sid = tree[structure].id
+    values = np.where(tree.member_lut(structure), sid, 0).astype(np.uint32)
+    members = {sid, *tree.descendants(sid)}
+    expected = np.array([sid if int(x) in members else 0 for x in labels], dtype=np.uint32)
+    np.testing.assert_array_equal(tree.map_labels(labels, values), expected)
+    # the general path (taken for labels that are not uint32) agrees
+    np.testing.assert_array_equal(tree.map_labels(labels.astype(np.uint64), values), expected)

@@ -478,6 +478,16 @@ class _LabelMap:
         self.shift, self.mult = np.uint32(found[0]), found[1]
         self.table = np.zeros(1 << (32 - found[0]), dtype=self.dtype)
         self.table[self.slots(ids.astype(np.uint32))] = compact
+        self.sentinels = self._make_sentinels()
+
+    def _make_sentinels(self) -> npt.NDArray[np.uint32]:
+        """Per slot, a label value that does not hash to that slot (so never matches there)."""
+        candidates = np.arange(2**32 - 4096, 2**32, dtype=np.uint64).astype(np.uint32)
+        hashed = self.slots(candidates)
+        other = np.flatnonzero(hashed != hashed[0])[0]
+        sentinels = np.full(self.table.size, candidates[0], dtype=np.uint32)
+        sentinels[hashed[0]] = candidates[other]
+        return sentinels
 
     def slots(self, labels: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
         """Hash slot of each label."""
@@ -490,10 +500,37 @@ class _LabelMap:
             raise TypeError(f"labels must be integers, got an array of {labels.dtype}.")
         out = np.empty(labels.shape, dtype=values.dtype)
         flat_in, flat_out = labels.reshape(-1), out.reshape(-1)
+        if self.mode == "hash" and labels.dtype == np.uint32 and values[0] == 0:
+            nonzero = np.unique(values[values != 0])
+            if nonzero.size <= 1:  # a mask: one gather per label instead of three
+                self._map_mask(flat_in, flat_out, values, nonzero)
+                return out
         for start in range(0, flat_in.size, _CHUNK):
             block = flat_in[start : start + _CHUNK]
             values.take(self._block(block), out=flat_out[start : start + block.size])
         return out
+
+    def _map_mask(
+        self,
+        labels: npt.NDArray[np.uint32],
+        out: npt.NDArray[Any],
+        values: npt.NDArray[Any],
+        nonzero: npt.NDArray[Any],
+    ) -> None:
+        """``values[compact(label)]`` when values are 0 except one value v on some structures.
+
+        Each slot holds the id it must match for v (a member's id), or a sentinel that no
+        label hashing there can equal; the result is ``(check[slot(label)] == label) * v``.
+        """
+        value = nonzero[0] if nonzero.size else values.dtype.type(0)
+        member = values.take(self.table) != 0
+        check = np.where(member, self.ids_c.take(self.table), self.sentinels)
+        hit = np.empty(min(_CHUNK, labels.size), dtype=bool)
+        for start in range(0, labels.size, _CHUNK):
+            block = labels[start : start + _CHUNK]
+            found = hit[: block.size]
+            np.equal(check.take(self.slots(block)), block, out=found)
+            np.multiply(found, value, out=out[start : start + block.size])
 
     def _block(self, block: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Compact indices of one block of labels."""
