@@ -190,3 +190,17 @@ def test_format_resolution(um: float, text: str) -> None:
 def test_format_resolution_rejects(um: float) -> None:
     with pytest.raises(MetadataError, match="positive finite"):
         format_resolution(um)
+
+
+def test_hashable_and_extra_compared(bundled_data: Path) -> None:
+    raw = _real(bundled_data)
+    meta = AtlasMetadata.from_dict(raw)
+    assert hash(meta) == hash(AtlasMetadata.from_dict(raw))
+    assert meta != AtlasMetadata.from_dict({**raw, "license": "CC-BY-4.0"})
+
+
+@pytest.mark.parametrize("key", ["citation", "atlas_link", "species"])
+def test_empty_credit_strings_are_allowed(bundled_data: Path, key: str) -> None:
+    raw = _real(bundled_data)
+    raw[key] = ""
+    assert getattr(AtlasMetadata.from_dict(raw), key) == ""

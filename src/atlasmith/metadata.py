@@ -191,10 +191,10 @@ class AtlasMetadata:
     shape: tuple[int, int, int]
     additional_references: tuple[str, ...] = ()
     atlas_packager: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def __post_init__(self) -> None:
-        # keep the instance immutable (and hashable by identity of a read-only view)
+        # a read-only copy, so that the instance stays immutable (extra is left out of hash)
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
     @classmethod
