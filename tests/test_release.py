@@ -139,3 +139,17 @@ def test_release_of_the_bundled_scripts_publishes_each_once(tmp_path: Path) -> N
     assert again.published == []
     assert {o.status for o in again.outcomes} == {"skipped"}
     assert "Nothing to publish" in again.render()
+
+
+def test_release_command_reports_and_fails_on_broken_scripts(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "broken_mouse.py").write_text("__version__ = 'x'\n")
+    result = CliRunner().invoke(main, ["release", str(scripts), "--to", str(tmp_path / "repo")])
+    assert result.exit_code == 1
+    assert "failed" in result.output
+    assert "broken_mouse.py" in result.output

@@ -281,8 +281,30 @@ def test_names_outside_the_layout_are_refused(backend: Backend, name: str) -> No
 def test_open_repository_picks_the_backend(tmp_path: Path) -> None:
     assert isinstance(open_repository(tmp_path), LocalRepository)
     assert isinstance(open_repository(f"file://{tmp_path}"), LocalRepository)
-    with open_repository("https://atlases.example.org/") as http:  # type: ignore[attr-defined]
+    with open_repository("https://atlases.example.org/") as http:
         assert isinstance(http, HttpRepository)
     assert isinstance(open_repository("s3://bucket/atlases"), S3Repository)
     with pytest.raises(RepositoryError, match="unsupported"):
         open_repository("ftp://example.org/atlases")
+
+
+def test_publish_and_yank_commands(packages: PackageFactory, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    runner = CliRunner()
+    root = str(tmp_path / "repo")
+    archive = str(packages())
+    published = runner.invoke(main, ["publish", archive, "--to", root])
+    assert published.exit_code == 0, published.output
+    assert sha256_file(archive) in published.output
+    again = runner.invoke(main, ["publish", archive, "--to", root])
+    assert again.exit_code == 1
+    assert "already published" in again.output
+    yanked = runner.invoke(main, ["yank", "allen_mouse_100um", "1.2", "--to", root])
+    assert yanked.exit_code == 0, yanked.output
+    assert LocalRepository(root).read_index().entry("allen_mouse_100um", "1.2").yanked
+    missing = runner.invoke(main, ["yank", "allen_mouse_100um", "9.9", "--to", root])
+    assert missing.exit_code == 1
+    assert "available: 1.2" in missing.output

@@ -273,3 +273,48 @@ def test_fuzzed_requests_never_get_a_server_error(served: Served) -> None:
 
         no_server_error()
     assert state(served.root) == before
+
+
+def test_serve_and_publish_commands_end_to_end(packages: PackageFactory, tmp_path: Path) -> None:
+    """`atlasmith serve` in its own process; `atlasmith publish --to http://...` uploads to it."""
+    import subprocess
+    import sys
+    import time
+
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    token_file = tmp_path / "config" / "tokens.json"
+    token = TokenStore(token_file).add("maintainer")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "atlasmith", "serve", str(tmp_path / "repo")]
+    command += ["--port", str(port), "--token-file", str(token_file)]
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/health").json()["status"] == "ok"
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                assert server.poll() is None
+                time.sleep(0.1)
+        archive = str(packages())
+        runner = CliRunner()
+        refused = runner.invoke(main, ["publish", archive, "--to", url, "--token", "atm_bad"])
+        assert refused.exit_code == 1
+        assert "403" in refused.output
+        done = runner.invoke(main, ["publish", archive, "--to", url, "--token", token])
+        assert done.exit_code == 0, done.output
+        assert "allen_mouse_100um = 1.2" in httpx.get(f"{url}/last_versions.conf").text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    assert b"PUT /atlases/allen_mouse_100um_v1.2.tar.gz" in (tmp_path / "serve.log").read_bytes()

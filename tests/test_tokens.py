@@ -62,3 +62,27 @@ def test_default_location_is_the_user_config_dir(
     assert default_token_file() == tmp_path / "cfg" / "atlasmith" / "tokens.json"
     monkeypatch.setenv("ATLASMITH_TOKEN_FILE", str(tmp_path / "elsewhere.json"))
     assert TokenStore().path == tmp_path / "elsewhere.json"
+
+
+def test_token_commands(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    runner = CliRunner()
+    token_file = str(tmp_path / "tokens.json")
+    added = runner.invoke(main, ["token", "add", "alice", "--token-file", token_file])
+    assert added.exit_code == 0, added.output
+    token = added.stdout.strip()
+    assert TokenStore(token_file).check(token) == "alice"
+    listed = runner.invoke(main, ["token", "list", "--token-file", token_file])
+    assert listed.stdout.strip() == "alice"
+    again = runner.invoke(main, ["token", "add", "alice", "--token-file", token_file])
+    assert again.exit_code == 1
+    assert "revoke it first" in again.output
+    revoked = runner.invoke(main, ["token", "revoke", "alice", "--token-file", token_file])
+    assert revoked.exit_code == 0
+    assert TokenStore(token_file).check(token) is None
+    unknown = runner.invoke(main, ["token", "revoke", "alice", "--token-file", token_file])
+    assert unknown.exit_code == 1
+    assert "No token named 'alice'" in unknown.output

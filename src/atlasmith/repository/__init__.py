@@ -29,6 +29,7 @@ __all__ = [
     "S3Repository",
     "StorageRepository",
     "check_archive",
+    "open_configured_repository",
     "open_repository",
     "parse_version",
     "split_archive_name",
@@ -65,3 +66,17 @@ def open_repository(location: str | Path, token: str | None = None) -> Repositor
             f"{text!r}: unsupported repository URL; use a folder, http(s)://... or s3://..."
         )
     return LocalRepository(text)
+
+
+def open_configured_repository(
+    location: str | Path | None = None, token: str | None = None
+) -> Repository:
+    """Open ``location``, or the configured repository when it is None.
+
+    The configuration (``~/.config/atlasmith/config.toml``, ``ATLASMITH_REPOSITORY``,
+    ``ATLASMITH_TOKEN``) fills in what is not given, as the command line does.
+    """
+    from atlasmith.config import load_settings
+
+    settings = load_settings(repository=location, token=token)
+    return open_repository(settings.repository, token=settings.token)

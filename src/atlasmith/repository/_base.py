@@ -8,7 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from atlasmith.errors import AtlasNotFoundError, RepositoryError
 from atlasmith.repository._check import DEFAULT_MAX_BYTES, CheckedArchive, check_archive
@@ -74,6 +74,15 @@ class Repository(ABC):
     @abstractmethod
     def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
         """Withdraw a version: it stays downloadable by exact version, never chosen as latest."""
+
+    def close(self) -> None:  # noqa: B027 (a no-op unless a backend holds connections)
+        """Release network connections (nothing to do for most backends)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _missing(self, name: str) -> AtlasNotFoundError:
         return AtlasNotFoundError(f"{name!r} is not in the repository at {self.location}.")

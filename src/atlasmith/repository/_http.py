@@ -71,12 +71,6 @@ class HttpRepository(Repository):
         """Close the HTTP client's connections."""
         self.client.close()
 
-    def __enter__(self) -> HttpRepository:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def url(self, name: str) -> str:
         """The URL of a file of the layout."""
         return f"{self.location}/{name}"
