@@ -26,13 +26,16 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import json
 import os
+import queue
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -440,6 +443,101 @@ def _open_stream(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
     return source, False
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer (CRC32 and size are checked)
+_GZIP_READ = 32 * 1024  # compressed bytes per step: at most ~33 MB of output even for a bomb
+
+
+def _gunzip_blocks(raw: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip stream (one or more members), in blocks."""
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    between = False  # True after a member ended, before the next one starts
+    while data := raw.read(_GZIP_READ):
+        while data:
+            if between and not data.startswith(_GZIP_MAGIC):
+                return  # padding after the last member, never part of the tar stream
+            between = False
+            block = inflater.decompress(data)
+            if block:
+                yield block
+            if not inflater.eof:
+                break
+            data, inflater, between = inflater.unused_data, zlib.decompressobj(_GZIP_WBITS), True
+    if not between and not inflater.eof:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+
+class _ThreadedGunzip(io.RawIOBase):
+    """Reads a gzip stream decompressed by a background thread (zlib releases the GIL), so
+    that decompression overlaps with the caller's parsing and file writes."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._block = b""
+        self._offset = 0
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _produce(self) -> None:
+        try:
+            pending: list[bytes] = []
+            size = 0
+            for block in _gunzip_blocks(self._raw):
+                pending.append(block)
+                size += len(block)
+                if size >= CHUNK:
+                    if not self._put(b"".join(pending)):
+                        return
+                    pending, size = [], 0
+            if (not pending or self._put(b"".join(pending))) and self._put(None):
+                return
+        except BaseException as err:  # handed over to the reading thread
+            self._put(err)
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer at a block boundary); b"" at the end."""
+        if self._offset >= len(self._block) and not self._next_block():
+            return b""
+        end = len(self._block) if size < 0 else min(len(self._block), self._offset + size)
+        out = self._block[self._offset : end]
+        self._offset = end
+        return out
+
+    def _next_block(self) -> bool:
+        if self._finished:
+            return False
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        if item is None:
+            self._finished = True
+            return False
+        self._block, self._offset = item, 0
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()
+
+
 _Visit = Callable[[tarfile.TarFile, tarfile.TarInfo, str], None]
 
 
@@ -457,8 +555,10 @@ def _walk(source: str | Path | IO[bytes], checker: _Checker, visit: _Visit) -> N
                 "repository URL or download the archive again."
             )
         raw.seek(0)
-        gz = gzip.GzipFile(fileobj=raw, mode="rb")
-        with tarfile.open(fileobj=gz, mode="r|", bufsize=CHUNK) as tar:
+        with (
+            _ThreadedGunzip(raw) as plain,
+            tarfile.open(fileobj=plain, mode="r|", bufsize=CHUNK) as tar,
+        ):
             for member in tar:
                 visit(tar, member, checker.check(member))
             if checker.top is None:

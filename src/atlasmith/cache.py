@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from atlasmith.archive import (
     MANIFEST_NAME,
@@ -41,7 +41,6 @@ from atlasmith.archive import (
     top_folder,
     verify_folder,
 )
-from atlasmith.atlas import Atlas
 from atlasmith.config import Settings, load_settings
 from atlasmith.download import (
     ProgressCallback,
@@ -59,11 +58,14 @@ from atlasmith.errors import (
     RepositoryError,
 )
 
+if TYPE_CHECKING:  # the reader (numpy...) is imported on first use, so the CLI starts fast
+    from atlasmith.atlas import Atlas
+
 __all__ = [
     "Action",
     "AtlasCache",
     "AtlasStatus",
-    "BrainGlobeAtlas",
+    "BrainGlobeAtlas",  # noqa: F822 (built on first access by __getattr__)
     "Catalog",
     "InstalledAtlas",
     "Plan",
@@ -810,6 +812,8 @@ def fetch(
     --------
     >>> atlas = fetch("allen_mouse_25um")  # doctest: +SKIP
     """
+    from atlasmith.atlas import Atlas
+
     cache = AtlasCache(load_settings(repository=repository, cache_dir=cache_dir))
     with progress_bar(f"Downloading {name}") as update:
         installed = cache.fetch(name, version, progress=update)
@@ -830,124 +834,140 @@ def _brainglobe_dirs(config_file: str | Path | None) -> dict[str, str]:
     return dict(parser["default_dirs"]) if parser.has_section("default_dirs") else {}
 
 
-class BrainGlobeAtlas(Atlas):
-    """BrainGlobe 2.3.1's ``BrainGlobeAtlas``: an :class:`Atlas` downloaded on first use.
+def __getattr__(name: str) -> Any:
+    """``BrainGlobeAtlas`` is built on first access, importing the reader only then."""
+    if name == "BrainGlobeAtlas":
+        made = _brainglobe_atlas_class()
+        globals()[name] = made
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    Same constructor and members as BrainGlobe's; downloads are verified (sha256), resumable,
-    locked against concurrent processes and installed atomically.
 
-    Parameters
-    ----------
-    atlas_name : str
-        Atlas name with resolution, e.g. ``"allen_mouse_25um"``.
-    brainglobe_dir : str or Path, optional
-        Cache folder (default: ``ATLASMITH_CACHE_DIR``, config file, ``~/.brainglobe``).
-    interm_download_dir : str or Path, optional
-        Where the archive is downloaded (default: inside the cache folder).
-    check_latest : bool
-        Warn (on stderr) when the repository has another version.
-    config_dir : str or Path, optional
-        A BrainGlobe config *file* (as BrainGlobe uses the argument): its ``[default_dirs]``
-        give the folders not passed explicitly.
-    fn_update : callable, optional
-        ``fn_update(completed_bytes, total_bytes)`` during the download.
+def _brainglobe_atlas_class() -> type[Atlas]:
+    from atlasmith.atlas import Atlas
 
-    Examples
-    --------
-    >>> atlas = BrainGlobeAtlas("allen_mouse_25um")  # doctest: +SKIP
-    >>> atlas
-    allen mouse atlas (res. 25um)
-    """
+    class BrainGlobeAtlas(Atlas):
+        """BrainGlobe 2.3.1's ``BrainGlobeAtlas``: an :class:`Atlas` downloaded on first use.
 
-    def __init__(
-        self,
-        atlas_name: str,
-        brainglobe_dir: str | Path | None = None,
-        interm_download_dir: str | Path | None = None,
-        check_latest: bool = True,
-        config_dir: str | Path | None = None,
-        fn_update: ProgressCallback | None = None,
-    ) -> None:
-        self.atlas_name = atlas_name
-        self.fn_update = fn_update
-        dirs = _brainglobe_dirs(config_dir)
-        settings = load_settings(cache_dir=brainglobe_dir or dirs.get("brainglobe_dir"))
-        self.brainglobe_dir = settings.cache_dir
-        interm = interm_download_dir or dirs.get("interm_download_dir")
-        self.interm_download_dir = Path(interm) if interm else None
-        self._cache = AtlasCache(settings, download_dir=self.interm_download_dir)
-        with progress_bar(f"Downloading {atlas_name}", fn_update) as update:
-            installed = self._cache.fetch(atlas_name, progress=update)
-        self._open(installed.path)
-        if check_latest:
-            self.check_latest_version()
+        Same constructor and members as BrainGlobe's; downloads are verified (sha256), resumable,
+        locked against concurrent processes and installed atomically.
 
-    def _open(self, path: Path) -> None:
-        """Open the folder; a damaged one is downloaded again once (as BrainGlobe does)."""
-        try:
-            super().__init__(path)
-        except (FileNotFoundError, ValueError) as err:
-            warnings.warn(
-                f"Atlas {self.atlas_name} in {path} is damaged ({err}); downloading it again.",
-                UserWarning,
-                stacklevel=3,
+        Parameters
+        ----------
+        atlas_name : str
+            Atlas name with resolution, e.g. ``"allen_mouse_25um"``.
+        brainglobe_dir : str or Path, optional
+            Cache folder (default: ``ATLASMITH_CACHE_DIR``, config file, ``~/.brainglobe``).
+        interm_download_dir : str or Path, optional
+            Where the archive is downloaded (default: inside the cache folder).
+        check_latest : bool
+            Warn (on stderr) when the repository has another version.
+        config_dir : str or Path, optional
+            A BrainGlobe config *file* (as BrainGlobe uses the argument): its ``[default_dirs]``
+            give the folders not passed explicitly.
+        fn_update : callable, optional
+            ``fn_update(completed_bytes, total_bytes)`` during the download.
+
+        Examples
+        --------
+        >>> atlas = BrainGlobeAtlas("allen_mouse_25um")  # doctest: +SKIP
+        >>> atlas
+        allen mouse atlas (res. 25um)
+        """
+
+        def __init__(
+            self,
+            atlas_name: str,
+            brainglobe_dir: str | Path | None = None,
+            interm_download_dir: str | Path | None = None,
+            check_latest: bool = True,
+            config_dir: str | Path | None = None,
+            fn_update: ProgressCallback | None = None,
+        ) -> None:
+            self.atlas_name = atlas_name
+            self.fn_update = fn_update
+            dirs = _brainglobe_dirs(config_dir)
+            settings = load_settings(cache_dir=brainglobe_dir or dirs.get("brainglobe_dir"))
+            self.brainglobe_dir = settings.cache_dir
+            interm = interm_download_dir or dirs.get("interm_download_dir")
+            self.interm_download_dir = Path(interm) if interm else None
+            self._cache = AtlasCache(settings, download_dir=self.interm_download_dir)
+            with progress_bar(f"Downloading {atlas_name}", fn_update) as update:
+                installed = self._cache.fetch(atlas_name, progress=update)
+            self._open(installed.path)
+            if check_latest:
+                self.check_latest_version()
+
+        def _open(self, path: Path) -> None:
+            """Open the folder; a damaged one is downloaded again once (as BrainGlobe does)."""
+            try:
+                super().__init__(path)
+            except (FileNotFoundError, ValueError) as err:
+                warnings.warn(
+                    f"Atlas {self.atlas_name} in {path} is damaged ({err}); downloading it again.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                self.download_extract_file()
+                super().__init__(self._cache.require(self.atlas_name).path)
+
+        def download_extract_file(self) -> None:
+            """Download the atlas again and install it in place of the installed folder."""
+            with progress_bar(f"Downloading {self.atlas_name}", self.fn_update) as update:
+                self._cache.reinstall(self.atlas_name, progress=update)
+
+        @property
+        def local_full_name(self) -> str | None:
+            """Installed folder name (``allen_mouse_25um_v1.2``) or None."""
+            found = self._cache.find(self.atlas_name)
+            return found.path.name if found else None
+
+        @property
+        def local_version(self) -> tuple[int, ...] | None:
+            """Installed version as integers, e.g. ``(1, 2)``, or None."""
+            found = self._cache.find(self.atlas_name)
+            return version_key(found.version) if found else None
+
+        @property
+        def remote_version(self) -> tuple[int, ...] | None:
+            """The repository's latest version as integers; None when it cannot be read."""
+            latest = self._cache.latest_version(self.atlas_name)
+            return version_key(latest) if latest else None
+
+        @property
+        def remote_url(self) -> str | None:
+            """URL of the latest version's archive, or None."""
+            latest = self._cache.latest_version(self.atlas_name)
+            if latest is None:
+                return None
+            return join_location(
+                self._cache.settings.repository, f"{self.atlas_name}_v{latest}.tar.gz"
             )
-            self.download_extract_file()
-            super().__init__(self._cache.require(self.atlas_name).path)
 
-    def download_extract_file(self) -> None:
-        """Download the atlas again and install it in place of the installed folder."""
-        with progress_bar(f"Downloading {self.atlas_name}", self.fn_update) as update:
-            self._cache.reinstall(self.atlas_name, progress=update)
+        def check_latest_version(self, print_warning: bool = True) -> bool | None:
+            """True when the installed version is the repository's latest, False when it is not
+            (with a message on stderr), None when the repository cannot be read."""
+            remote, local = self.remote_version, self.local_version
+            if remote is None or local is None:
+                return None
+            if local == remote:
+                return True
+            if print_warning:
+                import sys
 
-    @property
-    def local_full_name(self) -> str | None:
-        """Installed folder name (``allen_mouse_25um_v1.2``) or None."""
-        found = self._cache.find(self.atlas_name)
-        return found.path.name if found else None
+                print(
+                    f"atlasmith: {self.atlas_name} version {'.'.join(map(str, local))} is not the "
+                    f"latest available ({'.'.join(map(str, remote))}). To update it run:\n"
+                    f"    atlasmith update {self.atlas_name}",
+                    file=sys.stderr,
+                )
+            return False
 
-    @property
-    def local_version(self) -> tuple[int, ...] | None:
-        """Installed version as integers, e.g. ``(1, 2)``, or None."""
-        found = self._cache.find(self.atlas_name)
-        return version_key(found.version) if found else None
+        def __repr__(self) -> str:
+            *words, resolution = self.atlas_name.split("_")
+            return f"{' '.join(words)} atlas (res. {resolution})"
 
-    @property
-    def remote_version(self) -> tuple[int, ...] | None:
-        """The repository's latest version as integers; None when it cannot be read."""
-        latest = self._cache.latest_version(self.atlas_name)
-        return version_key(latest) if latest else None
-
-    @property
-    def remote_url(self) -> str | None:
-        """URL of the latest version's archive, or None."""
-        latest = self._cache.latest_version(self.atlas_name)
-        if latest is None:
-            return None
-        return join_location(self._cache.settings.repository, f"{self.atlas_name}_v{latest}.tar.gz")
-
-    def check_latest_version(self, print_warning: bool = True) -> bool | None:
-        """True when the installed version is the repository's latest, False when it is not
-        (with a message on stderr), None when the repository cannot be read."""
-        remote, local = self.remote_version, self.local_version
-        if remote is None or local is None:
-            return None
-        if local == remote:
-            return True
-        if print_warning:
-            import sys
-
-            print(
-                f"atlasmith: {self.atlas_name} version {'.'.join(map(str, local))} is not the "
-                f"latest available ({'.'.join(map(str, remote))}). To update it run:\n"
-                f"    atlasmith update {self.atlas_name}",
-                file=sys.stderr,
-            )
-        return False
-
-    def __repr__(self) -> str:
-        *words, resolution = self.atlas_name.split("_")
-        return f"{' '.join(words)} atlas (res. {resolution})"
+    return BrainGlobeAtlas
 
 
 # --- what the command line shows ---------------------------------------------------------------
