@@ -318,3 +318,12 @@ def test_serve_and_publish_commands_end_to_end(packages: PackageFactory, tmp_pat
         server.wait(timeout=30)
         log.close()
     assert b"PUT /atlases/allen_mouse_100um_v1.2.tar.gz" in (tmp_path / "serve.log").read_bytes()
+
+
+def test_atlasmith_client_fetches_from_our_server(served: Served, tmp_path: Path) -> None:
+    from atlasmith.cache import fetch
+
+    atlas = fetch("allen_mouse_100um", repository=served.url, cache_dir=tmp_path / "cache")
+    assert atlas.metadata["version"] == "1.2"
+    assert (tmp_path / "cache" / "allen_mouse_100um_v1.2" / "manifest.json").is_file()
+    assert atlas.structures["root"]["id"] == 997

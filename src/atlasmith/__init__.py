@@ -19,6 +19,13 @@ _EXPORTS: dict[str, str] = {
     "AtlasMetadata": "atlasmith.metadata",
     "Structure": "atlasmith.hierarchy",
     "StructureTree": "atlasmith.hierarchy",
+    # issue 5: repository, server, releases
+    "IndexEntry": "atlasmith.repository",
+    "Repository": "atlasmith.repository",
+    "RepositoryIndex": "atlasmith.repository",
+    "open_repository": "atlasmith.repository",
+    "release": "atlasmith.release",
+    "serve_in_thread": "atlasmith.server",
     # issue 6: client and cache
     "BrainGlobeAtlas": "atlasmith.cache",
     "fetch": "atlasmith.cache",

@@ -35,7 +35,7 @@ from atlasmith.errors import (
     ValidationError,
 )
 from atlasmith.repository import LocalRepository, split_archive_name
-from atlasmith.repository._base import plain_index_html
+from atlasmith.repository._base import render_pages
 from atlasmith.tokens import TokenStore
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "make_app", "serve", "serve_in_thread"]
@@ -118,7 +118,8 @@ def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
         page = repository.path("index.html")
         if page.is_file():
             return _file_response(request, page)
-        return HTMLResponse(plain_index_html(repository.read_index()))
+        pages = render_pages(repository.read_index(), repository.read_bytes)
+        return HTMLResponse(pages["index.html"])
 
     @app.head("/{file_path:path}", include_in_schema=False)
     @app.get("/{file_path:path}")

@@ -138,7 +138,7 @@ class StorageRepository(Repository):
 
     def _write_index(self, index: RepositoryIndex) -> None:
         """Write the pages, then ``index.json`` (the commit point), then the ``.conf`` files."""
-        for name, page in _render_pages(index, self.read_bytes).items():
+        for name, page in render_pages(index, self.read_bytes).items():
             self._write_bytes(check_name(name), page)
         self._write_bytes(INDEX_NAME, index.to_json())
         conf = index.render_conf().encode()
@@ -146,7 +146,7 @@ class StorageRepository(Repository):
             self._write_bytes(name, conf)
 
 
-def _render_pages(
+def render_pages(
     index: RepositoryIndex, read_file: Callable[[str], bytes | None]
 ) -> dict[str, bytes]:
     """The static pages from atlasmith.web when it is installed, else a plain index.html."""
