@@ -448,6 +448,17 @@ def test_brainglobe_atlas_constructor_and_members(
     assert newer.local_version == (1, 1)
 
 
+def test_brainglobe_atlas_downloads_into_interm_download_dir(
+    repo: RepoServer, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    interm = tmp_path / "interm"
+    BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir, interm_download_dir=interm, check_latest=False)
+    assert interm.is_dir()
+    assert list(interm.iterdir()) == []  # the archive went there and was removed after install
+    assert not (cache_dir / ".atlasmith" / "downloads").exists()
+
+
 def test_brainglobe_atlas_reads_brainglobe_config_file(
     repo: RepoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,6 +60,7 @@ def cache_at(cache_dir: Path, url: str = "http://127.0.0.1:9/") -> AtlasCache:
 
 def test_list_install_verify_info_remove(repo: RepoServer, cache_dir: Path) -> None:
     opts = ["--repository", repo.url, "--cache-dir", str(cache_dir)]
+    assert run("update", *opts) == (0, f"No atlases installed in {cache_dir}: nothing to update.\n")
     code, out = run("list", "--json", *opts)
     assert code == 0
     assert json.loads(out) == [
