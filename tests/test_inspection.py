@@ -186,3 +186,25 @@ def test_cli_inspect_and_rerun(meshed: Path, tmp_path: Path) -> None:
     bad = runner.invoke(main, ["inspect", str(tmp_path / "nothing_10um")])
     assert bad.exit_code == 1
     assert "is not a folder, not a .tar.gz archive" in bad.output
+
+
+def test_inspect_the_bundled_dsurqe_atlas_built_from_its_script(tmp_path: Path) -> None:
+    """A second real atlas, with its own orientation ("ipl" sources), built by `build`."""
+    from atlasmith.build import build_atlas
+    from atlasmith.previews import read_panels
+
+    repo = Path(__file__).resolve().parents[1]
+    built = build_atlas(
+        repo / "atlas_scripts" / "dsurqe_mouse.py", tmp_path, source_dir=repo / "data", workers=1
+    )
+    preview = built.folder / "preview.png"  # build wrote the package preview
+    assert [p["plane"] for p in read_panels(preview)] == ["frontal", "sagittal", "horizontal"]
+    result = inspect_atlas(built.archive, tmp_path / "inspection")
+    assert result.validation_ok is True
+    assert result.mesh_problems == ()
+    assert len(result.mesh_checks) == len(list((built.folder / "meshes").glob("*.obj")))
+    frontal = [p for p in read_panels(result.sections) if p["plane"] == "frontal"]
+    assert {(p["top"], p["left"], p["first"]) for p in frontal} == {("dorsal", "right", "anterior")}
+    html = result.report.read_text()
+    assert "dsurqe_mouse" in html
+    assert "All checks passed." in html

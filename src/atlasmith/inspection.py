@@ -33,10 +33,13 @@ import numpy.typing as npt
 from atlasmith.errors import AtlasExistsError, AtlasmithError, AtlasNotFoundError, MeshError
 from atlasmith.previews import (
     AtlasFiles,
+    MeshData,
+    MeshReader,
     load_atlas_files,
     read_obj,
     render_mesh_sheet,
     render_section_sheet,
+    top_level_structures,
 )
 from atlasmith.web import credits_html, esc, facts, page
 
@@ -225,7 +228,9 @@ def _propagate(
 # --- mesh checks -------------------------------------------------------------------------------
 
 
-def check_meshes(atlas: AtlasFiles, stats: RegionStats | None = None) -> list[MeshCheck]:
+def check_meshes(
+    atlas: AtlasFiles, stats: RegionStats | None = None, read: MeshReader = read_obj
+) -> list[MeshCheck]:
     """Check the mesh of every structure that has voxels, and flag meshes of no structure.
 
     A mesh is *missing* (no file), *unreadable*, *empty* (no triangles), *open* (an edge not
@@ -243,7 +248,7 @@ def check_meshes(atlas: AtlasFiles, stats: RegionStats | None = None) -> list[Me
         if not has_voxels and not file.is_file():
             continue
         bounds = (stats.lo[i] * res, stats.hi[i] * res) if has_voxels else None
-        checks.append(_check_one(int(s["id"]), str(s["acronym"]), file, bounds, res))
+        checks.append(_check_one(int(s["id"]), str(s["acronym"]), file, bounds, res, read))
     known = {int(s["id"]) for s in atlas.structures}
     strays = sorted(
         p for p in folder.glob("*.obj") if not (p.stem.isdigit() and int(p.stem) in known)
@@ -258,6 +263,7 @@ def _check_one(
     file: Path,
     bounds: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None,
     res: npt.NDArray[np.float64],
+    read: MeshReader,
 ) -> MeshCheck:
     def result(status: MeshStatus, detail: str) -> MeshCheck:
         return MeshCheck(sid, acronym, status, detail)
@@ -265,7 +271,7 @@ def _check_one(
     if not file.is_file():
         return result("missing", f"no meshes/{file.name}")
     try:
-        vertices, faces = read_obj(file)
+        vertices, faces = read(file)
     except MeshError as err:
         return result("unreadable", str(err))
     if bounds is None:
@@ -335,9 +341,10 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         stats = region_stats(atlas)
+        read = _caching_reader(atlas)
         render_section_sheet(atlas, tmp / "sections.png")
-        render_mesh_sheet(atlas, tmp / "meshes.png")
-        checks = check_meshes(atlas, stats)
+        render_mesh_sheet(atlas, tmp / "meshes.png", read=read)
+        checks = check_meshes(atlas, stats, read)
         validation = _validate(folder)
         html = report_html(atlas, stats, checks, validation, tmp)
         (tmp / "report.html").write_text(html, encoding="utf-8")
@@ -350,6 +357,21 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
     return InspectionResult(
         out, out / "report.html", out / "sections.png", out / "meshes.png", tuple(checks), ok
     )
+
+
+def _caching_reader(atlas: AtlasFiles) -> MeshReader:
+    """read_obj that keeps the root and top-level meshes (read by both the sheet and checks)."""
+    keep = {f"{int(s['id'])}.obj" for s in [atlas.root, *top_level_structures(atlas)]}
+    store: dict[Path, MeshData] = {}
+
+    def read(path: Path) -> MeshData:
+        if path.name not in keep:
+            return read_obj(path)
+        if path not in store:
+            store[path] = read_obj(path)
+        return store[path]
+
+    return read
 
 
 def _check_target(out: Path) -> None:

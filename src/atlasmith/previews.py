@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -487,7 +489,8 @@ def write_package_preview(folder: str | Path) -> Path:
 def read_obj(path: str | Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Vertices (V, 3) and triangles (F, 3, zero-based) of a Wavefront OBJ file.
 
-    Polygons with more than three corners are split into fans.
+    Polygons with more than three corners are split into fans; ``v/vt/vn`` face entries and
+    negative (relative) indices are understood.
 
     Raises
     ------
@@ -496,15 +499,13 @@ def read_obj(path: str | Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.
     """
     file = Path(path)
     try:
-        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = file.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
         raise MeshError(f"cannot read mesh {file}: {err}") from err
     try:
-        vertex_text = " ".join(line[2:] for line in lines if line.startswith("v "))
-        vertices = np.array(vertex_text.split(), dtype=np.float64).reshape(-1, 3)
-        faces = _obj_faces(
-            [line[2:].split() for line in lines if line.startswith("f ")], len(vertices)
-        )
+        vertex_rows = _OBJ_VERTEX.findall(text)
+        vertices = _numbers(" ".join(vertex_rows), np.float64, 3 * len(vertex_rows)).reshape(-1, 3)
+        faces = _obj_faces(_OBJ_FACE.findall(text), len(vertex_rows))
     except (ValueError, IndexError) as err:
         raise MeshError(f"mesh {file} is not a valid OBJ file ({err}).") from err
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
@@ -512,18 +513,42 @@ def read_obj(path: str | Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.
     return vertices, faces
 
 
-def _obj_faces(rows: list[list[str]], n_vertices: int) -> npt.NDArray[np.int64]:
-    if not rows:
-        return np.zeros((0, 3), dtype=np.int64)
-    if all(len(r) == 3 for r in rows):
-        flat = np.array([t.split("/")[0] for r in rows for t in r], dtype=np.int64)
-        tri = flat.reshape(-1, 3)
+_OBJ_VERTEX = re.compile(r"^v[ \t]+([^\n]*)", re.MULTILINE)
+_OBJ_FACE = re.compile(r"^f[ \t]+([^\n]*)", re.MULTILINE)
+
+
+def _numbers(text: str, dtype: type[Any], count: int) -> npt.NDArray[Any]:
+    """Parse exactly ``count`` whitespace-separated numbers (C speed), else ValueError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=dtype, sep=" ") if count else np.zeros(0, dtype)
+        except (DeprecationWarning, ValueError) as err:
+            raise ValueError(f"unreadable numbers ({err})") from err
+    if values.size != count:
+        raise ValueError(f"expected {count} numbers, found {values.size}")
+    return values
+
+
+def _obj_faces(rows: list[str], n_vertices: int) -> npt.NDArray[np.int64]:
+    joined = " ".join(rows)
+    if "/" not in joined:
+        try:
+            tri = _numbers(joined, np.int64, 3 * len(rows)).reshape(-1, 3)
+        except ValueError:
+            tri = _fan_faces(rows)
     else:
-        tri = np.array(
-            [[r[0], r[k], r[k + 1]] for r in rows for k in range(1, len(r) - 1)], dtype=object
-        )
-        tri = np.vectorize(lambda t: int(str(t).split("/")[0]))(tri).astype(np.int64)
+        tri = _fan_faces(rows)
     return np.where(tri < 0, tri + n_vertices, tri - 1)
+
+
+def _fan_faces(rows: list[str]) -> npt.NDArray[np.int64]:
+    """Triangles of polygon rows (any number of corners, ``v/vt/vn`` entries)."""
+    corners = [[int(t.split("/")[0]) for t in row.split()] for row in rows]
+    if any(len(c) < 3 for c in corners):
+        raise ValueError("a face with fewer than three corners")
+    tri = [[c[0], c[k], c[k + 1]] for c in corners for k in range(1, len(c) - 1)]
+    return np.array(tri, dtype=np.int64).reshape(-1, 3)
 
 
 def decimate(
@@ -534,9 +559,11 @@ def decimate(
         return vertices, faces
     import fast_simplification
 
-    points, tri = fast_simplification.simplify(
-        vertices.astype(np.float32), faces.astype(np.int32), 1 - max_faces / len(faces)
-    )
+    points32, faces32 = vertices.astype(np.float32), faces.astype(np.int32)
+    reduction = 1 - max_faces / len(faces)
+    points, tri = fast_simplification.simplify(points32, faces32, reduction)
+    if len(tri) > 2 * max_faces:  # stalled (it happens on staircase surfaces): push harder
+        points, tri = fast_simplification.simplify(points32, faces32, reduction, agg=10)
     return np.asarray(points, dtype=np.float64), np.asarray(tri, dtype=np.int64)
 
 
@@ -576,35 +603,57 @@ def _mesh_polygons(
     return polygons, depth, 0.3 + 0.6 * facing
 
 
+MeshData = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
+MeshReader = Callable[[Path], MeshData]
+
+
+def top_level_structures(atlas: AtlasFiles) -> list[Mapping[str, Any]]:
+    """The root's children, in ``structures.json`` order."""
+    root_id = int(atlas.root["id"])
+    return [s for s in atlas.structures if list(s["structure_id_path"][:-1]) == [root_id]]
+
+
 def render_mesh_sheet(
     folder: str | Path | AtlasFiles,
     path: str | Path,
     *,
-    max_faces: int = 2500,
+    max_faces: int = 12000,
     panel_inches: float = 3.0,
     dpi: int = 100,
+    read: MeshReader = read_obj,
 ) -> list[dict[str, Any]]:
     """Write a PNG of the root mesh and the top-level regions seen from three directions.
 
     Row 1 shows the root mesh, row 2 the meshes of the root's children, each in its
     ``rgb_triplet``, viewed along each anatomical axis (orthographic, nearest faces on top).
-    Meshes are decimated to ``max_faces`` triangles for drawing. Missing meshes are listed in
-    the figure.
+    Each row is decimated to about ``max_faces`` triangles in all (shared among its meshes in
+    proportion to their size). Missing meshes are listed in the figure.
+
+    Parameters
+    ----------
+    folder : path or AtlasFiles
+        An atlas folder.
+    path : path
+        The PNG to write (atomically).
+    max_faces : int
+        Triangle budget per row.
+    panel_inches, dpi : float, int
+        Size of one panel and resolution of the image.
+    read : callable
+        Reads one OBJ file (default :func:`read_obj`; the inspection passes a caching one).
 
     Returns
     -------
     list of dict
-        One entry per panel: the view's :class:`PanelLayout` fields plus ``row`` and
-        ``structures`` (ids drawn). Also stored in the PNG's ``atlasmith:panels`` chunk.
+        One entry per panel: the view's :class:`PanelLayout` fields plus ``row``,
+        ``structures`` (ids drawn) and ``viewer``. Also stored in the PNG's
+        ``atlasmith:panels`` chunk.
     """
     atlas = folder if isinstance(folder, AtlasFiles) else load_atlas_files(folder)
-    root_id = int(atlas.root["id"])
-    children = [s for s in atlas.structures if list(s["structure_id_path"][:-1]) == [root_id]]
-    groups = {"root": [atlas.root], "top-level regions": children}
-    meshes = {
-        int(s["id"]): _load_mesh(atlas.folder, int(s["id"]), max_faces)
-        for s in [atlas.root, *children]
-    }
+    groups = {"root": [atlas.root], "top-level regions": top_level_structures(atlas)}
+    meshes: dict[int, MeshData | None] = {}
+    for structures in groups.values():
+        meshes.update(_load_row(atlas.folder, structures, max_faces, read))
     layouts = section_layout(str(atlas.metadata["orientation"]))
     fig = _figure(panel_inches * 3, panel_inches * 2 + 0.9, dpi)
     grid = fig.add_gridspec(
@@ -620,35 +669,50 @@ def render_mesh_sheet(
             panels.append(
                 {**layouts[plane].to_dict(), "row": label, "structures": drawn, "viewer": side}
             )
-    missing = [
-        f"{s['acronym']} ({s['id']})"
-        for s in [atlas.root, *children]
-        if meshes[int(s["id"])] is None
-    ]
-    note = "missing or empty meshes: " + ", ".join(missing) if missing else "all meshes present"
-    fig.text(0.5, 0.02, note, ha="center", fontsize=8, wrap=True)
+    fig.text(0.5, 0.02, _missing_note(groups, meshes), ha="center", fontsize=8, wrap=True)
     fig.suptitle(_sheet_title(atlas, "meshes"), fontsize=10)
     _save(fig, Path(path), dpi, panels)
     return panels
 
 
-def _load_mesh(
-    folder: Path, sid: int, max_faces: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
-    file = folder / "meshes" / f"{sid}.obj"
-    if not file.is_file():
-        return None
-    try:
-        vertices, faces = read_obj(file)
-    except MeshError:
-        return None
-    return decimate(vertices, faces, max_faces) if len(faces) else None
+def _load_row(
+    folder: Path, structures: Sequence[Mapping[str, Any]], budget: int, read: MeshReader
+) -> dict[int, MeshData | None]:
+    """Read a row's meshes and decimate them to share ``budget`` triangles."""
+    raw: dict[int, MeshData | None] = {}
+    for s in structures:
+        file = folder / "meshes" / f"{int(s['id'])}.obj"
+        try:
+            mesh = read(file) if file.is_file() else None
+        except MeshError:
+            mesh = None
+        raw[int(s["id"])] = mesh if mesh is not None and len(mesh[1]) else None
+    total = sum(len(m[1]) for m in raw.values() if m is not None) or 1
+    return {
+        sid: None if m is None else decimate(*m, max(200, budget * len(m[1]) // total))
+        for sid, m in raw.items()
+    }
+
+
+def _missing_note(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]], meshes: Mapping[int, MeshData | None]
+) -> str:
+    missing = [
+        f"{s['acronym']} ({s['id']})"
+        for structures in groups.values()
+        for s in structures
+        if meshes[int(s["id"])] is None
+    ]
+    if not missing:
+        return "all meshes present"
+    more = f" and {len(missing) - 12} more" if len(missing) > 12 else ""
+    return "missing or empty meshes: " + ", ".join(missing[:12]) + more
 
 
 def _draw_meshes(
     ax: Axes,
     structures: Sequence[Mapping[str, Any]],
-    meshes: Mapping[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None],
+    meshes: Mapping[int, MeshData | None],
     layout: PanelLayout,
     atlas: AtlasFiles,
 ) -> list[int]:
