@@ -137,6 +137,89 @@ def new_script_command(name: str, out_dir: str) -> None:
 
 # --- meshes (issue 4) --------------------------------------------------------------------
 
+
+@main.command("meshes")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the meshes (<id>.obj).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local processes (default: all cores).",
+)
+@click.option("--scheduler", default=None, help="dask.distributed scheduler address (tcp://...).")
+@click.option(
+    "--smoothing",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Smoothing iterations.",
+)
+@click.option(
+    "--cluster",
+    type=click.IntRange(1, 8),
+    default=2,
+    show_default=True,
+    help="Vertex-clustering block in voxels (1: no clustering).",
+)
+@click.option(
+    "--decimate",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Fraction of triangles kept by quadric decimation.",
+)
+@click.option(
+    "--closing",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Closing iterations of the brain outline before meshing.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+def meshes_command(
+    folder: str,
+    out_dir: str,
+    workers: int | None,
+    scheduler: str | None,
+    smoothing: int,
+    cluster: int,
+    decimate: float,
+    closing: int,
+    overwrite: bool,
+) -> None:
+    """Regenerate one mesh per structure of the atlas FOLDER into --out."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from atlasmith.errors import AtlasmithError
+    from atlasmith.meshes import MeshParameters, meshes_for_folder
+
+    try:
+        params = MeshParameters(smoothing, cluster, decimate, closing)
+        with Progress(TextColumn("meshes"), BarColumn(), MofNCompleteColumn()) as bar:
+            task = bar.add_task("meshes", total=None)
+            written = meshes_for_folder(
+                Path(folder),
+                Path(out_dir),
+                params,
+                workers,
+                scheduler,
+                lambda done, total: bar.update(task, completed=done, total=total),
+                overwrite=overwrite,
+            )
+    except AtlasmithError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"wrote {len(written)} meshes to {out_dir}")
+
+
 # --- repository: serve, publish, release, yank, token (issue 5) ------------------------
 
 

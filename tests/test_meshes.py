@@ -1,0 +1,196 @@
+"""The mesh engine on the real Allen annotation at 100 um."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from atlasmith.cli import main
+from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
+from atlasmith.hierarchy import StructureTree
+from atlasmith.mesh_quality import _topology, enclosed_volume, read_obj, region_masks
+from atlasmith.meshes import MeshParameters, generate_meshes
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "allen_mouse_100um"
+RES = 100.0
+
+
+@pytest.fixture(scope="module")
+def allen() -> tuple[np.ndarray, StructureTree, list[dict]]:
+    annotation, _ = nrrd.read(str(DATA / "annotation_100um.nrrd"))
+    structures = json.loads((DATA / "structures.json").read_text())
+    return np.ascontiguousarray(annotation), StructureTree.from_list(structures), structures
+
+
+@pytest.fixture(scope="module")
+def generated(allen, tmp_path_factory) -> dict[int, Path]:
+    annotation, tree, _ = allen
+    out = tmp_path_factory.mktemp("meshes") / "meshes"
+    return generate_meshes(annotation, tree, RES, out, workers=2)
+
+
+@pytest.fixture(scope="module")
+def meshes(generated) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    return {sid: read_obj(path) for sid, path in generated.items()}
+
+
+def _present_ids(annotation: np.ndarray, structures: list[dict]) -> set[int]:
+    """Structures with voxels in them or a descendant, from the raw structure list."""
+    paths = {s["id"]: s["structure_id_path"] for s in structures}
+    labels = np.unique(annotation)
+    return {sid for label in labels[labels != 0] for sid in paths[int(label)]}
+
+
+def test_one_mesh_per_present_structure(allen, generated):
+    annotation, _, structures = allen
+    expected = _present_ids(annotation, structures)
+    assert set(generated) == expected
+    assert all(path.name == f"{sid}.obj" and path.is_file() for sid, path in generated.items())
+    assert sorted(p.name for p in next(iter(generated.values())).parent.iterdir()) == sorted(
+        f"{sid}.obj" for sid in expected
+    )
+
+
+def test_meshes_are_closed_and_point_outwards(meshes):
+    for sid, (points, faces) in meshes.items():
+        closed, _, _ = _topology(faces, len(points))
+        assert closed, f"mesh of {sid} has holes"
+        assert enclosed_volume(points, faces) > 0, f"mesh of {sid} points inwards"
+
+
+def test_parent_is_the_union_of_its_children(allen, meshes):
+    """Where a parent has no voxels of its own, its enclosed volume is its children's sum."""
+    annotation, tree, _ = allen
+    own = set(np.unique(annotation).tolist())
+    parents = [
+        s.id
+        for s in tree
+        if s.id in meshes
+        and s.id not in own
+        and len([c for c in tree.children(s.id) if c in meshes]) > 1
+    ]
+    assert len(parents) > 20
+    for sid in parents:
+        children = [c for c in tree.children(sid) if c in meshes]
+        total = sum(enclosed_volume(*meshes[c]) for c in children)
+        assert enclosed_volume(*meshes[sid]) == pytest.approx(total, rel=1e-6), tree[sid].acronym
+
+
+def test_enclosed_volume_matches_voxel_volume(allen, meshes):
+    annotation, tree, _ = allen
+    root = tree.root.id
+    voxels = np.count_nonzero(annotation) * RES**3
+    assert enclosed_volume(*meshes[root]) == pytest.approx(voxels, rel=0.05)
+
+
+def test_placement_matches_voxel_bounds(allen, meshes):
+    """Voxel i lies at i * resolution: every mesh spans its region's voxels +- half a voxel,
+    to within one voxel."""
+    annotation, tree, _ = allen
+    for sid, mask, offset in region_masks(annotation, tree, list(meshes)):
+        points = meshes[sid][0]
+        index = np.argwhere(mask) + offset
+        low, high = (index.min(axis=0) - 0.5) * RES, (index.max(axis=0) + 0.5) * RES
+        assert np.all(np.abs(points.min(axis=0) - low) <= RES), tree[sid].acronym
+        assert np.all(np.abs(points.max(axis=0) - high) <= RES), tree[sid].acronym
+
+
+def test_same_bytes_whatever_the_number_of_workers(allen, generated, tmp_path):
+    annotation, tree, _ = allen
+    again = generate_meshes(annotation, tree, RES, tmp_path / "one", workers=1)
+    assert list(again) == list(generated)
+    for sid, path in generated.items():
+        assert again[sid].read_bytes() == path.read_bytes(), sid
+
+
+def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    annotation, tree, _ = allen
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        remote = generate_meshes(
+            annotation, tree, RES, tmp_path / "dask", scheduler=cluster.scheduler_address
+        )
+    assert list(remote) == list(generated)
+    for sid, path in generated.items():
+        assert remote[sid].read_bytes() == path.read_bytes(), sid
+
+
+def test_parameters_are_recorded_and_checked():
+    params = MeshParameters(smoothing=4, cluster=3, decimate=0.5, closing=1)
+    record = params.to_dict()
+    assert {k: record[k] for k in ("smoothing", "cluster", "decimate", "closing")} == {
+        "smoothing": 4,
+        "cluster": 3,
+        "decimate": 0.5,
+        "closing": 1,
+    }
+    assert record["engine"]
+    json.dumps(record)
+    for bad in ({"decimate": 0.0}, {"smoothing": -1}, {"cluster": 0}, {"closing": 1.5}):
+        with pytest.raises(ConfigError):
+            MeshParameters(**bad)
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        (np.zeros((4, 5, 6), dtype=np.uint32), "empty"),
+        (np.ones((4, 5, 6), dtype=np.float32), "dtype"),
+        (np.ones((4, 5), dtype=np.uint32), "dimensions"),
+        (np.full((4, 5, 6), 123456789, dtype=np.uint32), "no structure"),
+    ],
+)
+def test_bad_annotation_is_refused_and_nothing_is_left(allen, tmp_path, volume, message):
+    _, tree, _ = allen
+    with pytest.raises(AtlasFormatError, match=message):
+        generate_meshes(volume, tree, RES, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_not_replaced_unless_asked(allen, tmp_path):
+    annotation, tree, _ = allen
+    crop = np.ascontiguousarray(annotation[60:70, 20:30, 50:60])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(AtlasExistsError):
+        generate_meshes(crop, tree, RES, out, workers=1)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    written = generate_meshes(crop, tree, RES, out, workers=1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{sid}.obj" for sid in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_bad_resolution_is_refused(allen, tmp_path):
+    annotation, tree, _ = allen
+    with pytest.raises(ConfigError):
+        generate_meshes(annotation, tree, (100.0, -1.0, 100.0), tmp_path / "out")
+
+
+def test_cli_regenerates_the_meshes_of_a_folder(example_atlas_dir, allen, tmp_path):
+    annotation, _, structures = allen
+    out = tmp_path / "meshes"
+    result = CliRunner().invoke(
+        main, ["meshes", str(example_atlas_dir), "--out", str(out), "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {int(p.stem) for p in out.iterdir()} == _present_ids(annotation, structures)
+
+
+def test_cli_reports_a_non_integer_annotation(example_atlas_copy, tmp_path):
+    annotation = tifffile.imread(example_atlas_copy / "annotation.tiff")
+    tifffile.imwrite(example_atlas_copy / "annotation.tiff", annotation.astype(np.float32))
+    result = CliRunner().invoke(
+        main, ["meshes", str(example_atlas_copy), "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code != 0
+    assert "dtype float32" in result.output
+    assert not (tmp_path / "m").exists()
