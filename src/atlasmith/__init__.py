@@ -19,6 +19,15 @@ _EXPORTS: dict[str, str] = {
     "AtlasMetadata": "atlasmith.metadata",
     "Structure": "atlasmith.hierarchy",
     "StructureTree": "atlasmith.hierarchy",
+    # issue 3: generation
+    "AtlasScript": "atlasmith.script",
+    "BuildResult": "atlasmith.build",
+    "Source": "atlasmith.sources",
+    "ValidationReport": "atlasmith.validation",
+    "build_atlas": "atlasmith.build",
+    "load_script": "atlasmith.script",
+    "validate_archive": "atlasmith.validation",
+    "validate_folder": "atlasmith.validation",
     # issue 5: repository, server, releases
     "IndexEntry": "atlasmith.repository",
     "Repository": "atlasmith.repository",
