@@ -394,6 +394,7 @@ def test_recovery_after_a_kill_between_the_two_renames(repo: RepoServer, cache_d
     (cache_dir / ".atlasmith" / "staging" / NAME / ".extract-x" / "half").mkdir(parents=True)
     repo.stop()  # the recovery needs no download
     cache = make_cache(repo, cache_dir)
+    cache.settings = replace(cache.settings, retries=1)
     with pytest.raises(ConnectionError):
         cache.fetch(NAME)  # not installed, so it asks the (stopped) repository...
     assert cache.installed() == [installed]  # ...but the locked step restored the old folder
@@ -446,6 +447,17 @@ def test_brainglobe_atlas_constructor_and_members(
     assert "is not the latest available (1.2)" in capsys.readouterr().err
     assert newer.check_latest_version(print_warning=False) is False
     assert newer.local_version == (1, 1)
+
+
+def test_version_check_with_the_repository_down_is_quick_and_uses_the_cache(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_cache(repo, cache_dir).fetch(NAME)  # caches the index
+    repo.stop()
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    atlas = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir, check_latest=False)
+    assert atlas.remote_version == (1, 1)  # one failed attempt, then the cached index
+    assert atlas.check_latest_version() is True
 
 
 def test_brainglobe_atlas_downloads_into_interm_download_dir(

@@ -416,13 +416,14 @@ class AtlasCache:
 
     # --- reading the repository ----------------------------------------------------------------
 
-    def catalog(self) -> Catalog:
+    def catalog(self, quick: bool = False) -> Catalog:
         """What the repository offers (read once per AtlasCache; cached for offline use).
 
-        Offline, the copy cached by the last online call is used.
+        Offline, the copy cached by the last online call is used. ``quick``: one attempt
+        with a short timeout (for version checks that must not hold the user up).
         """
         if self._catalog is None:
-            self._catalog = self._offline_catalog() if self.blocked else self._load()
+            self._catalog = self._offline_catalog() if self.blocked else self._load(quick)
         return self._catalog
 
     def _offline_catalog(self) -> Catalog:
@@ -434,17 +435,19 @@ class AtlasCache:
             )
         return cached
 
-    def _load(self) -> Catalog:
+    def _load(self, quick: bool = False) -> Catalog:
         repo = self.settings.repository
         index_url = join_location(repo, "index.json")
-        data = fetch_bytes(index_url, self.settings.timeout, self.settings.retries)
+        timeout = min(5.0, self.settings.timeout) if quick else self.settings.timeout
+        retries = 1 if quick else self.settings.retries
+        data = fetch_bytes(index_url, timeout, retries)
         if data is not None:
             catalog = Catalog.from_index_json(data, repo)
             self._write_state("index.json", data)
             self._write_conf(catalog)
             return catalog
         conf_url = join_location(repo, "last_versions.conf")
-        conf = fetch_bytes(conf_url, self.settings.timeout, self.settings.retries)
+        conf = fetch_bytes(conf_url, timeout, retries)
         if conf is None:
             raise RepositoryError(
                 f"{repo} is not an atlas repository: it has neither index.json nor "
@@ -453,11 +456,13 @@ class AtlasCache:
         return Catalog.from_conf(conf.decode("utf-8", "replace"), repo)
 
     def latest_version(self, name: str) -> str | None:
-        """The repository's latest version of ``name``; None offline or when unreachable."""
+        """The repository's latest version of ``name`` (one quick attempt, then the cached
+        index); None when neither is available."""
         try:
-            latest = self.catalog().latest(name)
+            catalog: Catalog | None = self.catalog(quick=True)
         except (OfflineError, ConnectionError, RepositoryError):
-            return None
+            catalog = self.cached_catalog()
+        latest = catalog.latest(name) if catalog else None
         return latest.version if latest else None
 
     # --- installing ---------------------------------------------------------------------------
