@@ -5,6 +5,7 @@ bypasses it, so that the tests check what is really stored."""
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import shutil
 import socket
@@ -27,6 +28,7 @@ from atlasmith.errors import (
     AtlasExistsError,
     AtlasmithError,
     AtlasNotFoundError,
+    AuthenticationError,
     IntegrityError,
     RepositoryError,
     ValidationError,
@@ -308,3 +310,85 @@ def test_publish_and_yank_commands(packages: PackageFactory, tmp_path: Path) -> 
     missing = runner.invoke(main, ["yank", "allen_mouse_100um", "9.9", "--to", root])
     assert missing.exit_code == 1
     assert "available: 1.2" in missing.output
+
+
+def test_local_publish_waits_for_the_lock_then_gives_up(
+    packages: PackageFactory, tmp_path: Path
+) -> None:
+    from filelock import FileLock
+
+    from atlasmith.repository._local import LOCK_NAME
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    repo = LocalRepository(root, lock_timeout=0.2)
+    with FileLock(root / LOCK_NAME), pytest.raises(RepositoryError, match="holds the lock"):
+        repo.publish(packages())
+    assert repo.read_index().names() == []
+    assert not list(root.glob("*.tar.gz"))
+
+
+def test_s3_lock_object_blocks_and_a_stale_one_is_broken(
+    moto_url: str, packages: PackageFactory
+) -> None:
+    backend = _s3_backend(moto_url, f"bucket-{uuid.uuid4().hex[:12]}")
+    repo = backend.repo
+    assert isinstance(repo, S3Repository)
+    repo.fs.pipe_file(f"{repo.root}/.atlasmith-index.lock", b"{}")  # another publisher
+    repo.lock_timeout = 0.3
+    with pytest.raises(RepositoryError, match="Another publish holds"):
+        repo.publish(packages())
+    assert backend.raw("index.json") is None
+    repo.lock_ttl = 0  # the other publisher is gone: its lock is abandoned
+    repo.lock_timeout = 30
+    assert repo.publish(packages()).atlas_name == "allen_mouse_100um"
+    assert backend.raw(".atlasmith-index.lock") is None
+
+
+def test_http_repository_reads_from_a_plain_static_server(
+    packages: PackageFactory, tmp_path: Path
+) -> None:
+    """Any static web server can serve a repository: here Python's own http.server."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "repo"
+    entry = LocalRepository(root).publish(packages())
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            with HttpRepository(url) as repo:
+                assert repo.read_index().entry("allen_mouse_100um") == entry
+                with repo.open_file(entry.archive) as stream:
+                    assert hashlib.sha256(stream.read()).hexdigest() == entry.sha256
+                assert repo.read_bytes("nothing.json") is None
+                with pytest.raises(AuthenticationError, match="needs a member's token"):
+                    repo.publish(packages())
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def test_preview_is_stored_beside_the_archive(
+    backend: Backend, packages: PackageFactory, tmp_path: Path
+) -> None:
+    import matplotlib.pyplot as plt
+    import tifffile
+
+    reference = tifffile.imread(packages.valid_folder / "reference.tiff")
+    png = tmp_path / "preview.png"
+    plt.imsave(png, reference[66], cmap="gray")
+    if isinstance(backend.repo, HttpRepository):  # the server takes it from the package
+        with pytest.raises(RepositoryError, match="preview.png"):
+            backend.repo.publish(packages(), preview=png)
+        return
+    entry = backend.repo.publish(packages(), preview=png)
+    assert entry.preview == "previews/allen_mouse_100um_v1.2.png"
+    assert backend.raw(entry.preview) == png.read_bytes()
+    with pytest.raises(ArchiveError, match="not a PNG"):
+        backend.repo.publish(packages(version="1.3"), preview=packages.valid_folder / "README.txt")
