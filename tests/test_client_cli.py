@@ -99,6 +99,20 @@ def test_list_install_verify_info_remove(repo: RepoServer, cache_dir: Path) -> N
     assert "is not installed" in out
 
 
+def test_list_and_info_fall_back_to_the_cached_index(repo: RepoServer, cache_dir: Path) -> None:
+    opts = ["--repository", repo.url, "--cache-dir", str(cache_dir)]
+    assert run("install", NAME, *opts)[0] == 0
+    repo.stop()
+    result = CliRunner().invoke(main, ["list", "--json", *opts])
+    assert result.exit_code == 0
+    (row,) = json.loads(result.stdout)
+    assert (row["local_version"], row["latest_version"]) == ("1.1", "1.1")
+    assert "showing its cached index" in result.stderr
+    code, out = run("info", NAME, "--json", *opts)
+    assert code == 0
+    assert "cached index" in json.loads(out)["repository"]
+
+
 def test_verify_reports_damage_and_foreign_folders(
     repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
 ) -> None:

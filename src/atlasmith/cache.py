@@ -984,17 +984,24 @@ def list_rows(cache: AtlasCache, remote: bool) -> tuple[list[dict[str, Any]], st
     With ``remote``, one row per version in the repository; otherwise one row per atlas
     (installed or offered) with its local and latest versions.
     """
-    catalog: Catalog | None = None
-    note: str | None = None
-    try:
-        catalog = cache.catalog()
-    except (OfflineError, ConnectionError, RepositoryError) as err:
-        if remote:
-            raise
-        note = f"the repository could not be read, showing installed atlases: {err}"
+    catalog, note = _browse_catalog(cache)
+    if remote and catalog is None:
+        raise RepositoryError(f"Cannot list the repository's versions: {note}")
     if remote and catalog is not None:
         return [_release_row(cache, r) for n in catalog.names() for r in catalog.versions(n)], note
     return [row.to_dict() for row in status_rows(cache.installed(), catalog)], note
+
+
+def _browse_catalog(cache: AtlasCache) -> tuple[Catalog | None, str | None]:
+    """The repository's catalog for browsing (one quick attempt), else the cached index;
+    with a note saying which, when it is not the live one."""
+    try:
+        return cache.catalog(quick=True), None
+    except (OfflineError, ConnectionError, RepositoryError) as err:
+        cached = cache.cached_catalog()
+        if cached is None:
+            return None, f"the repository could not be read ({err}); showing installed atlases"
+        return cached, f"the repository could not be read ({err}); showing its cached index"
 
 
 def _release_row(cache: AtlasCache, release: Release) -> dict[str, Any]:
@@ -1035,13 +1042,12 @@ def atlas_info(cache: AtlasCache, name: str) -> dict[str, Any]:
             manifest=local.has_manifest,
             metadata=read_installed_metadata(local.path),
         )
-    try:
-        releases = cache.catalog().versions(name)
-    except (OfflineError, ConnectionError, RepositoryError) as err:
-        info["repository"] = f"not readable: {err}"
-        releases = []
-    if releases:
-        latest = cache.catalog().latest(name)
+    catalog, note = _browse_catalog(cache)
+    releases = catalog.versions(name) if catalog else []
+    if note:
+        info["repository"] = note
+    if catalog and releases:
+        latest = catalog.latest(name)
         info["latest_version"] = latest.version if latest else None
         info["versions"] = [_release_row(cache, r) for r in releases]
     if local is None and not releases:
