@@ -291,6 +291,14 @@ def test_offline_uses_installed_atlases_and_names_what_needs_a_download(
     assert len(repo.log) == requests  # offline touched nothing
 
 
+def test_a_damaged_cached_index_is_ignored(repo: RepoServer, cache_dir: Path) -> None:
+    make_cache(repo, cache_dir).catalog()
+    (cache_dir / ".atlasmith" / "index.json").write_text("<html>oops</html>")
+    assert make_cache(repo, cache_dir).cached_catalog() is None
+    assert make_cache(repo, cache_dir).fetch(NAME).version == "1.1"  # and rewritten online
+    assert make_cache(repo, cache_dir).cached_catalog() is not None
+
+
 def test_offline_without_any_cached_index(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATLASMITH_OFFLINE", "1")
     cache = make_cache("http://127.0.0.1:9/", cache_dir)

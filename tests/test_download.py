@@ -270,6 +270,21 @@ def test_download_resumes_a_partial_file_with_range(
     assert server.gets("blob.tar.gz") == ["bytes=1000000-"]
 
 
+def test_a_complete_verified_file_is_not_downloaded_again(
+    served: Callable[[Path], RepoServer], payload: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, digest = payload
+    server = served(source.parent)
+    dest = tmp_path / "blob.tar.gz"
+    shutil.copyfile(source, dest)
+    download_file(server.url + "blob.tar.gz", dest, sha256=digest, size=PAYLOAD_SIZE)
+    assert server.gets("blob.tar.gz") == []
+    dest.write_bytes(b"stale")  # not the right file: downloaded again
+    download_file(server.url + "blob.tar.gz", dest, sha256=digest, size=PAYLOAD_SIZE)
+    assert dest.read_bytes() == source.read_bytes()
+    assert server.gets("blob.tar.gz") == [None]
+
+
 def test_dropped_connections_are_resumed(
     served: Callable[[Path], RepoServer], payload: tuple[Path, str], tmp_path: Path
 ) -> None:

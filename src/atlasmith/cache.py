@@ -412,7 +412,10 @@ class AtlasCache:
         path = self.root / _STATE / "index.json"  # no mkdir: a shared cache may be read-only
         if not path.is_file():
             return None
-        return Catalog.from_index_json(path.read_bytes(), f"{path} (cached)")
+        try:
+            return Catalog.from_index_json(path.read_bytes(), f"{path} (cached)")
+        except RepositoryError:  # a damaged copy is ignored; the next online call rewrites it
+            return None
 
     # --- reading the repository ----------------------------------------------------------------
 

@@ -210,6 +210,8 @@ def download_file(
         The size or sha256 of the complete file is not the expected one.
     """
     target = Path(dest)
+    if sha256 is not None and _already_there(target, sha256, size):
+        return target  # left by a process killed after its download, before installing
     part = _Part.open(target.with_name(target.name + ".part"))
     if size is not None and part.size > size:
         part.restart()
@@ -220,6 +222,13 @@ def download_file(
     _verify(location, part, sha256, size)
     os.replace(part.path, target)
     return target
+
+
+def _already_there(target: Path, sha256: str, size: int | None) -> bool:
+    if not target.is_file() or (size is not None and target.stat().st_size != size):
+        return False
+    part = _Part.open(target)
+    return part.digest.hexdigest() == sha256.lower()
 
 
 def _verify(location: str, part: _Part, sha256: str | None, size: int | None) -> None:
