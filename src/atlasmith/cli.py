@@ -391,12 +391,23 @@ def token_list_command(token_file: str | None) -> None:
 def _client_options(command: click.decorators.FC) -> click.decorators.FC:
     """The options every client command takes: --repository, --cache-dir, --offline."""
     options = [
-        click.option("--repository", default=None, help="Repository URL or folder "
-                     "(default: ATLASMITH_REPOSITORY or the config file)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Atlas cache folder (default: ATLASMITH_CACHE_DIR or ~/.brainglobe)."),
-        click.option("--offline", is_flag=True, default=None,
-                     help="Never touch the network (also ATLASMITH_OFFLINE=1)."),
+        click.option(
+            "--repository",
+            default=None,
+            help="Repository URL or folder (default: ATLASMITH_REPOSITORY or the config file).",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Atlas cache folder (default: ATLASMITH_CACHE_DIR or ~/.brainglobe).",
+        ),
+        click.option(
+            "--offline",
+            is_flag=True,
+            default=None,
+            help="Never touch the network (also ATLASMITH_OFFLINE=1).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -421,7 +432,10 @@ class _ClientErrors:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_client_options
 def list_command(
-    remote: bool, as_json: bool, repository: str | None, cache_dir: str | None,
+    remote: bool,
+    as_json: bool,
+    repository: str | None,
+    cache_dir: str | None,
     offline: bool | None,
 ) -> None:
     """List atlases: installed ones and those the repository offers."""
@@ -457,8 +471,11 @@ def _print_rows(rows: list[dict[str, object]], as_json: bool, title: str) -> Non
 @click.option("--version", "version", default=None, help="Install this version (M.m).")
 @_client_options
 def install_command(
-    targets: tuple[str, ...], version: str | None, repository: str | None,
-    cache_dir: str | None, offline: bool | None,
+    targets: tuple[str, ...],
+    version: str | None,
+    repository: str | None,
+    cache_dir: str | None,
+    offline: bool | None,
 ) -> None:
     """Install atlases by NAME, from a package ARCHIVE_PATH, or from an offline bundle folder."""
     from atlasmith.cache import AtlasCache, install_target, progress_bar
@@ -524,17 +541,21 @@ def verify_command(
             atlas = cache.require(name)
             problems = cache.verify(name) if atlas.has_manifest else []
         if not atlas.has_manifest:
-            click.echo(f"{name}: NOT CHECKED: {atlas.path} has no manifest.json, so it was "
-                       "installed by another tool (e.g. BrainGlobe); reinstall it with "
-                       "`atlasmith install` to be able to verify it.")
+            click.echo(
+                f"{name}: NOT CHECKED: {atlas.path} has no manifest.json, so it was "
+                "installed by another tool (e.g. BrainGlobe); reinstall it with "
+                "`atlasmith install` to be able to verify it."
+            )
             continue
         failed += bool(problems)
         click.echo(f"{name}: {'OK' if not problems else 'FAILED'} ({atlas.path})")
         for problem in problems:
             click.echo(f"  {problem}")
     if failed:
-        raise click.ClickException(f"{failed} atlas(es) failed verification; reinstall them "
-                                   "with `atlasmith install NAME --version M.m`.")
+        raise click.ClickException(
+            f"{failed} atlas(es) failed verification; reinstall them "
+            "with `atlasmith install NAME --version M.m`."
+        )
 
 
 @main.command("info")
@@ -542,7 +563,10 @@ def verify_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_client_options
 def info_command(
-    name: str | None, as_json: bool, repository: str | None, cache_dir: str | None,
+    name: str | None,
+    as_json: bool,
+    repository: str | None,
+    cache_dir: str | None,
     offline: bool | None,
 ) -> None:
     """Show an atlas (installed and published) or, without NAME, the client settings."""
@@ -559,6 +583,7 @@ def info_command(
     for key, value in info.items():
         shown = json.dumps(value) if isinstance(value, dict | list) else value
         click.echo(f"{key:>16}: {shown}")
+
 
 # --- inspection (issue 7) ----------------------------------------------------------------
 
