@@ -392,3 +392,15 @@ def test_preview_is_stored_beside_the_archive(
     assert backend.raw(entry.preview) == png.read_bytes()
     with pytest.raises(ArchiveError, match="not a PNG"):
         backend.repo.publish(packages(version="1.3"), preview=packages.valid_folder / "README.txt")
+
+
+def test_s3_missing_bucket_is_a_clear_error(moto_url: str, packages: PackageFactory) -> None:
+    repo = S3Repository(
+        f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/atlases",
+        key="testing",
+        secret="testing",
+        endpoint_url=moto_url,
+    )
+    assert repo.read_index().names() == []
+    with pytest.raises(RepositoryError, match="bucket exists"):
+        repo.publish(packages())

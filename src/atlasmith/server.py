@@ -48,7 +48,6 @@ _SERVED = re.compile(
     r"|[a-z0-9][a-z0-9_.-]*\.tar\.gz"
     r"|(?:previews|structures|atlases|static)/[A-Za-z0-9][A-Za-z0-9_.-]*)$"
 )
-_CHUNK = 1024 * 1024
 
 
 class UploadResult(BaseModel):
@@ -288,8 +287,25 @@ def serve(
     """Serve a repository folder with uvicorn until interrupted (access log on)."""
     import uvicorn
 
-    app = make_app(LocalRepository(repository_dir), TokenStore(token_file), max_upload_bytes)
+    tokens = TokenStore(token_file)
+    app = make_app(LocalRepository(repository_dir), tokens, max_upload_bytes)
+    _log_to_stderr()
+    if not tokens.names():
+        _log.warning(
+            "no upload tokens in %s: the server is read-only (`atlasmith token add NAME`)",
+            tokens.path,
+        )
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
+
+
+def _log_to_stderr() -> None:
+    """Show atlasmith's own log lines (uploads, yanks) beside uvicorn's access log."""
+    logger = logging.getLogger("atlasmith")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @contextlib.contextmanager

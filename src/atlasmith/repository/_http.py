@@ -28,6 +28,8 @@ from atlasmith.repository._index import IndexEntry
 __all__ = ["HttpRepository"]
 
 _CHUNK = 1024 * 1024
+#: The server answers an upload after checking the whole package: allow it time.
+_UPLOAD_TIMEOUT = httpx.Timeout(60.0, read=3600.0)
 _STATUS_ERRORS: dict[int, type[AtlasmithError]] = {
     400: ArchiveError,
     401: AuthenticationError,
@@ -121,6 +123,7 @@ class HttpRepository(Repository):
                 f"atlases/{path.name}",
                 content=_chunks(stream),
                 headers={"Content-Length": str(path.stat().st_size), **self._auth()},
+                timeout=_UPLOAD_TIMEOUT,
             )
         _raise_for_status(response, path.name)
         return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])

@@ -83,10 +83,24 @@ class S3Repository(StorageRepository):
             raise self._missing(name) from err
 
     def _write_bytes(self, name: str, data: bytes) -> None:
-        self.fs.pipe_file(self._key(name), data)
+        with self._writing(name):
+            self.fs.pipe_file(self._key(name), data)
 
     def _write_file(self, name: str, source: Path) -> None:
-        self.fs.put_file(str(source), self._key(name))
+        with self._writing(name):
+            self.fs.put_file(str(source), self._key(name))
+
+    @contextlib.contextmanager
+    def _writing(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except FileExistsError:
+            raise  # a conditional write that lost: the caller decides
+        except OSError as err:
+            raise RepositoryError(
+                f"Cannot write {self.location}/{name}: {err}. Check that the bucket exists and "
+                "that the credentials may write to it."
+            ) from err
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -110,7 +124,8 @@ class S3Repository(StorageRepository):
         """Create the lock object if nobody holds it (conditional write); break a stale one."""
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
         try:
-            self.fs.pipe_file(key, json.dumps(owner).encode(), mode="create")
+            with self._writing(_LOCK_NAME):
+                self.fs.pipe_file(key, json.dumps(owner).encode(), mode="create")
         except FileExistsError:
             self._break_if_stale(key)
             return False
