@@ -173,10 +173,16 @@ class RegionStats:
     unknown_labels: tuple[int, ...]
 
 
-def region_stats(atlas: AtlasFiles, chunk: int = 32) -> RegionStats:
-    """Count voxels and find bounds per structure in one pass over the annotation (in chunks)."""
+def region_stats(atlas: AtlasFiles, chunk: int | None = None) -> RegionStats:
+    """Count voxels and find bounds per structure in one pass over the annotation.
+
+    The annotation is read in chunks of ``chunk`` slices along axis 0 (default: about 8
+    million voxels each), so memory stays bounded for large atlases.
+    """
     from scipy import ndimage
 
+    plane = int(np.prod(atlas.annotation.shape[1:]))
+    chunk = chunk or max(1, 8_000_000 // max(plane, 1))
     ids = np.array([int(s["id"]) for s in atlas.structures], dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     n = len(ids)

@@ -387,6 +387,7 @@ def _draw_sections(
         for col, (layout, index) in enumerate(cells):
             ax = fig.add_subplot(spec[row, col])
             ax.set_axis_off()
+            ax.set_anchor("N")  # panels of one row share the top edge, titles line up
             size = int(atlas.annotation.shape[layout.slice_axis])
             raster = section_raster(atlas, layout, index, lut, window)
             ax.imshow(

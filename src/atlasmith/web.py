@@ -74,7 +74,7 @@ dl.facts dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
 .table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid var(--border);
-  vertical-align: top; overflow-wrap: anywhere; }
+  vertical-align: top; overflow-wrap: break-word; }
 .tree, .tree ul { list-style: none; padding-left: 1.1rem; margin: 0; }
 .tree { padding-left: 0; }
 .swatch { display: inline-block; width: 0.8rem; height: 0.8rem; border: 1px solid #555;
