@@ -30,14 +30,19 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def site(
-    example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, RepositoryIndex]]:
+def site_root(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    build_repository(example_atlas_dir, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(site_root: Path) -> Iterator[tuple[str, RepositoryIndex]]:
     from atlasmith.server import serve_in_thread
 
-    root = tmp_path_factory.mktemp("browser")
-    repo, index = build_repository(example_atlas_dir, root)
-    with serve_in_thread(repo, token_file=root / "tokens.json") as url:
+    repo = site_root / "repo"
+    index = RepositoryIndex.from_json((repo / "index.json").read_bytes())
+    with serve_in_thread(repo, token_file=site_root / "tokens.json") as url:
         yield url.rstrip("/") + "/", index
 
 
@@ -153,21 +158,37 @@ def test_detail_page_images_and_verified_download(
     assert len(_visible_cards(page)) == 2
 
 
-@pytest.mark.parametrize("path", ["", "atlases/allen_mouse_100um.html"])
-def test_no_serious_accessibility_violations(
-    page: Any, site: tuple[str, RepositoryIndex], path: str
-) -> None:
+def _serious_violations(page: Any) -> list[str]:
     assert AXE.is_file(), "run `npm ci` in tests/web to install axe-core"
-    page.goto(site[0] + path)
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
-    serious = [
+    assert result["passes"]  # axe really ran its rules
+    return [
         f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])}"
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]
-    assert serious == []
-    assert result["passes"]  # axe really ran its rules
+
+
+@pytest.mark.parametrize("path", ["", "atlases/allen_mouse_100um.html"])
+def test_no_serious_accessibility_violations(
+    page: Any, site: tuple[str, RepositoryIndex], path: str
+) -> None:
+    page.goto(site[0] + path)
+    assert _serious_violations(page) == []
+
+
+def test_inspection_report_is_accessible_and_fits_a_phone(
+    page: Any, site_root: Path, tmp_path: Path
+) -> None:
+    from atlasmith.inspection import inspect_atlas
+
+    result = inspect_atlas(site_root / "work" / "allen_mouse_200um_v1.2", tmp_path / "report")
+    page.goto(result.report.as_uri())
+    assert all(w > 0 for w in _images_loaded(page))
+    assert _serious_violations(page) == []
+    page.set_viewport_size({"width": 360, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
 
 @pytest.mark.parametrize("path", ["", "atlases/allen_mouse_100um.html"])
