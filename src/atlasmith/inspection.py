@@ -239,10 +239,10 @@ def check_meshes(
 ) -> list[MeshCheck]:
     """Check the mesh of every structure that has voxels, and flag meshes of no structure.
 
-    A mesh is *missing* (no file), *unreadable*, *empty* (no triangles), *open* (an edge not
-    shared by exactly two triangles), *misplaced* (its bounds differ from the region's voxel
-    bounds, descendants included, by more than :data:`BOUNDS_TOLERANCE_VOXELS` voxels), or
-    *extra* (a mesh for a structure with no voxels or not in ``structures.json``).
+    A mesh is *missing* (no file), *unreadable*, *empty* (no triangles), *open* (an edge used
+    by one triangle only), *misplaced* (it reaches more than :data:`BOUNDS_TOLERANCE_VOXELS`
+    voxels beyond the bounding box of the region's voxels, descendants included), or *extra*
+    (a mesh for a structure with no voxels or not in ``structures.json``).
     """
     stats = stats or region_stats(atlas)
     res = np.asarray(atlas.resolution)
@@ -288,11 +288,11 @@ def _check_one(
     if boundary:
         return result("open", f"{boundary} boundary edge(s) (used by one triangle only)")
     used = vertices[np.unique(faces)]
-    gap = np.maximum(np.abs(used.min(axis=0) - bounds[0]), np.abs(used.max(axis=0) - bounds[1]))
-    worst = float(np.max(gap / res))
-    if worst > BOUNDS_TOLERANCE_VOXELS + 0.5:
-        return result("misplaced", f"bounds differ from the region's by {worst:.1f} voxels")
-    return result("ok", f"{len(faces)} triangles, closed, bounds within {worst:.1f} voxels")
+    beyond = np.maximum(bounds[0] - used.min(axis=0), used.max(axis=0) - bounds[1]) / res
+    worst = float(np.max(beyond))
+    if worst > BOUNDS_TOLERANCE_VOXELS + 0.5:  # + half a voxel: surfaces wrap voxel centres
+        return result("misplaced", f"extends {worst:.1f} voxels beyond the region's voxels")
+    return result("ok", f"{len(faces)} triangles, closed, inside the region's bounds")
 
 
 def open_edges(vertices: npt.NDArray[np.float64], faces: npt.NDArray[np.int64]) -> int:
