@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +42,47 @@ def site_root(example_atlas_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def site(site_root: Path) -> Iterator[tuple[str, RepositoryIndex]]:
-    from atlasmith.server import serve_in_thread
-
+    """`atlasmith serve` (the real command, in its own process) on a free loopback port."""
     repo = site_root / "repo"
     index = RepositoryIndex.from_json((repo / "index.json").read_bytes())
-    with serve_in_thread(repo, token_file=site_root / "tokens.json") as url:
-        yield url.rstrip("/") + "/", index
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "atlasmith",
+        "serve",
+        str(repo),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--token-file",
+        str(site_root / "tokens.json"),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url, server)
+        yield url, index
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+        try:
+            if httpx.get(url + "health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"atlasmith serve did not answer at {url} within 60 s")
 
 
 @pytest.fixture(scope="module")
