@@ -218,7 +218,8 @@ def _add_write_routes(app: FastAPI) -> None:
         atlas_name, version = _archive_name(file_name)
         if repository.read_index().get(atlas_name, version) is not None:
             raise HTTPException(409, f"{atlas_name} {version} is already published.")
-        with tempfile.TemporaryDirectory(prefix="atlasmith-upload-") as tmp:
+        scratch = repository.scratch_dir()
+        with tempfile.TemporaryDirectory(prefix=".atlasmith-upload-", dir=scratch) as tmp:
             path = Path(tmp) / file_name
             await _receive(request, path, app.state.max_upload_bytes)
             entry = await run_in_threadpool(_call, repository.publish, path)

@@ -99,6 +99,10 @@ class StorageRepository(Repository):
 
     max_bytes: int = DEFAULT_MAX_BYTES
 
+    def scratch_dir(self) -> Path | None:
+        """A folder for temporary files on the repository's disk (None: the system's)."""
+        return None
+
     @abstractmethod
     def _write_bytes(self, name: str, data: bytes) -> None:
         """Write a whole file atomically (readers see the old or the new content)."""
@@ -113,7 +117,7 @@ class StorageRepository(Repository):
 
     def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
         """Check ``archive`` and publish it (see :meth:`Repository.publish`)."""
-        checked = check_archive(archive, preview=preview, max_bytes=self.max_bytes)
+        checked = check_archive(archive, preview, self.max_bytes, self.scratch_dir())
         with self._lock():
             entry = checked.entry(utc_now())
             index = self.read_index().with_entry(entry)

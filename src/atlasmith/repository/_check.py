@@ -82,7 +82,10 @@ class CheckedArchive:
 
 
 def check_archive(
-    path: str | Path, preview: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str | Path,
+    preview: str | Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    work_dir: Path | None = None,
 ) -> CheckedArchive:
     """Check an archive the way a repository must before accepting it.
 
@@ -98,6 +101,8 @@ def check_archive(
         Optional PNG to use as the preview instead of the package's own ``preview.png``.
     max_bytes
         Size cap for the archive and for its extracted content.
+    work_dir
+        Where to extract for the checks (default: the system's temporary folder).
 
     Raises
     ------
@@ -117,7 +122,7 @@ def check_archive(
     size = path.stat().st_size
     if size > max_bytes:
         raise ArchiveError(f"{path.name} is {size} bytes, over the limit of {max_bytes} bytes.")
-    contents = _check_contents(path, f"{atlas_name}_v{version}", max_bytes)
+    contents = _check_contents(path, f"{atlas_name}_v{version}", max_bytes, work_dir)
     return CheckedArchive(
         path=path,
         atlas_name=atlas_name,
@@ -131,11 +136,11 @@ def check_archive(
     )
 
 
-def _check_contents(path: Path, stem: str, max_bytes: int) -> dict[str, Any]:
+def _check_contents(path: Path, stem: str, max_bytes: int, work_dir: Path | None) -> dict[str, Any]:
     """Extract to a temporary folder, verify and validate it, and read what the index needs."""
     from atlasmith.archive import safe_extract
 
-    with tempfile.TemporaryDirectory(prefix="atlasmith-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".atlasmith-check-", dir=work_dir) as tmp:
         try:
             folder = safe_extract(path, Path(tmp), max_bytes=max_bytes)
         except AtlasmithError:

@@ -55,6 +55,12 @@ class LocalRepository(StorageRepository):
             raise RepositoryError(f"{name!r} resolves outside the repository {self.root}.")
         return path
 
+    def scratch_dir(self) -> Path:
+        """The repository folder itself: archives are checked on the disk they will live on
+        (temporary names are hidden, so never served)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root
+
     def read_bytes(self, name: str) -> bytes | None:
         """The content of a file of the layout, or None when it does not exist."""
         path = self.path(name)
