@@ -23,6 +23,8 @@ from atlasmith.sources import Source, SourceResolver
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "atlas_scripts"
 ANNOTATION_SHA = "c11678acc9d614e3bd152d2d811086d98bca7d18234c32df70fab5d286f39da7"
+REFERENCE_SHA = "8137e914edfecd29f97310937d080c8c1e54909dc885108b4643820e9c2ae6d3"
+STRUCTURES_SHA = "7157e6130b354f6bebc21aa79f882274cbbe253ac916d97123805af3b4ff8abd"
 
 MINIMAL = """
 __version__ = 1
@@ -190,3 +192,38 @@ def test_new_script_cli(tmp_path: Path) -> None:
     again = runner.invoke(main, ["new-script", "doe_rat", "--out", str(tmp_path)])
     assert again.exit_code == 1
     assert "already exists" in again.output
+
+
+def test_template_builds_once_its_loaders_are_filled_in(tmp_path: Path) -> None:
+    from atlasmith.build import build_atlas
+
+    path = write_script_template("smith_mouse", tmp_path)
+    text = path.read_text()
+    crop = "[60:80, 20:40, 42:72]"  # a real block of the Allen volumes, centred left-right
+    fills = {
+        "read your reference image, e.g. from ctx.source('reference')": (
+            f"import tifffile; return tifffile.imread(ctx.source('reference')){crop}"
+        ),
+        "read your annotation, e.g. from ctx.source('annotation')": (
+            f"import nrrd; return nrrd.read(str(ctx.source('annotation')))[0]{crop}"
+        ),
+        "return your structures": (
+            "import json; return json.loads(ctx.source('structures').read_text())"
+        ),
+    }
+    for message, code in fills.items():
+        text = text.replace(f'raise NotImplementedError("{message}")', code)
+    text = text.replace(
+        "SOURCES: dict[str, Source] = {",
+        "SOURCES: dict[str, Source] = {\n"
+        f'    "reference": Source("allen_mouse_100um/reference.tiff", sha256="{REFERENCE_SHA}"),\n'
+        f'    "annotation": Source("allen_mouse_100um/annotation_100um.nrrd", '
+        f'sha256="{ANNOTATION_SHA}"),\n'
+        f'    "structures": Source("allen_mouse_100um/structures.json", '
+        f'sha256="{STRUCTURES_SHA}"),',
+    )
+    path.write_text(text)
+    result = build_atlas(path, tmp_path / "out", source_dir=REPO / "data", workers=1)
+    assert result.report.ok
+    assert result.folder.name == "smith_mouse_100um_v1.0"
+    assert result.removed  # most of the 840 Allen structures have no voxel in the block

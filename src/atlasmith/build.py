@@ -532,8 +532,9 @@ def write_package(
         step("validating and archiving" if compress else "validating")
         with ThreadPoolExecutor(1) as background:  # gzip (zlib frees the GIL) overlaps checks
             archiving = background.submit(make_archive, folder, staging) if compress else None
-            report = validate_folder(folder)
+            checked = validate_folder(folder)
             archive = archiving.result() if archiving is not None else None
+        report = ValidationReport(str(final), checked.results)  # named as it will be
         require_valid(report)
         _check_free([final, final_archive] if compress else [final], overwrite)
         _replace(folder, final)
@@ -542,7 +543,6 @@ def write_package(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     digest = sha256_file(final_archive) if compress else None
-    report = ValidationReport(str(final), report.results)
     return BuildResult(final, final_archive if compress else None, digest, inputs.removed, report)
 
 

@@ -8,8 +8,9 @@ An atlas script declares the files it reads::
 
 and its loaders ask the build context for a verified path (``ctx.source("annotation")``). A
 source is looked up, in order, under ``--source-dir`` (the layout of ``../shared/data``), next to
-the script, in the project the script lives in (the folder above ``atlas_scripts/``, so that
-bundled scripts find ``data/...``), and in the download cache. When none has it and the source
+the script, in the project the script lives in and its ``data/`` folder (the folder above
+``atlas_scripts/``, so that bundled scripts find the project's own copies under the same
+relative paths as in ``../shared/data``), and in the download cache. When none has it and the source
 declares a ``url``, it is downloaded into the cache (never while ``ATLASMITH_OFFLINE=1``). Every
 file is checked against its sha256 before a loader sees it: a wrong hash is a
 :class:`~atlasmith.errors.SourceError`.

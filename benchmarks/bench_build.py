@@ -1,0 +1,176 @@
+"""Build of the Allen mouse atlas at 100 um: atlasmith against BrainGlobe 2.3.1, in one run.
+
+What is measured (CONTRACTS.md, "Build"), each as a whole process, wall clock:
+
+* ``atlasmith build atlas_scripts/allen_mouse.py --out DIR`` (load and check the script and
+  its sources, reorient, generate the meshes, write the folder, validate it, make the
+  reproducible archive);
+* BrainGlobe 2.3.1 in its own virtual environment: ``construct_meshes_from_annotation`` on the
+  same annotation (closing 2, decimate 0.2, no smoothing, its own default parallelism), then
+  ``wrapup_atlas_from_data(..., scale_meshes=True, compress=True)`` with the same reference,
+  annotation and structures, its ``requests.get(atlas_link)`` patched out (the machines are
+  offline).
+
+Inputs: the project's real data in ``data/allen_mouse_100um`` (the 100 um CCFv3 template, the
+2017 annotation subsampled from Allen's 25 um file, BrainGlobe's 840 structures). BrainGlobe
+gets the annotation as a ``.npy`` (its venv has no NRRD reader); loading it is part of its
+timed process, as reading the NRRD is part of ours.
+
+Usage::
+
+    python benchmarks/bench_build.py [--out bench-out/build] [--baseline-venv bench-out/bgvenv]
+                                     [--repeat 1] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "allen_mouse_100um"
+SCRIPT = REPO / "atlas_scripts" / "allen_mouse.py"
+
+BG_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import tifffile
+import requests
+requests.get = lambda *args, **kwargs: None  # offline: no live check of atlas_link
+from brainglobe_atlasapi.atlas_generation.mesh_utils import construct_meshes_from_annotation
+from brainglobe_atlasapi.atlas_generation.wrapup import wrapup_atlas_from_data
+
+data, work = Path(sys.argv[1]), Path(sys.argv[2])
+reference = tifffile.imread(data / "reference.tiff")
+annotation = np.load(sys.argv[3])
+structures = json.loads((data / "structures.json").read_text())
+meshes_dir = work / "meshes_temp"
+meshes_dir.mkdir(parents=True)
+meshes = construct_meshes_from_annotation(
+    meshes_dir, annotation, structures, closing_n_iters=2, decimate_fraction=0.2, smooth=False
+)
+wrapup_atlas_from_data(
+    atlas_name="allen_mouse", atlas_minor_version=2,
+    citation="Wang et al 2020, https://doi.org/10.1016/j.cell.2020.04.007",
+    atlas_link="http://www.brain-map.org", species="Mus musculus",
+    resolution=(100, 100, 100), orientation="asr", root_id=997,
+    reference_stack=reference, annotation_stack=annotation, structures_list=structures,
+    meshes_dict=meshes, working_dir=work, atlas_packager="benchmark",
+    hemispheres_stack=None, cleanup_files=False, compress=True, scale_meshes=True,
+)
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ensure_baseline_venv(venv: Path) -> Path:
+    """The baseline venv's python, creating it (brainglobe-atlasapi[atlasgen] 2.3.1) if missing."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    log(f"creating the baseline venv {venv} (brainglobe-atlasapi[atlasgen]==2.3.1)")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "brainglobe-atlasapi[atlasgen]==2.3.1"], check=True)
+    return python
+
+
+def annotation_npy(out: Path) -> Path:
+    """The bundled 100 um annotation as .npy, for BrainGlobe's venv (no NRRD reader there)."""
+    import nrrd
+    import numpy as np
+
+    target = out / "annotation_100um.npy"
+    annotation, _ = nrrd.read(str(DATA / "annotation_100um.nrrd"))
+    np.save(target, np.ascontiguousarray(annotation))
+    return target
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall-clock seconds of one process; its output goes to stderr."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=sys.stderr, env=env)
+    return time.perf_counter() - start
+
+
+def run_atlasmith(out: Path, workers: int | None) -> tuple[float, Path]:
+    if out.exists():
+        shutil.rmtree(out)
+    command = [sys.executable, "-m", "atlasmith", "build", str(SCRIPT), "--out", str(out)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    seconds = timed(command)
+    return seconds, out / "allen_mouse_100um_v1.2.tar.gz"
+
+
+def run_brainglobe(python: Path, out: Path, npy: Path) -> tuple[float, Path]:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    seconds = timed([str(python), "-c", BG_SCRIPT, str(DATA), str(out), str(npy)])
+    return seconds, next(out.glob("*.tar.gz"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "build")
+    parser.add_argument("--baseline-venv", type=Path, default=REPO / "bench-out" / "bgvenv")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
+    parser.add_argument("--workers", type=int, default=None, help="atlasmith --workers")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    python = ensure_baseline_venv(args.baseline_venv)
+    npy = annotation_npy(args.out)
+    ours, theirs, hashes = [], [], set()
+    for i in range(args.repeat):
+        log(f"run {i + 1}/{args.repeat}: atlasmith build")
+        seconds, archive = run_atlasmith(args.out / "atlasmith", args.workers)
+        ours.append(seconds)
+        log(f"atlasmith build: {seconds:.1f} s")
+        hashes.add(sha256(archive))
+        ours_size = archive.stat().st_size
+        log(f"run {i + 1}/{args.repeat}: BrainGlobe 2.3.1 meshes + wrapup")
+        seconds, bg_archive = run_brainglobe(python, args.out / "brainglobe", npy)
+        theirs.append(seconds)
+        log(f"BrainGlobe 2.3.1 meshes + wrapup: {seconds:.1f} s")
+        bg_size = bg_archive.stat().st_size
+    mine, base = statistics.median(ours), statistics.median(theirs)
+    meshes = len(list((args.out / "atlasmith" / "allen_mouse_100um_v1.2" / "meshes").iterdir()))
+    bg_folder = next(p for p in (args.out / "brainglobe").iterdir() if p.name.endswith("v1.2"))
+    bg_meshes = len(list((bg_folder / "meshes").iterdir()))
+    print(f"Build of allen_mouse_100um (bundled real data), {args.repeat} run(s) each, median, "
+          f"{os.cpu_count()} CPU(s)")  # fmt: skip
+    print(f"| {'task':<44} | {'atlasmith':>10} | {'BrainGlobe 2.3.1':>16} | {'speed-up':>8} |")
+    print(f"|{'-' * 46}|{'-' * 12}|{'-' * 18}|{'-' * 10}|")
+    print(
+        f"| {'build: meshes + package + archive (process)':<44} | {mine:>9.1f}s | "
+        f"{base:>15.1f}s | {base / mine:>7.1f}x |"
+    )
+    print(f"| {'meshes written':<44} | {meshes:>10} | {bg_meshes:>16} | {'':>8} |")
+    print(
+        f"| {'archive size (MB)':<44} | {ours_size / 1e6:>10.1f} | {bg_size / 1e6:>16.1f} | "
+        f"{'':>8} |"
+    )
+    print(f"| {'identical archive sha256 across runs':<44} | {str(len(hashes) == 1):>10} | "
+          f"{'n/a':>16} | {'':>8} |")  # fmt: skip
+    print("runs (s): atlasmith " + json.dumps([round(s, 2) for s in ours]) +
+          ", BrainGlobe " + json.dumps([round(s, 2) for s in theirs]))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
