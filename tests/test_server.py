@@ -327,3 +327,13 @@ def test_atlasmith_client_fetches_from_our_server(served: Served, tmp_path: Path
     assert atlas.metadata["version"] == "1.2"
     assert (tmp_path / "cache" / "allen_mouse_100um_v1.2" / "manifest.json").is_file()
     assert atlas.structures["root"]["id"] == 997
+
+
+def test_health_reports_a_damaged_index(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "index.json").write_text("{broken")
+    with serve_in_thread(root, token_file=tmp_path / "tokens.json") as url:
+        response = httpx.get(f"{url}/health")
+    assert response.status_code == 503
+    assert "index.json" in response.json()["detail"]

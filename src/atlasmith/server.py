@@ -107,8 +107,12 @@ def make_app(
 def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Liveness check: the server answers and can read its index."""
-        return {"status": "ok", "atlases": len(repository.read_index().names())}
+        """Liveness check: the server answers and can read its index (503 otherwise)."""
+        try:
+            count = len(repository.read_index().names())
+        except RepositoryError as err:
+            raise HTTPException(503, f"The repository index cannot be read: {err}") from err
+        return {"status": "ok", "atlases": count}
 
     @app.head("/", include_in_schema=False)
     @app.get("/", response_class=HTMLResponse)
@@ -141,7 +145,7 @@ def _served_path(repository: LocalRepository, file_path: str) -> Path:
 
 
 def _file_response(request: Request, path: Path) -> Response:
-    headers = {"Cache-Control": _cache_control(path)}
+    headers = {"Cache-Control": _cache_control(path), "X-Content-Type-Options": "nosniff"}
     response = FileResponse(path, headers=headers, stat_result=path.stat())
     if _not_modified(request, response.headers["etag"]):
         return Response(status_code=304, headers={"etag": response.headers["etag"]})
