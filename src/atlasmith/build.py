@@ -534,7 +534,7 @@ def write_package(
             archiving = background.submit(make_archive, folder, staging) if compress else None
             checked = validate_folder(folder)
             archive = archiving.result() if archiving is not None else None
-        report = ValidationReport(str(final), checked.results)  # named as it will be
+        report = ValidationReport(checked.results, str(final))  # named as it will be
         require_valid(report)
         _check_free([final, final_archive] if compress else [final], overwrite)
         _replace(folder, final)

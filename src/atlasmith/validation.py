@@ -51,10 +51,10 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """Every check's result for one package."""
+    """Every check's result for one package (``target``: the folder or archive checked)."""
 
-    target: str
     results: tuple[CheckResult, ...]
+    target: str = "atlas package"
 
     @property
     def ok(self) -> bool:
@@ -414,9 +414,9 @@ def validate_folder(folder: str | Path) -> ValidationReport:
     """
     root = Path(folder)
     if not root.is_dir():
-        return ValidationReport(str(root), (CheckResult("files", False, "not a folder"),))
+        return ValidationReport((CheckResult("files", False, "not a folder"),), str(root))
     package = _Package(root)
-    return ValidationReport(str(root), tuple(_run(check, package) for check in CHECKS))
+    return ValidationReport(tuple(_run(check, package) for check in CHECKS), str(root))
 
 
 def validate_archive(path: str | Path) -> ValidationReport:
@@ -429,8 +429,8 @@ def validate_archive(path: str | Path) -> ValidationReport:
             folder = safe_extract(archive, tmp)
         except (AtlasmithError, OSError) as err:
             failed = CheckResult("archive", False, f"{type(err).__name__}: {err}")
-            return ValidationReport(str(archive), (failed,))
+            return ValidationReport((failed,), str(archive))
         report = validate_folder(folder)
         shutil.rmtree(folder, ignore_errors=True)
     opened = CheckResult("archive", True, "extracted safely")
-    return ValidationReport(str(archive), (opened, *report.results))
+    return ValidationReport((opened, *report.results), str(archive))
