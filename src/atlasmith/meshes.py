@@ -44,7 +44,7 @@ __all__ = ["MeshParameters", "generate_meshes", "meshes_for_folder", "read_atlas
 ENGINE = "atlasmith-surface-nets/1"
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
-_MIN_PATCH_FACES = 200  # patches smaller than this are not clustered
+_MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -109,6 +109,7 @@ class SharedSurface(NamedTuple):
     points: FloatArray
     faces: IntArray
     pairs: IntArray
+    signature: npt.NDArray[np.uint64]  # per point: hash of the set of labels around it
 
 
 class _Patches(NamedTuple):
@@ -193,7 +194,36 @@ def _surface_nets(labels: npt.NDArray[Any], smoothing: int) -> SharedSurface:
     centres = np.column_stack(np.unravel_index(cells, padded.shape)).astype(np.float32) - 0.5
     points = _smooth(centres, corners, smoothing)
     pairs_once = np.concatenate(pairs)
-    return SharedSurface(points, _split_quads(points, corners), np.concatenate([pairs_once] * 2))
+    faces = _split_quads(points, corners)
+    return SharedSurface(
+        points, faces, np.concatenate([pairs_once] * 2), _label_sets(padded, cells)
+    )
+
+
+def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of the set of labels among each cell's 8 voxels."""
+    sy, sz = padded.shape[1], padded.shape[2]
+    offsets = np.array(
+        [di * sy * sz + dj * sz + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
+    )
+    around = np.sort(padded.ravel()[cells[:, None] + offsets].astype(np.uint64), axis=1)
+    repeated = np.zeros(around.shape, dtype=bool)
+    repeated[:, 1:] = around[:, 1:] == around[:, :-1]
+    around[repeated] = np.iinfo(np.uint64).max  # count each label once, then sort them last
+    around.sort(axis=1)
+    signature = np.zeros(len(cells), dtype=np.uint64)
+    for column in around.T:
+        signature = _mix(signature ^ column)
+    return signature
+
+
+def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each value (wrapping arithmetic)."""
+    values = values + np.uint64(0x9E3779B97F4A7C15)
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: npt.NDArray[np.uint64] = values ^ (values >> np.uint64(31))
+    return out
 
 
 def _axis_quads(padded: npt.NDArray[Any], axis: int) -> tuple[IntArray, IntArray]:
@@ -260,41 +290,36 @@ def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> Float
 
 
 def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
-    """Merge the vertices inside one patch that share a block of ``block`` voxels and a
-    facing direction into their mean, and drop the faces that collapse.
+    """Merge the vertices that share a block of ``block`` voxels, the set of labels around
+    them and a facing direction into their mean, and drop the faces that collapse.
 
-    Vertices on different patches, on junctions between patches, or on opposite sides of a
-    thin sheet (opposite normals) are never merged, so thin structures keep their two sides,
-    every structure keeps a closed surface within its voxels' bounds, and neighbours still
-    share their boundary.
+    Merged vertices lie on the boundaries of exactly the same structures, so every structure
+    keeps a closed surface within its voxels' bounds and neighbours still share their
+    boundary; vertices on opposite sides of a thin sheet (opposite normals) are never merged,
+    so thin structures keep their two sides. (Label sets are compared by a 64-bit hash.)
     """
     if block <= 1:
         return surface
     points, faces = surface.points, surface.faces
     key_pairs = surface.pairs[:, 0] * (int(surface.pairs.max()) + 1) + surface.pairs[:, 1]
     patch = np.unique(key_pairs, return_inverse=True)[1]
-    corners, corner_patch = faces.ravel(), np.repeat(patch, 3)
-    low = np.full(len(points), len(patch), dtype=np.int64)
-    high = np.zeros(len(points), dtype=np.int64)
-    np.minimum.at(low, corners, corner_patch)
-    np.maximum.at(high, corners, corner_patch)
+    smallest = np.full(len(points), len(faces), dtype=np.int64)
+    np.minimum.at(smallest, faces.ravel(), np.repeat(np.bincount(patch)[patch], 3))
     cell = np.floor((points + 0.5) / block).astype(np.int64) + 1
-    cell_index = np.ravel_multi_index(cell.T, tuple(cell.max(axis=0) + 1))
-    key = (cell_index * (int(patch.max()) + 1) + low) * 27 + _facing(points, faces)
-    # Only vertices inside one patch are merged (so a merged vertex stays on the boundary of
-    # the same structures); junctions, and small patches (tiny structures, short contacts,
-    # which merging would flatten), keep every vertex.
-    size = np.bincount(patch)
-    alone = (low != high) | (size[low] < _MIN_PATCH_FACES)
-    key[alone] = -1 - np.flatnonzero(alone)
-    _, cluster = np.unique(key, return_inverse=True)
+    cell_index = np.ravel_multi_index(cell.T, tuple(cell.max(axis=0) + 1)).astype(np.uint64)
+    key = _mix(_mix(surface.signature ^ cell_index) ^ _facing(points, faces).astype(np.uint64))
+    # Vertices next to a small patch (tiny structures, short contacts), which merging would
+    # flatten, keep their place.
+    alone = smallest < _MIN_PATCH_FACES
+    key[alone] = np.flatnonzero(alone).astype(np.uint64)
+    _, first, cluster = np.unique(key, return_index=True, return_inverse=True)
     counts = np.bincount(cluster).astype(np.float64)
     merged = np.column_stack(
         [np.bincount(cluster, points[:, axis].astype(np.float64)) / counts for axis in range(3)]
     ).astype(np.float32)
     new_faces = cluster[faces]
     alive = _alive_mask(new_faces)
-    return SharedSurface(merged, new_faces[alive], surface.pairs[alive])
+    return SharedSurface(merged, new_faces[alive], surface.pairs[alive], surface.signature[first])
 
 
 def _facing(points: FloatArray, faces: IntArray) -> IntArray:
@@ -409,7 +434,7 @@ def _decimate(surface: SharedSurface, keep: float, runner: _Runner) -> SharedSur
         points[ids] = local_pos
     faces = represent[surface.faces]
     alive = _alive_mask(faces)
-    return SharedSurface(points, faces[alive], surface.pairs[alive])
+    return SharedSurface(points, faces[alive], surface.pairs[alive], surface.signature)
 
 
 def _alive_mask(faces: IntArray) -> BoolArray:

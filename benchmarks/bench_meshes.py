@@ -1,0 +1,277 @@
+"""Mesh generation: ``atlasmith meshes`` (whole process) against BrainGlobe 2.3.1's
+``construct_meshes_from_annotation`` (closing 2, decimate 0.2, no smoothing, its default
+parallelism), on the same real Allen annotation, in the same run (CONTRACTS.md).
+
+Annotations: Allen's official 25 um CCFv3 2017 annotation (``../shared/data``) subsampled
+``[::4]`` (100 um) and ``[::2]`` (50 um); structures: ``data/allen_mouse_100um``. Both tools
+at 100 and 50 um; ours alone at 25 um. Reported per run: time, peak memory (sum of the
+resident memory of the process and its children, sampled every 20 ms), meshes, triangles,
+size on disk, and two distances (CONTRACTS.md): to Allen's own meshes of 15 regions
+(``data/allen_official_meshes``) and to the same regions' voxel boundaries.
+
+    .venv/bin/python benchmarks/bench_meshes.py                       # everything
+    .venv/bin/python benchmarks/bench_meshes.py --reuse-baseline      # BrainGlobe from cache
+    .venv/bin/python benchmarks/bench_meshes.py --skip-baseline --ours 100 50 25
+
+BrainGlobe's results are cached in ``bench-out/meshes/baseline_<res>um.json``; the table says
+"cached" for a row that was not measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+ANNOTATION_25 = SHARED / "allen_ccf2017_25um" / "annotation_25.nrrd"
+ALLEN_MESHES = SHARED / "allen_official_meshes"
+STRUCTURES = REPO / "data" / "allen_mouse_100um" / "structures.json"
+STEP = {100: 4, 50: 2, 25: 1}
+
+BASELINE = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np
+    from brainglobe_atlasapi.atlas_generation.mesh_utils import construct_meshes_from_annotation
+    volume = np.load(sys.argv[1])
+    structures = json.loads(Path(sys.argv[2]).read_text())
+    start = time.perf_counter()
+    construct_meshes_from_annotation(
+        Path(sys.argv[3]), volume, structures, closing_n_iters=2, decimate_fraction=0.2,
+        smooth=False,
+    )
+    print(json.dumps({"generation_s": time.perf_counter() - start}))
+    """
+)
+
+
+# --- running and measuring ---------------------------------------------------------------
+
+
+def run_measured(command: list[str], cwd: Path | None = None) -> dict[str, Any]:
+    """Run a command; wall time and peak memory of its process tree."""
+    import psutil
+
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    watcher = psutil.Process(process.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while process.poll() is None:
+            try:
+                tree = [watcher, *watcher.children(recursive=True)]
+                peak = max(peak, sum(_rss(p) for p in tree))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, err = process.communicate()
+    elapsed = time.perf_counter() - start
+    thread.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{err[-3000:]}")
+    return {"wall_s": elapsed, "peak_mb": peak / 2**20, "stdout": out}
+
+
+def _rss(process: Any) -> int:
+    try:
+        return int(process.memory_info().rss)
+    except Exception:  # the process ended meanwhile
+        return 0
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def prepare(resolution: int, work: Path) -> Path:
+    """An atlas folder (annotation.tiff, structures.json, metadata.json) at ``resolution``."""
+    import nrrd
+    import tifffile
+
+    folder = work / f"atlas_{resolution}um"
+    if (folder / "annotation.npy").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    annotation, _ = nrrd.read(str(ANNOTATION_25))
+    step = STEP[resolution]
+    sub = np.ascontiguousarray(annotation[::step, ::step, ::step], dtype=np.uint32)
+    tifffile.imwrite(folder / "annotation.tiff", sub)
+    np.save(folder / "annotation.npy", sub)
+    shutil.copyfile(STRUCTURES, folder / "structures.json")
+    metadata = {"resolution": [float(resolution)] * 3, "shape": list(sub.shape)}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def ensure_baseline_venv(venv: Path) -> Path:
+    """BrainGlobe 2.3.1's atlas generation in its own virtual environment."""
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "brainglobe-atlasapi[atlasgen]==2.3.1"],
+            check=True,
+        )
+    return python
+
+
+# --- the two tools -----------------------------------------------------------------------
+
+
+def run_ours(folder: Path, out: Path, workers: int | None) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "atlasmith", "meshes", str(folder), "--out", str(out)]
+    if workers:
+        command += ["--workers", str(workers)]
+    result = run_measured(command)
+    return {"time_s": result["wall_s"], "peak_mb": result["peak_mb"], "scale": 1.0}
+
+
+def run_baseline(python: Path, folder: Path, out: Path) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    script = out.parent / "baseline_run.py"
+    script.write_text(BASELINE)
+    command = [str(python), str(script), str(folder / "annotation.npy"), str(STRUCTURES), str(out)]
+    result = run_measured(command)
+    timing = json.loads(result["stdout"].strip().splitlines()[-1])
+    return {
+        "time_s": timing["generation_s"],
+        "process_s": result["wall_s"],
+        "peak_mb": result["peak_mb"],
+    }
+
+
+# --- measuring the meshes ----------------------------------------------------------------
+
+
+def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) -> dict[str, Any]:
+    """Counts, size and the two distances (mean over the 15 regions) of a mesh folder."""
+    from atlasmith.hierarchy import StructureTree
+    from atlasmith.mesh_quality import read_obj, region_masks, surface_distance, voxel_boundary
+
+    files = sorted(mesh_dir.glob("*.obj"))
+    triangles = sum(path.read_bytes().count(b"\nf ") for path in files)
+    tree = StructureTree.from_list(json.loads(STRUCTURES.read_text()))
+    annotation = np.load(folder / "annotation.npy")
+    regions = {path.stem: tree[path.stem].id for path in sorted(ALLEN_MESHES.glob("*.obj"))}
+    masks = {sid: (m, o) for sid, m, o in region_masks(annotation, tree, list(regions.values()))}
+    to_allen, to_voxels = [], []
+    for acronym, sid in regions.items():
+        points, faces = read_obj(mesh_dir / f"{sid}.obj")
+        mesh = (points * scale, faces)
+        to_allen.append(surface_distance(read_obj(ALLEN_MESHES / f"{acronym}.obj"), mesh)[0])
+        mask, offset = masks[sid]
+        boundary = voxel_boundary(mask, (float(resolution),) * 3, offset)
+        to_voxels.append(surface_distance(mesh, boundary)[0])
+    return {
+        "meshes": len(files),
+        "triangles": triangles,
+        "disk_mb": sum(p.stat().st_size for p in files) / 2**20,
+        "dist_allen_um": float(np.mean(to_allen)),
+        "dist_voxels_um": float(np.mean(to_voxels)),
+    }
+
+
+# --- the table ---------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'res':>5} {'tool':<26} {'time s':>9} {'speedup':>8} {'peak MB':>8} {'meshes':>6} "
+        f"{'triangles':>10} {'disk MB':>8} {'d Allen um':>10} {'d voxels um':>11}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        speed = f"{row['speedup']:.0f}x" if row.get("speedup") else ""
+        lines.append(
+            f"{row['res']:>5} {row['tool']:<26} {row['time_s']:>9.2f} {speed:>8} "
+            f"{row['peak_mb']:>8.0f} {row['meshes']:>6} {row['triangles']:>10} "
+            f"{row['disk_mb']:>8.1f} {row['dist_allen_um']:>10.1f} {row['dist_voxels_um']:>11.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compare", type=int, nargs="*", default=[100, 50], choices=[100, 50])
+    parser.add_argument(
+        "--ours",
+        type=int,
+        nargs="*",
+        default=[25],
+        choices=[100, 50, 25],
+        help="resolutions run with atlasmith alone",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "meshes")
+    parser.add_argument(
+        "--baseline-venv",
+        type=Path,
+        default=None,
+        help="BrainGlobe 2.3.1 venv (default bench-out/bgvenv; made if missing)",
+    )
+    parser.add_argument(
+        "--reuse-baseline",
+        action="store_true",
+        help="use cached BrainGlobe results from bench-out when present",
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="run atlasmith only")
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for resolution in args.compare:
+        folder = prepare(resolution, args.out)
+        ours = run_ours(folder, args.out / f"ours_{resolution}um", args.workers)
+        ours.update(measure_meshes(args.out / f"ours_{resolution}um", folder, resolution, 1.0))
+        rows.append({"res": resolution, "tool": "atlasmith meshes", **ours})
+        if args.skip_baseline:
+            continue
+        base = baseline(args, folder, resolution)
+        ours["speedup"] = base["time_s"] / ours["time_s"]
+        rows.append({"res": resolution, **base})
+    for resolution in args.ours:
+        folder = prepare(resolution, args.out)
+        ours = run_ours(folder, args.out / f"ours_{resolution}um", args.workers)
+        ours.update(measure_meshes(args.out / f"ours_{resolution}um", folder, resolution, 1.0))
+        rows.append({"res": resolution, "tool": "atlasmith meshes", **ours})
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end")
+    print(table(rows))
+    (args.out / "bench_meshes.json").write_text(json.dumps(rows, indent=2))
+
+
+def baseline(args: argparse.Namespace, folder: Path, resolution: int) -> dict[str, Any]:
+    """BrainGlobe's run at ``resolution`` (cached in bench-out as JSON)."""
+    cache = args.out / f"baseline_{resolution}um.json"
+    if args.reuse_baseline and cache.is_file():
+        return {**json.loads(cache.read_text()), "tool": "brainglobe 2.3.1 (cached)"}
+    python = ensure_baseline_venv(args.baseline_venv or args.out / "bgvenv")
+    out = args.out / f"brainglobe_{resolution}um"
+    result = run_baseline(python, folder, out)
+    result.update(measure_meshes(out / "meshes", folder, resolution, float(resolution)))
+    result["tool"] = "brainglobe 2.3.1"
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
