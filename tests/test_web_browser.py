@@ -5,6 +5,8 @@ headless Chromium through Playwright, checked with axe-core."""
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import shutil
 import socket
 import subprocess
@@ -169,7 +171,7 @@ def test_filter_narrows_the_list(page: Any, site: tuple[str, RepositoryIndex]) -
 
 
 def test_detail_page_images_and_verified_download(
-    page: Any, site: tuple[str, RepositoryIndex], tmp_path: Path
+    page: Any, site: tuple[str, RepositoryIndex], site_root: Path, tmp_path: Path
 ) -> None:
     url, index = site
     page.goto(url)
@@ -183,6 +185,16 @@ def test_detail_page_images_and_verified_download(
         page.locator(".tree li").count()
         == index.entry("allen_mouse_200um", "1.2").metadata["structures"]
     )
+    # the structure finder narrows the tree and opens the branches that lead to matches
+    tree_file = site_root / "repo" / "structures" / "allen_mouse_200um_v1.2.json"
+    structures = json.loads(tree_file.read_text())
+    query = "ca1"
+    expected = [s for s in structures if query in f"{s['acronym']} {s['name']} ({s['id']})".lower()]
+    assert expected
+    page.get_by_label("Find a structure (acronym or name)").fill(query.upper())
+    assert page.locator("#tree-count").inner_text() == f"{len(expected)} structure(s) match"
+    assert page.locator(".tree strong", has_text=re.compile("^CA1$")).is_visible()
+    assert not page.locator(".tree strong", has_text=re.compile("^VISp$")).is_visible()
     entry = index.latest("allen_mouse_200um")
     assert entry is not None
     with page.expect_download() as info:

@@ -110,6 +110,37 @@ _FILTER_JS = """
 """
 
 
+_TREE_JS = """
+(function () {
+  var input = document.getElementById("tree-filter");
+  var items = Array.prototype.slice.call(document.querySelectorAll(".tree li"));
+  var count = document.getElementById("tree-count");
+  var labels = items.map(function (li) {
+    var summary = li.querySelector(":scope > details > summary");
+    return (summary ? summary.textContent : li.textContent).toLowerCase();
+  });
+  function apply() {
+    var query = input.value.trim().toLowerCase();
+    var visible = new Map();
+    var matches = 0;
+    for (var i = items.length - 1; i >= 0; i -= 1) {  /* children come after parents */
+      var li = items[i];
+      var own = !query || labels[i].indexOf(query) !== -1;
+      var kids = li.querySelectorAll(":scope > details > ul > li");
+      var child = Array.prototype.some.call(kids, function (k) { return visible.get(k); });
+      visible.set(li, own || child);
+      li.hidden = !(own || child);
+      if (query && own) { matches += 1; }
+      var details = li.querySelector(":scope > details");
+      if (details && query) { details.open = child; }
+    }
+    count.textContent = query ? matches + " structure(s) match" : "";
+  }
+  input.addEventListener("input", apply);
+})();
+"""
+
+
 # --- shared helpers ------------------------------------------------------------------------
 
 
@@ -378,7 +409,7 @@ def render_detail(view: _AtlasView, read_file: ReadFile) -> str:
         f"<h2>Structures</h2>{_tree_section(structures)}"
         "</main><footer><p>Published with atlasmith.</p></footer>"
     )
-    return page(f"{view.name}: brain atlas", body)
+    return page(f"{view.name}: brain atlas", body, script=_TREE_JS if structures else "")
 
 
 def _versions_table(view: _AtlasView, prefix: str) -> str:
@@ -429,9 +460,15 @@ def _structure_ok(s: object) -> bool:
 def _tree_section(structures: list[Mapping[str, Any]] | None) -> str:
     if structures is None:
         return '<p class="muted">The structure list of this version is not available.</p>'
+    finder = (
+        '<form class="filter" role="search" onsubmit="return false">'
+        '<label for="tree-filter">Find a structure (acronym or name)</label>'
+        '<input id="tree-filter" type="search" autocomplete="off" placeholder="e.g. CA1, thalamus">'
+        '<p id="tree-count" class="muted" aria-live="polite"></p></form>'
+    )
     return (
         f"<p>{len(structures)} structures. Open a branch to see its sub-regions; each "
-        "swatch shows the structure's colour.</p>" + structure_tree_html(structures)
+        "swatch shows the structure's colour.</p>" + finder + structure_tree_html(structures)
     )
 
 
