@@ -158,10 +158,25 @@ def test_unknown_atlas_and_version(repo: RepoServer, cache_dir: Path) -> None:
     with pytest.raises(AtlasNotFoundError, match="not a valid atlas name") as caught:
         cache.fetch("nope_mouse_10um")
     assert isinstance(caught.value, LookupError)
+    assert isinstance(caught.value, ValueError)  # as BrainGlobe raises ValueError
     assert NAME in str(caught.value)
     with pytest.raises(AtlasNotFoundError, match="no version '9.9'"):
         cache.fetch(NAME, "9.9")
     assert cache.installed() == []
+
+
+@pytest.mark.parametrize("name", ["../../escape_10um", "/tmp/x_10um", ".hidden_10um", "a/b", ""])
+def test_names_that_are_paths_are_refused_before_touching_the_disk(
+    name: str, repo: RepoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    cache_dir.mkdir(parents=True)
+    (tmp_path / "jail" / "precious.txt").write_text("keep me")
+    cache = make_cache(repo, cache_dir)
+    for action in (cache.fetch, cache.update, cache.remove, cache.verify):
+        with pytest.raises(ValueError, match="not a valid atlas name"):
+            action(name)
+    assert tree_snapshot(tmp_path / "jail") == {"cache", "precious.txt"}
+    assert repo.log == []
 
 
 def test_explicit_version_replaces_the_installed_one(
@@ -477,6 +492,14 @@ def test_brainglobe_atlas_downloads_into_interm_download_dir(
     assert interm.is_dir()
     assert list(interm.iterdir()) == []  # the archive went there and was removed after install
     assert not (cache_dir / ".atlasmith" / "downloads").exists()
+
+
+def test_brainglobe_atlas_unknown_name_is_a_value_error(
+    repo: RepoServer, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", repo.url)
+    with pytest.raises(ValueError, match="nonexistent_10um is not a valid atlas name"):
+        BrainGlobeAtlas("nonexistent_10um", brainglobe_dir=cache_dir)
 
 
 def test_brainglobe_atlas_reads_brainglobe_config_file(

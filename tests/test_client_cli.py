@@ -148,6 +148,8 @@ def test_update_keeps_the_old_atlas_when_the_download_fails(
     write_repository(repo.root, [packages["1.1"], packages["1.2"]])
     code, out = run("update", NAME, *opts)
     assert (code, out.strip()) == (0, f"{NAME} updated to 1.2 ({cache_dir / NAME}_v1.2)")
+    code, out = run("install", f"{NAME}_v1.1", *opts)  # a folder name pins the version
+    assert (code, out.strip()) == (0, f"{NAME} 1.1 installed in {cache_dir / NAME}_v1.1")
 
 
 def test_offline_install_names_the_atlas(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import secrets
 import shutil
 import warnings
@@ -70,7 +71,9 @@ __all__ = [
     "InstalledAtlas",
     "Plan",
     "Release",
+    "UnknownAtlasError",
     "atlas_info",
+    "check_name",
     "fetch",
     "install_target",
     "list_rows",
@@ -85,6 +88,33 @@ Action = Literal["install", "update", "use"]
 _STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
 _DISK_MARGIN = 64 * 1024**2
+
+
+class UnknownAtlasError(AtlasNotFoundError, ValueError):
+    """An atlas name that the repository does not know or that is not a name at all.
+
+    Also a ValueError, as BrainGlobe 2.3.1 raises ``ValueError("... is not a valid atlas
+    name!")``, so that ``except ValueError`` keeps working.
+    """
+
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can be an atlas name; UnknownAtlasError otherwise.
+
+    Names become file names in the cache, so separators, ``..`` and leading dots are refused.
+
+    >>> check_name("kim_dev_mouse_e11-5_mri-adc_31.5um")
+    'kim_dev_mouse_e11-5_mri-adc_31.5um'
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
+        raise UnknownAtlasError(
+            f"{name!r} is not a valid atlas name: expected letters, digits and _ . - only, "
+            "like 'allen_mouse_25um'. Run `atlasmith list` to see the atlases."
+        )
+    return name
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -203,7 +233,7 @@ class Catalog:
             return found
         if not releases:
             known = ", ".join(self.names()) or "none"
-            raise AtlasNotFoundError(
+            raise UnknownAtlasError(
                 f"{name} is not a valid atlas name: the repository {self.source} has no atlas "
                 f"{name!r}. Available: {known}. Run `atlasmith list` to see them."
             )
@@ -389,6 +419,7 @@ class AtlasCache:
         AtlasExistsError
             When several versions are installed (BrainGlobe's FileExistsError).
         """
+        check_name(name)
         found = [a for a in self.installed() if a.atlas_name == name]
         if len(found) > 1:
             listed = ", ".join(a.path.name for a in found)
@@ -689,7 +720,7 @@ class AtlasCache:
     # --- small effects ----------------------------------------------------------------------------
 
     def _state(self, *parts: str) -> Path:
-        path = self.root.joinpath(_STATE, *parts)
+        path = self.root.joinpath(_STATE, *(check_name(part) for part in parts))
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -714,6 +745,7 @@ class AtlasCache:
     def _lock(self, name: str) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
+        check_name(name)
         path = self._state("locks") / f"{name}.lock"
         try:
             with FileLock(str(path), timeout=_LOCK_TIMEOUT):
@@ -1031,6 +1063,9 @@ def install_target(
         return [cache.install_archive(path)]
     if target.endswith((".tar.gz", ".tgz")) or "/" in target:
         raise ArchiveError(f"{target} does not exist: give an atlas name or an archive path.")
+    pinned = split_folder_name(target)  # a folder name, e.g. allen_mouse_25um_v1.2
+    if pinned is not None and version in (None, pinned[1]):
+        return [cache.fetch(pinned[0], pinned[1], progress)]
     return [cache.fetch(target, version, progress)]
 
 
