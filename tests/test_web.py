@@ -214,7 +214,7 @@ def test_detail_page_shows_the_whole_structure_tree(
     assert sorted(acronyms) == sorted(html.escape(s["acronym"]) for s in structures)
     assert f"{len(structures)} structures" in page
     # every version, newest first, with its hash
-    versions = re.findall(r"<tr><td>(1\.\d)</td>", page)
+    versions = re.findall(r"<h3 id=\"v-[^\"]+\">Version (1\.\d)</h3>", page)
     assert versions == ["1.2", "1.1"]
     assert index.entry("allen_mouse_100um", "1.1").sha256 in page
 

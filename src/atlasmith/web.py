@@ -75,6 +75,8 @@ dl.facts dd { margin: 0; min-width: 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid var(--border);
   vertical-align: top; overflow-wrap: break-word; }
+.versions { list-style: none; padding: 0; margin: 0; }
+.versions > li { border-top: 1px solid var(--border); }
 .tree, .tree ul { list-style: none; padding-left: 1.1rem; margin: 0; }
 .tree { padding-left: 0; }
 .swatch { display: inline-block; width: 0.8rem; height: 0.8rem; border: 1px solid #555;
@@ -413,22 +415,22 @@ def render_detail(view: _AtlasView, read_file: ReadFile) -> str:
 
 
 def _versions_table(view: _AtlasView, prefix: str) -> str:
-    rows = "".join(
-        f"<tr><td>{esc(e.version)}</td><td>{esc(e.published)}</td>"
-        f"<td>{esc(human_size(e.size))}</td>"
-        f"<td>{_status(e)}</td>"
-        f'<td><a href="{_href(e.archive, prefix)}" download>{esc(e.archive)}</a></td>'
-        f'<td><code class="hash">{esc(e.sha256)}</code></td></tr>'
+    """Every version, newest first, as a list of short fact lists (readable on a phone)."""
+    items = "".join(
+        f'<li><h3 id="v-{esc(e.version)}">Version {esc(e.version)}</h3>'
+        + facts(
+            [
+                ("Status", _status(e)),
+                ("Published", esc(e.published)),
+                ("Size", esc(human_size(e.size))),
+                ("Archive", f'<a href="{_href(e.archive, prefix)}" download>{esc(e.archive)}</a>'),
+                ("sha256", f'<code class="hash">{esc(e.sha256)}</code>'),
+            ]
+        )
+        + "</li>"
         for e in view.versions
     )
-    head = (
-        '<tr><th scope="col">Version</th><th scope="col">Published</th>'
-        '<th scope="col">Size</th><th scope="col">Status</th>'
-        '<th scope="col">Archive</th><th scope="col">sha256</th></tr>'
-    )
-    return (
-        f'<div class="table-wrap"><table><thead>{head}</thead><tbody>{rows}</tbody></table></div>'
-    )
+    return f'<ul class="versions">{items}</ul>'
 
 
 def _status(entry: IndexEntry) -> str:
