@@ -158,6 +158,9 @@ def hostile_archives() -> dict[str, Callable[[], bytes]]:
         "html_page": lambda: HTML_PAGE,
         "truncated": _truncated,
         "empty_gzip": lambda: gzip.compress(b"", mtime=0),
+        "file_then_folder": lambda: _with_top(
+            _file(f"{TOP}/meshes"), _file(f"{TOP}/meshes/1.obj", b"v 0 0 0\n")
+        ),
     }
 
 
@@ -183,6 +186,7 @@ HOSTILE_REASONS = {
     "html_page": "not gzip data",
     "truncated": "truncated or corrupt",
     "empty_gzip": "truncated or corrupt",
+    "file_then_folder": "is inside a path that is a file",
 }
 
 

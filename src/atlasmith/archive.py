@@ -24,6 +24,7 @@ extracted file gets mode 0644 (0755 when an execute bit was set), every folder 0
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -375,6 +376,7 @@ class _Checker:
         self.source, self.max_bytes, self.max_members = source, max_bytes, max_members
         self.top: str | None = None
         self.seen: set[str] = set()
+        self.files: set[str] = set()
         self.total = 0
 
     def fail(self, member: str, problem: str) -> ArchiveError:
@@ -397,7 +399,12 @@ class _Checker:
         rel = "/".join(parts[1:])
         if rel in self.seen:
             raise self.fail(member.name, "appears twice")
+        for depth in range(1, len(parts) - 1):
+            if "/".join(parts[1 : depth + 1]) in self.files:
+                raise self.fail(member.name, "is inside a path that is a file, not a folder")
         self.seen.add(rel)
+        if member.isfile():
+            self.files.add(rel)
         if rel == "" and not member.isdir():
             raise self.fail(member.name, "is a file where the top-level folder should be")
         self.total += member.size if member.isfile() else 0
@@ -706,6 +713,23 @@ def safe_extract(
 
 
 def _extract_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, checker: _Checker, target: Path
+) -> None:
+    try:
+        _write_member(tar, member, checker, target)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(
+                err.errno,
+                f"The disk is full while extracting {member.name!r} from {checker.source} into "
+                f"{target.parent}: free some space or set ATLASMITH_CACHE_DIR to a larger disk",
+            ) from err
+        # a path that clashes with an earlier member (a file where a folder should be, names
+        # equal on a case-insensitive disk) or that the file system cannot hold
+        raise checker.fail(member.name, f"cannot be written ({err.strerror})") from err
+
+
+def _write_member(
     tar: tarfile.TarFile, member: tarfile.TarInfo, checker: _Checker, target: Path
 ) -> None:
     target.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
