@@ -208,3 +208,22 @@ def test_inspect_the_bundled_dsurqe_atlas_built_from_its_script(tmp_path: Path) 
     html = result.report.read_text()
     assert "dsurqe_mouse" in html
     assert "All checks passed." in html
+
+
+def test_unsafe_archive_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from atlasmith.errors import ArchiveError
+
+    archive = tmp_path / "evil_mouse_100um_v1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"not an atlas"
+        member = tarfile.TarInfo("../outside.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    result = CliRunner().invoke(main, ["inspect", str(archive), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    with pytest.raises(ArchiveError):
+        inspect_atlas(archive, tmp_path / "o")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
