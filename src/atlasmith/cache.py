@@ -22,17 +22,19 @@ old or the new version, which the next locked operation restores (:meth:`AtlasCa
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from atlasmith.archive import (
     MANIFEST_NAME,
@@ -44,6 +46,7 @@ from atlasmith.archive import (
 )
 from atlasmith.config import Settings, load_settings
 from atlasmith.download import (
+    GrowingFile,
     ProgressCallback,
     download_file,
     fetch_bytes,
@@ -583,19 +586,65 @@ class AtlasCache:
         downloads = self.download_dir or self._state("downloads")
         downloads.mkdir(parents=True, exist_ok=True)
         self._check_space(downloads, release.size or 0)
-        archive = download_file(
-            join_location(self.settings.repository, release.archive),
-            downloads / release.archive,
-            sha256=release.sha256,
-            size=release.size,
-            timeout=self.settings.timeout,
-            retries=self.settings.retries,
-            progress=progress,
-        )
+        target = downloads / release.archive
+        staging = self._state("staging", release.atlas_name)
+        folder = None
         try:
-            return self._install_archive_file(archive, release.atlas_name, old, trusted=True)
+            archive, folder = self._download_extracting(release, target, staging, progress)
+            if folder is None:  # the streamed extraction failed: once more from the whole file
+                folder = safe_extract(archive, staging, max_bytes=self.max_bytes)
+            self._check_extracted(folder, archive, release.atlas_name, trusted=True)
+            final = self.root / folder.name
+            self._swap(folder, old, final)
         finally:
-            archive.unlink(missing_ok=True)
+            if folder is not None:
+                shutil.rmtree(folder.parent, ignore_errors=True)
+            target.unlink(missing_ok=True)
+        return InstalledAtlas(release.atlas_name, release.version, final)
+
+    def _download_extracting(
+        self, release: Release, target: Path, staging: Path, progress: ProgressCallback | None
+    ) -> tuple[Path, Path | None]:
+        """Download the archive while a thread extracts it from the growing ``.part`` file.
+
+        Nothing is installed here: the caller renames the folder into place only after
+        :func:`download_file` has checked the size and sha256. Returns the archive and the
+        extracted folder (None when the streamed extraction failed).
+        """
+        part = GrowingFile(target.with_name(target.name + ".part"))
+        extracted: list[Path] = []
+
+        def extract() -> None:
+            with contextlib.suppress(Exception):  # the caller extracts again from the file
+                stream = cast(IO[bytes], part)  # a RawIOBase: read, seek and tell are enough
+                extracted.append(safe_extract(stream, staging, max_bytes=self.max_bytes))
+
+        worker = threading.Thread(target=extract, daemon=True)
+        worker.start()
+
+        def stop() -> None:
+            part.finish()
+            worker.join()
+            part.close()
+
+        try:
+            archive = download_file(
+                join_location(self.settings.repository, release.archive),
+                target,
+                sha256=release.sha256,
+                size=release.size,
+                timeout=self.settings.timeout,
+                retries=self.settings.retries,
+                progress=_both(progress, part.notify),
+            )
+        except BaseException:
+            part.restarted = True  # stops the extraction at its next read
+            stop()
+            for folder in extracted:
+                shutil.rmtree(folder.parent, ignore_errors=True)
+            raise
+        stop()
+        return archive, (extracted[0] if extracted else None)
 
     def install_archive(self, path: str | Path) -> InstalledAtlas:
         """Install a local package archive (``NAME_RESum_vM.m.tar.gz``), offline.
@@ -755,6 +804,17 @@ class AtlasCache:
                 f"Another process has held the lock {path} for {_LOCK_TIMEOUT:.0f} s while "
                 f"installing {name}. If no such process runs, delete the lock file."
             ) from err
+
+
+def _both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressCallback:
+    """One progress callback that calls two."""
+
+    def update(completed: int, total: int) -> None:
+        if first is not None:
+            first(completed, total)
+        second(completed, total)
+
+    return update
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -11,9 +11,11 @@ Nothing is ever sent but a plain GET: no credentials travel with downloads.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from atlasmith.errors import DownloadError, IntegrityError
 
 __all__ = [
     "CHUNK_SIZE",
+    "DownloadRestarted",
+    "GrowingFile",
     "ProgressCallback",
     "backoff_delay",
     "download_file",
@@ -365,3 +369,76 @@ def _check_answer(url: str, response: httpx.Response, part: _Part, size: int | N
     if part.size:  # a 200 answer to a Range request: the whole file comes again
         raise _Restart
     return length or (size or 0)
+
+
+class DownloadRestarted(Exception):
+    """The download being read by a :class:`GrowingFile` started again from byte 0."""
+
+
+class GrowingFile(io.RawIOBase):
+    """Reads a ``.part`` file while a download is still appending to it.
+
+    Pass :meth:`notify` as (part of) the download's progress callback and call :meth:`finish`
+    when the download returns or fails. ``read`` waits for new bytes until then; when the
+    download starts again from byte 0, reading raises :class:`DownloadRestarted`.
+    """
+
+    def __init__(self, path: Path, poll: float = 0.02) -> None:
+        super().__init__()
+        self.path = path
+        self.poll = poll
+        self.restarted = False
+        self._done = threading.Event()
+        self._last = -1
+        self._stream: IO[bytes] | None = None
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def notify(self, completed: int, total: int) -> None:
+        """Progress callback: notices a download that starts again."""
+        if completed < self._last:
+            self.restarted = True
+        self._last = completed
+
+    def finish(self) -> None:
+        """The download has returned (or failed): no more bytes will come."""
+        self._done.set()
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset > self._position:
+            raise io.UnsupportedOperation("GrowingFile seeks back only")
+        if self._stream is not None:
+            self._stream.seek(offset)
+        self._position = offset
+        return offset
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self.restarted:
+                raise DownloadRestarted(f"{self.path} started again from byte 0")
+            done = self._done.is_set()  # read after the check, so no byte is missed
+            stream = self._open()
+            data = stream.read(size) if stream is not None else b""
+            if data or done:
+                self._position += len(data)
+                return data
+            self._done.wait(self.poll)
+
+    def _open(self) -> IO[bytes] | None:
+        if self._stream is None and self.path.exists():
+            self._stream = open(self.path, "rb")  # noqa: SIM115 (closed in close())
+            self._stream.seek(self._position)
+        return self._stream
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        super().close()
