@@ -21,6 +21,7 @@ from atlasmith import Atlas
 from atlasmith.errors import (
     AtlasFormatError,
     CoordinateError,
+    HierarchyError,
     HierarchyLevelError,
     InvalidCoordinatesError,
     MeshError,
@@ -308,3 +309,17 @@ def test_demo_command(tmp_path: Path) -> None:
     assert f"-> {acronym} ({atlas.structures[acronym]['name']}), left hemisphere" in result.output
     ch_voxels = int(np.count_nonzero(atlas.get_structure_mask("CH")))
     assert f"CH (Cerebrum) with its descendants: {ch_voxels:,} voxels" in result.output
+
+
+def test_tree_is_built_and_checked_on_first_use(example_atlas_copy: Path) -> None:
+    atlas = Atlas(example_atlas_copy)
+    assert atlas.structure_from_coords((66, 40, 57)) > 0  # a label lookup needs no tree
+    assert "tree" not in vars(atlas)
+    assert atlas.get_structure_ancestors("CH") == ["root", "grey"]
+    assert "tree" in vars(atlas)
+    structures = json.loads((example_atlas_copy / "structures.json").read_text())
+    structures[5]["acronym"] = "CH"
+    (example_atlas_copy / "structures.json").write_text(json.dumps(structures))
+    broken = Atlas(example_atlas_copy)
+    with pytest.raises(HierarchyError, match="acronym 'CH' is used twice"):
+        broken.structures["CH"]

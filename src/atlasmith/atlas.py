@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import UserDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,12 +136,20 @@ class StructuresDict(Mapping[int, StructureEntry]):
     """
 
     def __init__(
-        self, structures_list: list[dict[str, Any]], tree: StructureTree, meshes_dir: Path
+        self,
+        structures_list: list[dict[str, Any]],
+        tree: StructureTree | Callable[[], StructureTree],
+        meshes_dir: Path,
     ) -> None:
         self._list = structures_list
-        self._tree = tree
+        self._tree_source = tree
         self._meshes_dir = meshes_dir
         self._entries: dict[int, StructureEntry] = {}
+
+    @cached_property
+    def _tree(self) -> StructureTree:
+        source = self._tree_source
+        return source if isinstance(source, StructureTree) else source()
 
     def __getitem__(self, key: Any) -> StructureEntry:
         sid = _to_id(self._tree, key)
@@ -221,8 +229,9 @@ class Atlas:
     ------
     MissingFileError
         When ``metadata.json`` or ``structures.json`` is missing (a FileNotFoundError).
-    MetadataError, HierarchyError, AtlasFormatError
-        When they are invalid (ValueErrors).
+    MetadataError, AtlasFormatError
+        When they are invalid (ValueErrors). The structure tree is checked on first use
+        (HierarchyError), so that opening stays at a few milliseconds.
 
     Examples
     --------
@@ -240,8 +249,9 @@ class Atlas:
         self.metadata: dict[str, Any] = _read_json(self.root_dir / "metadata.json")
         self.atlas_metadata = AtlasMetadata.from_dict(self.metadata)
         self._raw_structures: list[dict[str, Any]] = _read_json(self.root_dir / "structures.json")
-        self._tree = StructureTree.from_list(self._raw_structures)
-        self.structures = StructuresDict(self._raw_structures, self._tree, self.root_dir / "meshes")
+        self.structures = StructuresDict(
+            self._raw_structures, lambda: self.tree, self.root_dir / "meshes"
+        )
         if "additional_references" not in self.metadata:
             warnings.warn(
                 "This atlas seems to be outdated as no additional_references list is found in "
@@ -262,10 +272,15 @@ class Atlas:
             struct["mesh_filename"] = meshes / f"{struct['id']}.obj"
         return self._raw_structures
 
-    @property
+    @cached_property
     def tree(self) -> StructureTree:
-        """The validated hierarchy with lookup tables (atlasmith's StructureTree)."""
-        return self._tree
+        """The validated hierarchy with lookup tables (atlasmith's StructureTree).
+
+        Built (and checked against the tree rules) on first use, so that opening an atlas and
+        looking up label values costs a few milliseconds; a broken structures.json raises
+        HierarchyError then.
+        """
+        return StructureTree.from_list(self._raw_structures)
 
     @property
     def resolution(self) -> tuple[float, ...]:
@@ -321,7 +336,7 @@ class Atlas:
         lines = [
             f"{meta.atlas_name} (version {meta.version}), {meta.species}",
             f"  shape {self.shape} voxels of {self.resolution} um, orientation asr, "
-            f"{'symmetric' if meta.symmetric else 'asymmetric'}, {len(self._tree)} structures",
+            f"{'symmetric' if meta.symmetric else 'asymmetric'}, {len(self.tree)} structures",
             f"  citation: {meta.citation}",
             f"  link:     {meta.atlas_link}",
             f"  packager: {meta.atlas_packager or 'not recorded'}",
@@ -391,7 +406,8 @@ class Atlas:
         points = points.reshape(-1, 3)
         if points.dtype.kind == "f":
             points = self._floor_points(points, microns)
-        self._check_bounds(points, microns)
+        if single:
+            self._check_bounds(points, microns)
         return points.astype(np.int64, copy=False), single
 
     def _floor_points(self, points: npt.NDArray[np.float64], microns: bool) -> npt.NDArray[Any]:
@@ -418,9 +434,19 @@ class Atlas:
                 "(unlike BrainGlobe)."
             )
 
-    def _values_at(self, stack: npt.NDArray[Any], voxels: npt.NDArray[np.int64]) -> Any:
-        flat = np.ravel_multi_index((voxels[:, 0], voxels[:, 1], voxels[:, 2]), self.shape)
-        return stack.reshape(-1)[flat]
+    def _flat_indices(self, voxels: npt.NDArray[np.int64], microns: bool) -> npt.NDArray[np.intp]:
+        """Flat indices of (N, 3) voxels; CoordinateError for any outside the volume."""
+        try:
+            flat: npt.NDArray[np.intp] = np.ravel_multi_index(
+                (voxels[:, 0], voxels[:, 1], voxels[:, 2]), self.shape
+            )
+        except ValueError:  # numpy rejects negative and too-large indices: say which
+            self._check_bounds(voxels, microns)
+            raise
+        return flat
+
+    def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
+        return stack.reshape(-1).take(flat)
 
     # --- point queries ---------------------------------------------------------------------
 
@@ -466,7 +492,7 @@ class Atlas:
         if single:
             rid = self.annotation[tuple(voxels[0])]
             return self._scalar_structure(rid, as_acronym, hierarchy_lev, key_error_string)
-        labels = self._values_at(self.annotation, voxels)
+        labels = self._values_at(self.annotation, self._flat_indices(voxels, microns))
         return self._vector_structures(labels, as_acronym, hierarchy_lev, key_error_string)
 
     def _scalar_structure(
@@ -495,7 +521,7 @@ class Atlas:
         hierarchy_lev: int | None,
         key_error_string: str,
     ) -> npt.NDArray[Any]:
-        tree = self._tree
+        tree = self.tree
         if hierarchy_lev is None and not as_acronym:
             return labels
         compact = tree.compact(labels)
@@ -531,10 +557,11 @@ class Atlas:
             For a point outside the volume (negative coordinates included).
         """
         voxels, single = self._voxels(coords, microns)
+        flat = self._flat_indices(voxels, microns)  # checks the bounds
         if self.metadata["symmetric"]:
             values = self._symmetric_hemisphere_line()[voxels[:, _FRONTAL_AXIS]]
         else:
-            values = self._values_at(self.hemispheres, voxels)
+            values = self._values_at(self.hemispheres, flat)
         if as_string:
             names = np.array(["outside", "left", "right"])
             strings = names[np.where(values <= 2, values, 0)]
@@ -551,13 +578,13 @@ class Atlas:
 
     def get_structure_ancestors(self, structure: int | str) -> list[str]:
         """Acronyms of the ancestors, root first, the structure itself excluded."""
-        sid = _to_id(self._tree, structure)
-        return [self._tree[a].acronym for a in self._tree.ancestors(sid)]
+        sid = _to_id(self.tree, structure)
+        return [self.tree[a].acronym for a in self.tree.ancestors(sid)]
 
     def get_structure_descendants(self, structure: int | str) -> list[str]:
         """Acronyms of every descendant, in structures.json order."""
-        sid = _to_id(self._tree, structure)
-        return [self._tree[d].acronym for d in self._tree.descendants(sid)]
+        sid = _to_id(self.tree, structure)
+        return [self.tree[d].acronym for d in self.tree.descendants(sid)]
 
     def get_structures_at_hierarchy_level(
         self, structure: int | str, hierarchy_level: int | None = None, as_acronym: bool = False
@@ -580,27 +607,27 @@ class Atlas:
         if hierarchy_level is not None:
             _check_level(hierarchy_level)
         try:
-            sid = _to_id(self._tree, structure)
+            sid = _to_id(self.tree, structure)
         except KeyError as err:
             raise StructureNotFoundError(f"Structure '{structure}' not found in atlas") from err
         if hierarchy_level is None:
-            result = [*self._tree[sid].structure_id_path, *self._breadth_first(sid)]
+            result = [*self.tree[sid].structure_id_path, *self._breadth_first(sid)]
         else:
             result = self._level_of_leaves(sid, hierarchy_level)
         if as_acronym:
-            return [self._tree[r].acronym for r in result]
+            return [self.tree[r].acronym for r in result]
         return result
 
     def _breadth_first(self, sid: int) -> list[int]:
         order, queue = [], [sid]
         while queue:
-            children = [c for s in queue for c in self._tree.children(s)]
+            children = [c for s in queue for c in self.tree.children(s)]
             order.extend(children)
             queue = children
         return order
 
     def _level_of_leaves(self, sid: int, level: int) -> list[int]:
-        tree = self._tree
+        tree = self.tree
         members = tree.member_lut(sid)
         has_children = np.zeros(len(tree) + 1, dtype=bool)
         has_children[tree.parent_compact[1:]] = True
@@ -620,9 +647,9 @@ class Atlas:
         Same dtype as the annotation (BrainGlobe 2.3.1's mask is not binary). Built in one
         pass over the annotation with a lookup table on compact labels.
         """
-        sid = _to_id(self._tree, structure)
-        values = np.where(self._tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
-        mask: npt.NDArray[Any] = self._tree.map_labels(self.annotation, values)
+        sid = _to_id(self.tree, structure)
+        values = np.where(self.tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
+        mask: npt.NDArray[Any] = self.tree.map_labels(self.annotation, values)
         return mask
 
     def structure_statistics(self) -> pd.DataFrame:
@@ -642,7 +669,7 @@ class Atlas:
         """
         import pandas as pd
 
-        tree = self._tree
+        tree = self.tree
         profiles = _axis_profiles(self.annotation, tree)
         subtree = _subtree_matrix(tree)
         columns: dict[str, Any] = {
@@ -676,11 +703,11 @@ class Atlas:
 
     def root_mesh(self) -> Any:
         """The mesh of the root structure."""
-        return self.mesh_from_structure(self._tree.root.id)
+        return self.mesh_from_structure(self.tree.root.id)
 
     def root_meshfile(self) -> Path:
         """Path of the root structure's mesh file."""
-        path: Path = self.meshfile_from_structure(self._tree.root.id)
+        path: Path = self.meshfile_from_structure(self.tree.root.id)
         return path
 
 
