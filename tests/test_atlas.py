@@ -134,6 +134,7 @@ def test_structure_from_coords_many_points(atlas: Atlas, annotation: np.ndarray)
     voxels = rng.integers(0, atlas.shape, size=(5000, 3))
     ids = atlas.structure_from_coords(voxels)
     np.testing.assert_array_equal(ids, annotation[tuple(voxels.T)])
+    assert atlas.annotation._atlasmith_prefaulted  # a large batch maps the pages in order first
     acronyms = atlas.structure_from_coords(voxels, as_acronym=True, key_error_string="-")
     expected = [atlas.structures[i]["acronym"] if i else "-" for i in ids.tolist()]
     assert acronyms.tolist() == expected

@@ -48,6 +48,7 @@ __all__ = ["AdditionalRefDict", "Atlas", "StructureEntry", "StructuresDict"]
 
 ATLAS_ORIENTATION = "asr"
 _FRONTAL_AXIS = 2  # the left-right axis of "asr"
+_PAGE_BYTES = 4096
 
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
@@ -62,6 +63,19 @@ def read_stack(path: Path) -> npt.NDArray[Any]:
     except ValueError:  # compressed, tiled or not contiguous: fall back to a full read
         stack = tifffile.imread(path)
     return stack
+
+
+def _prefault(stack: np.memmap[Any, Any]) -> None:
+    """Map every page of a memory-mapped stack, in order, before a large random gather.
+
+    Touching one value per page sequentially lets the kernel map pages in batches; a
+    random gather would fault them in one by one. Done once per stack.
+    """
+    if getattr(stack, "_atlasmith_prefaulted", False):
+        return
+    step = max(1, _PAGE_BYTES // stack.itemsize)
+    np.asarray(stack.reshape(-1)[::step]).max()
+    stack._atlasmith_prefaulted = True  # type: ignore[attr-defined]
 
 
 def _read_json(path: Path) -> Any:
@@ -446,6 +460,8 @@ class Atlas:
         return flat
 
     def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
+        if isinstance(stack, np.memmap) and flat.size * _PAGE_BYTES >= 4 * stack.nbytes:
+            _prefault(stack)
         return stack.reshape(-1).take(flat)
 
     # --- point queries ---------------------------------------------------------------------
