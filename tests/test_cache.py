@@ -553,6 +553,9 @@ def test_progress_callbacks_chain(tmp_path: Path) -> None:
     from atlasmith.cache import progress_bar
 
     seen: list[tuple[int, int]] = []
-    with progress_bar("x", lambda c, t: seen.append((c, t)), enabled=False) as update:
-        update(5, 10)
-    assert seen == [(5, 10)]
+    for enabled in (False, True):
+        with progress_bar("x", lambda c, t: seen.append((c, t)), enabled=enabled) as update:
+            update(5, 10)
+    assert seen == [(5, 10), (5, 10)]
+    with progress_bar("x", enabled=False) as update:
+        update(1, 2)  # no callback: nothing to call, no error

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -806,6 +807,10 @@ class AtlasCache:
             ) from err
 
 
+def _ignore(completed: int, total: int) -> None:
+    """A progress callback that does nothing."""
+
+
 def _both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressCallback:
     """One progress callback that calls two."""
 
@@ -846,8 +851,14 @@ def progress_bar(
 ) -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr (when it is a terminal) that also calls ``extra``.
 
-    Yields the ``(completed, total)`` callback to pass to a download.
+    Yields the ``(completed, total)`` callback to pass to a download. Without a terminal
+    (or a Jupyter kernel) rich is not even imported.
     """
+    if enabled is None:
+        enabled = sys.stderr.isatty() or "ipykernel" in sys.modules
+    if not enabled:
+        yield extra if extra is not None else _ignore
+        return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -857,11 +868,9 @@ def progress_bar(
         TransferSpeedColumn,
     )
 
-    console = Console(stderr=True)
-    show = console.is_terminal if enabled is None else enabled
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(
-        "{task.description}", *columns, console=console, transient=True, disable=not show
+        "{task.description}", *columns, console=Console(stderr=True), transient=True
     ) as bar:
         task = bar.add_task(label, total=None)
 
