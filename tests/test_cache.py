@@ -271,6 +271,24 @@ def test_archive_with_wrong_top_folder_is_refused(
     assert make_cache(server, cache_dir).installed() == []
 
 
+@pytest.mark.parametrize("server_resumes", [True, False])
+def test_a_partial_download_is_resumed_or_restarted(
+    server_resumes: bool, repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    data = packages["1.1"].read_bytes()
+    downloads = cache_dir / ".atlasmith" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / f"{NAME}_v1.1.tar.gz.part").write_bytes(data[: len(data) // 2])
+    if not server_resumes:
+        repo.faults[f"/{NAME}_v1.1.tar.gz"] = Fault(ignore_range=True)
+    installed = make_cache(repo, cache_dir).fetch(NAME)
+    assert verify_folder(installed.path) == []
+    assert repo.gets(f"{NAME}_v1.1.tar.gz") == [f"bytes={len(data) // 2}-"] + (
+        [] if server_resumes else [None]
+    )
+    assert_clean_state(cache_dir)
+
+
 def test_bit_flipped_download_fails_the_hash_and_installs_nothing(
     repo: RepoServer, cache_dir: Path
 ) -> None:
