@@ -12,11 +12,12 @@ Layout (BrainGlobe's, so that its own tools read what we install)::
             staging/<atlas>/          extraction in progress (same disk: the rename is atomic)
             trash/<atlas>/            the old version during an update, until the new one is in
 
-An install is: download to ``.part`` (resuming, retrying), check size and sha256 against the
-repository's index, extract safely into ``staging``, check the folder, then rename it into
-place. An update renames the old folder into ``trash`` only after the new version is verified
-and extracted, then renames the new one in; a process killed at any point leaves either the
-old or the new version, which the next locked operation restores (:meth:`AtlasCache._recover`).
+An install is: download to ``.part`` (resuming, retrying) while a thread extracts the growing
+file safely into ``staging``; check size and sha256 against the repository's index; check the
+folder; only then rename it into place. An update renames the old folder into ``trash`` only
+after the new version is verified and extracted, then renames the new one in; a process killed
+at any point leaves either the old or the new version, which the next locked operation
+restores (:meth:`AtlasCache._recover`).
 """
 
 from __future__ import annotations
