@@ -17,6 +17,7 @@ masks and per-structure statistics. The deliberate differences (CONTRACTS.md):
 from __future__ import annotations
 
 import json
+import mmap  # noqa: F401  # used by np.memmap: imported here, with Atlas, not on first open
 import warnings
 from collections import UserDict
 from collections.abc import Callable, Iterator, Mapping, Sequence

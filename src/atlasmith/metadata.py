@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from atlasmith.errors import MetadataError
+from atlasmith.orientation import check_origin
 
 __all__ = [
     "AtlasMetadata",
@@ -272,8 +273,6 @@ def _parse_fields(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _orientation(d: Mapping[str, Any]) -> str:
-    from atlasmith.orientation import check_origin
-
     value = _string(d, "orientation")
     try:
         return check_origin(value)
