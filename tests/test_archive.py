@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from atlasmith.archive import (
     MANIFEST_NAME,
@@ -321,6 +323,40 @@ def test_archive_refuses_links_in_the_folder(example_atlas_copy: Path, tmp_path:
     with pytest.raises(ArchiveError, match="link or a special file"):
         make_archive(example_atlas_copy, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+_PART = st.text("abcdefghij0123456789_-", min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    files=st.dictionaries(
+        st.lists(_PART, min_size=1, max_size=3).map("/".join),
+        st.binary(max_size=3000),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_package_tree_round_trips_byte_for_byte(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, bytes]
+) -> None:
+    paths = sorted(files)
+    # a path cannot be both a file and a folder
+    assume(not any(b.startswith(a + "/") for a in paths for b in paths))
+    work = tmp_path_factory.mktemp("tree")
+    folder = work / "tree_mouse_10um_v1.0"
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    first = make_archive(folder, work / "a")
+    second = make_archive(folder, work / "b")
+    assert first.read_bytes() == second.read_bytes()
+    info = inspect_archive(first)
+    assert dict(info.files) == {rel: len(data) for rel, data in files.items()}
+    out = safe_extract(first, work)
+    assert {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
+    } == files
 
 
 def test_round_trip_through_safe_extract(example_atlas_copy: Path, tmp_path: Path) -> None:

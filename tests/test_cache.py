@@ -192,6 +192,21 @@ def test_explicit_version_replaces_the_installed_one(
         server.stop()
 
 
+def test_yanked_versions_are_skipped_unless_named(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path
+) -> None:
+    root = write_repository(tmp_path / "r", list(packages.values()), yanked=(f"{NAME}_v1.2",))
+    server = RepoServer(root).start()
+    try:
+        cache = make_cache(server, cache_dir)
+        assert cache.catalog().latest(NAME).version == "1.1"  # type: ignore[union-attr]
+        assert cache.fetch(NAME).version == "1.1"
+        assert make_cache(server, cache_dir).update(NAME)[0] == "use"
+        assert make_cache(server, cache_dir).fetch(NAME, "1.2").version == "1.2"
+    finally:
+        server.stop()
+
+
 def test_update_replaces_the_old_version_after_verifying_the_new(
     repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
 ) -> None:
