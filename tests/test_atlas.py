@@ -279,6 +279,10 @@ def test_metadata_problems(example_atlas_copy: Path) -> None:
     meta_path.write_text("{")
     with pytest.raises(AtlasFormatError, match="not valid JSON"):
         Atlas(example_atlas_copy)
+    meta_path.write_text(json.dumps({**meta, "shape": [132, 80, 114]}))
+    (example_atlas_copy / "structures.json").write_text('{"root": 997}')
+    with pytest.raises(AtlasFormatError, match="must hold a JSON list"):
+        Atlas(example_atlas_copy)
     meta_path.unlink()
     with pytest.raises(MissingFileError, match="metadata.json does not exist"):
         Atlas(example_atlas_copy)

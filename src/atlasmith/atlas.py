@@ -11,7 +11,8 @@ masks and per-structure statistics. The deliberate differences (CONTRACTS.md):
 1. negative or out-of-range voxel coordinates raise :class:`~atlasmith.errors.CoordinateError`
    (an ``IndexError``); BrainGlobe wraps negative indices around;
 2. ``hemisphere_from_coords(..., as_string=True)`` at a voxel of value 0 returns ``"outside"``;
-   BrainGlobe returns ``"right"``.
+   BrainGlobe returns ``"right"`` (with numpy 1; with numpy 2 its ``uint8(0) - 1`` wraps and
+   it raises IndexError).
 """
 
 from __future__ import annotations
@@ -264,6 +265,11 @@ class Atlas:
         self.metadata: dict[str, Any] = _read_json(self.root_dir / "metadata.json")
         self.atlas_metadata = AtlasMetadata.from_dict(self.metadata)
         self._raw_structures: list[dict[str, Any]] = _read_json(self.root_dir / "structures.json")
+        if not isinstance(self._raw_structures, list):
+            raise AtlasFormatError(
+                f"{self.root_dir / 'structures.json'} must hold a JSON list of structures, got "
+                f"a {type(self._raw_structures).__name__}. Re-install or rebuild the atlas."
+            )
         self.structures = StructuresDict(
             self._raw_structures, lambda: self.tree, self.root_dir / "meshes"
         )
@@ -566,7 +572,8 @@ class Atlas:
             Interpret ``coords`` in micrometres.
         as_string : bool
             Return ``"left"``/``"right"``, and ``"outside"`` where the hemisphere value is 0
-            (BrainGlobe says ``"right"`` there: deliberate difference).
+            (deliberate difference: BrainGlobe 2.3.1 returns ``"right"`` there with numpy 1 and
+            raises IndexError with numpy 2).
 
         Raises
         ------
