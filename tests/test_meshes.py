@@ -124,17 +124,17 @@ def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path):
 
 
 def test_parameters_are_recorded_and_checked():
-    params = MeshParameters(smoothing=4, cluster=3, decimate=0.5, closing=1)
+    params = MeshParameters(smoothing=4, cluster_um=150.0, decimate=0.5, closing=1)
     record = params.to_dict()
-    assert {k: record[k] for k in ("smoothing", "cluster", "decimate", "closing")} == {
+    assert {k: record[k] for k in ("smoothing", "cluster_um", "decimate", "closing")} == {
         "smoothing": 4,
-        "cluster": 3,
+        "cluster_um": 150.0,
         "decimate": 0.5,
         "closing": 1,
     }
     assert record["engine"]
     json.dumps(record)
-    for bad in ({"decimate": 0.0}, {"smoothing": -1}, {"cluster": 0}, {"closing": 1.5}):
+    for bad in ({"decimate": 0.0}, {"smoothing": -1}, {"cluster_um": -1.0}, {"closing": 1.5}):
         with pytest.raises(ConfigError):
             MeshParameters(**bad)
 

@@ -162,11 +162,11 @@ def new_script_command(name: str, out_dir: str) -> None:
     help="Smoothing iterations.",
 )
 @click.option(
-    "--cluster",
-    type=click.IntRange(1, 8),
-    default=2,
+    "--cluster-um",
+    type=click.FloatRange(min=0),
+    default=200.0,
     show_default=True,
-    help="Vertex-clustering block in voxels (1: no clustering).",
+    help="Vertex-clustering block in um (at least 2 voxels; 0: no clustering).",
 )
 @click.option(
     "--decimate",
@@ -189,7 +189,7 @@ def meshes_command(
     workers: int | None,
     scheduler: str | None,
     smoothing: int,
-    cluster: int,
+    cluster_um: float,
     decimate: float,
     closing: int,
     overwrite: bool,
@@ -203,7 +203,7 @@ def meshes_command(
     from atlasmith.meshes import MeshParameters, meshes_for_folder
 
     try:
-        params = MeshParameters(smoothing, cluster, decimate, closing)
+        params = MeshParameters(smoothing, cluster_um, decimate, closing)
         with Progress(TextColumn("meshes"), BarColumn(), MofNCompleteColumn()) as bar:
             task = bar.add_task("meshes", total=None)
             written = meshes_for_folder(

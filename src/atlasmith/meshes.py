@@ -44,6 +44,9 @@ __all__ = ["MeshParameters", "generate_meshes", "meshes_for_folder", "read_atlas
 ENGINE = "atlasmith-surface-nets/1"
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
+_REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
+_CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
+_AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
 
 IntArray = npt.NDArray[np.int64]
@@ -60,10 +63,11 @@ class MeshParameters:
     ----------
     smoothing : int
         Iterations of the constrained smoothing of the shared surface (0: none).
-    cluster : int
-        Decimation by vertex clustering: vertices within a block of ``cluster`` voxels that
-        lie on the same patch and face the same way are merged (1: none; 2 keeps about a
-        third of the triangles, 3 about a quarter).
+    cluster_um : float
+        Decimation by vertex clustering: vertices within a block of about ``cluster_um``
+        micrometres (at least 2 voxels; 0: no clustering) that lie on the boundaries of the
+        same structures and face the same way are merged. The block grows as voxels shrink,
+        so finer atlases do not get heavier meshes.
     decimate : float
         Fraction of the remaining triangles kept by a further quadric decimation, in (0, 1]
         (1: none).
@@ -76,7 +80,7 @@ class MeshParameters:
     """
 
     smoothing: int = 16
-    cluster: int = 2
+    cluster_um: float = 200.0
     decimate: float = 1.0
     closing: int = 0
     decimals: int = 2
@@ -84,7 +88,7 @@ class MeshParameters:
     def __post_init__(self) -> None:
         checks = (
             ("smoothing", self.smoothing, isinstance(self.smoothing, int) and self.smoothing >= 0),
-            ("cluster", self.cluster, isinstance(self.cluster, int) and 1 <= self.cluster <= 8),
+            ("cluster_um", self.cluster_um, 0.0 <= self.cluster_um <= 10_000.0),
             ("decimate", self.decimate, 0.0 < self.decimate <= 1.0),
             ("closing", self.closing, isinstance(self.closing, int) and self.closing >= 0),
             ("decimals", self.decimals, isinstance(self.decimals, int) and 0 <= self.decimals <= 6),
@@ -93,7 +97,7 @@ class MeshParameters:
             if isinstance(value, bool) or not ok:
                 raise ConfigError(
                     f"mesh parameter {name}={value!r} is not valid: smoothing and closing are "
-                    "integers >= 0, cluster is 1 to 8, decimate is a fraction in (0, 1], "
+                    "integers >= 0, cluster_um is 0 to 10000, decimate is a fraction in (0, 1], "
                     "decimals is 0 to 6."
                 )
 
@@ -266,7 +270,7 @@ def _smooth(centres: FloatArray, quads: IntArray, iterations: int) -> FloatArray
     for step in range(iterations):
         factor = 0.5 if step % 2 == 0 else -0.53
         points += factor * (average @ points - points)
-        np.clip(points, centres - 0.5, centres + 0.5, out=points)
+        np.clip(points, centres - _REACH, centres + _REACH, out=points)
     return points
 
 
@@ -289,6 +293,13 @@ def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> Float
 # --- vertex clustering -------------------------------------------------------------------
 
 
+def _block(cluster_um: float, resolution: npt.NDArray[np.float64]) -> int:
+    """Clustering block in voxels: about ``cluster_um``, at least 2 (1 when off)."""
+    if cluster_um <= 0:
+        return 1
+    return max(2, round(cluster_um / float(resolution.min())))
+
+
 def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
     """Merge the vertices that share a block of ``block`` voxels, the set of labels around
     them and a facing direction into their mean, and drop the faces that collapse.
@@ -304,10 +315,21 @@ def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
     key_pairs = surface.pairs[:, 0] * (int(surface.pairs.max()) + 1) + surface.pairs[:, 1]
     patch = np.unique(key_pairs, return_inverse=True)[1]
     smallest = np.full(len(points), len(faces), dtype=np.int64)
-    np.minimum.at(smallest, faces.ravel(), np.repeat(np.bincount(patch)[patch], 3))
+    patch_size = np.bincount(patch)[patch]
+    for k in range(3):
+        np.minimum.at(smallest, faces[:, k], patch_size)
     cell = np.floor((points + 0.5) / block).astype(np.int64) + 1
     cell_index = np.ravel_multi_index(cell.T, tuple(cell.max(axis=0) + 1)).astype(np.uint64)
-    key = _mix(_mix(surface.signature ^ cell_index) ^ _facing(points, faces).astype(np.uint64))
+    key = _mix(surface.signature ^ cell_index)
+    # Where a cluster's normals disagree (the two sides of a thin sheet, a tiny blob), its
+    # vertices are split further by the way they face.
+    normals = _vertex_normals(points, faces)
+    _, cluster = np.unique(key, return_inverse=True)
+    agreement = np.linalg.norm(
+        np.column_stack([np.bincount(cluster, normals[:, k]) for k in range(3)]), axis=1
+    ) / np.bincount(cluster)
+    split = agreement[cluster] < _AGREEMENT
+    key[split] = _mix(key[split] ^ _facing(normals[split]).astype(np.uint64))
     # Vertices next to a small patch (tiny structures, short contacts), which merging would
     # flatten, keep their place.
     alone = smallest < _MIN_PATCH_FACES
@@ -322,20 +344,28 @@ def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
     return SharedSurface(merged, new_faces[alive], surface.pairs[alive], surface.signature[first])
 
 
-def _facing(points: FloatArray, faces: IntArray) -> IntArray:
-    """Per vertex, which of 27 directions (each axis: -, 0, +) its faces' normals sum to.
+def _vertex_normals(points: FloatArray, faces: IntArray) -> npt.NDArray[np.float64]:
+    """Unit normal per vertex: the sum of its faces' (area-weighted) normals."""
+    summed = np.zeros((len(points), 3))
+    for start in range(0, len(faces), _CHUNK_FACES):
+        chunk = faces[start : start + _CHUNK_FACES]
+        a, b, c = (points[chunk[:, k]] for k in range(3))
+        normals = np.cross(b - a, c - a)
+        for k in range(3):
+            for axis in range(3):
+                summed[:, axis] += np.bincount(chunk[:, k], normals[:, axis], len(points))
+    length = np.linalg.norm(summed, axis=1, keepdims=True)
+    out: npt.NDArray[np.float64] = summed / np.maximum(length, 1e-12)
+    return out
+
+
+def _facing(normals: npt.NDArray[np.float64]) -> IntArray:
+    """Which of 27 directions (each axis: -, 0, +) each unit normal points to.
 
     An axis counts when it carries at least a third of the normal, so the corners of a
     small box face different ways and are never merged into a flat shape.
     """
-    a, b, c = (points[faces[:, k]].astype(np.float64) for k in range(3))
-    normals = np.cross(b - a, c - a)
-    corners = faces.ravel()
-    summed = np.column_stack(
-        [np.bincount(corners, np.repeat(normals[:, k], 3), len(points)) for k in range(3)]
-    )
-    length = np.linalg.norm(summed, axis=1, keepdims=True)
-    sign = np.where(np.abs(summed) >= length / 3.0, np.sign(summed), 0.0).astype(np.int64) + 1
+    sign = np.where(np.abs(normals) >= 1.0 / 3.0, np.sign(normals), 0.0).astype(np.int64) + 1
     out: IntArray = (sign[:, 0] * 3 + sign[:, 1]) * 3 + sign[:, 2]
     return out
 
@@ -633,7 +663,7 @@ def _iter_meshes(
         labels = _close_outline(labels, params.closing)
     surface = _surface_nets(labels, params.smoothing)
     del labels
-    surface = _cluster(surface, params.cluster)
+    surface = _cluster(surface, _block(params.cluster_um, scale))
     surface = _decimate(surface, params.decimate, runner)
     kept, members = _membership(tree, np.unique(surface.pairs))
     patches = _group(surface)
