@@ -28,6 +28,11 @@ _EXPORTS: dict[str, str] = {
     "load_script": "atlasmith.script",
     "validate_archive": "atlasmith.validation",
     "validate_folder": "atlasmith.validation",
+    # issue 4: meshes
+    "MeshParameters": "atlasmith.meshes",
+    "MeshQuality": "atlasmith.mesh_quality",
+    "generate_meshes": "atlasmith.meshes",
+    "quality_report": "atlasmith.mesh_quality",
     # issue 5: repository, server, releases
     "IndexEntry": "atlasmith.repository",
     "Repository": "atlasmith.repository",
