@@ -134,7 +134,7 @@ def test_structure_from_coords_many_points(atlas: Atlas, annotation: np.ndarray)
     voxels = rng.integers(0, atlas.shape, size=(5000, 3))
     ids = atlas.structure_from_coords(voxels)
     np.testing.assert_array_equal(ids, annotation[tuple(voxels.T)])
-    assert atlas.annotation._atlasmith_prefaulted  # a large batch maps the pages in order first
+    assert atlas.annotation._atlasmith_mapped  # a large batch maps the pages first
     acronyms = atlas.structure_from_coords(voxels, as_acronym=True, key_error_string="-")
     expected = [atlas.structures[i]["acronym"] if i else "-" for i in ids.tolist()]
     assert acronyms.tolist() == expected
@@ -328,3 +328,18 @@ def test_tree_is_built_and_checked_on_first_use(example_atlas_copy: Path) -> Non
     broken = Atlas(example_atlas_copy)
     with pytest.raises(HierarchyError, match="acronym 'CH' is used twice"):
         broken.structures["CH"]
+
+
+@pytest.mark.parametrize("advice", ["linux", "unsupported"])
+def test_full_passes_map_the_pages_first(
+    example_atlas_dir: Path, annotation: np.ndarray, monkeypatch: pytest.MonkeyPatch, advice: str
+) -> None:
+    from atlasmith import atlas as atlas_module
+
+    if advice == "unsupported":  # an advice the kernel rejects: the page-by-page fallback
+        monkeypatch.setattr(atlas_module, "_MADV_POPULATE_READ_LINUX", 123456)
+    atlas = Atlas(example_atlas_dir)
+    mask = atlas.get_structure_mask("HY")
+    assert atlas.annotation._atlasmith_mapped
+    members = [1097, *(atlas.structures[a]["id"] for a in atlas.get_structure_descendants("HY"))]
+    np.testing.assert_array_equal(mask, np.where(np.isin(annotation, members), 1097, 0))

@@ -18,7 +18,8 @@ masks and per-structure statistics. The deliberate differences (CONTRACTS.md):
 from __future__ import annotations
 
 import json
-import mmap  # noqa: F401  # used by np.memmap: imported here, with Atlas, not on first open
+import mmap
+import sys
 import warnings
 from collections import UserDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ __all__ = ["AdditionalRefDict", "Atlas", "StructureEntry", "StructuresDict"]
 ATLAS_ORIENTATION = "asr"
 _FRONTAL_AXIS = 2  # the left-right axis of "asr"
 _PAGE_BYTES = 4096
+_MADV_POPULATE_READ_LINUX = 22
 
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
@@ -67,17 +69,24 @@ def read_stack(path: Path) -> npt.NDArray[Any]:
     return stack
 
 
-def _prefault(stack: np.memmap[Any, Any]) -> None:
-    """Map every page of a memory-mapped stack, in order, before a large random gather.
+def _map_pages(stack: npt.NDArray[Any]) -> None:
+    """Map every page of a memory-mapped stack before a pass over most of it (once per stack).
 
-    Touching one value per page sequentially lets the kernel map pages in batches; a
-    random gather would fault them in one by one. Done once per stack.
+    On Linux >= 5.14 one ``madvise(MADV_POPULATE_READ)`` maps them all (measured ~40 ms for
+    300 MB, against ~0.2-0.4 s of page faults during the pass); elsewhere one value per page is
+    read in order, so the kernel maps pages in batches rather than one fault at a time.
     """
-    if getattr(stack, "_atlasmith_prefaulted", False):
+    if not isinstance(stack, np.memmap) or getattr(stack, "_atlasmith_mapped", False):
         return
-    step = max(1, _PAGE_BYTES // stack.itemsize)
-    np.asarray(stack.reshape(-1)[::step]).max()
-    stack._atlasmith_prefaulted = True  # type: ignore[attr-defined]
+    mapping = getattr(stack, "_mmap", None)
+    try:
+        if mapping is None or not sys.platform.startswith("linux"):
+            raise OSError("MADV_POPULATE_READ is Linux-only")
+        mapping.madvise(getattr(mmap, "MADV_POPULATE_READ", _MADV_POPULATE_READ_LINUX))
+    except (OSError, ValueError):  # older kernels: EINVAL
+        step = max(1, _PAGE_BYTES // stack.itemsize)
+        np.asarray(stack.reshape(-1)[::step]).max(initial=0)
+    stack._atlasmith_mapped = True  # type: ignore[attr-defined]
 
 
 def _read_json(path: Path) -> Any:
@@ -467,8 +476,8 @@ class Atlas:
         return flat
 
     def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
-        if isinstance(stack, np.memmap) and flat.size * _PAGE_BYTES >= 4 * stack.nbytes:
-            _prefault(stack)
+        if flat.size * _PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
+            _map_pages(stack)
         return stack.reshape(-1).take(flat)
 
     # --- point queries ---------------------------------------------------------------------
@@ -673,6 +682,7 @@ class Atlas:
         """
         sid = _to_id(self.tree, structure)
         values = np.where(self.tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
+        _map_pages(self.annotation)
         mask: npt.NDArray[Any] = self.tree.map_labels(self.annotation, values)
         return mask
 
@@ -694,6 +704,7 @@ class Atlas:
         import pandas as pd
 
         tree = self.tree
+        _map_pages(self.annotation)
         profiles = _axis_profiles(self.annotation, tree)
         subtree = _subtree_matrix(tree)
         columns: dict[str, Any] = {
