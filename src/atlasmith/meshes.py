@@ -259,17 +259,17 @@ def _smooth(centres: FloatArray, quads: IntArray, iterations: int) -> FloatArray
     start = quads.ravel()
     stop = np.roll(quads, -1, axis=1).ravel()
     n = len(centres)
-    ones = np.ones(2 * len(start), dtype=np.float32)
+    # each quad edge is shared by two quads (or more at non-manifold edges): keep one per pair
+    both = np.r_[start, stop], np.r_[stop, start]
     graph = sparse.csr_matrix(
-        (ones, (np.r_[start, stop], np.r_[stop, start])), shape=(n, n), dtype=np.float32
+        (np.ones(len(both[0]), dtype=np.float32), both), shape=(n, n), dtype=np.float32
     )
-    graph.data[:] = 1.0  # an edge shared by several quads counts once
-    degree = np.asarray(graph.sum(axis=1)).ravel()
-    average = sparse.diags(1.0 / np.maximum(degree, 1.0)).astype(np.float32) @ graph
+    graph.data[:] = 1.0
+    inverse_degree = (1.0 / np.maximum(np.diff(graph.indptr), 1)).astype(np.float32)[:, None]
     points = centres.copy()
     for step in range(iterations):
-        factor = 0.5 if step % 2 == 0 else -0.53
-        points += factor * (average @ points - points)
+        factor = np.float32(0.5 if step % 2 == 0 else -0.53)
+        points += factor * ((graph @ points) * inverse_degree - points)
         np.clip(points, centres - _REACH, centres + _REACH, out=points)
     return points
 
@@ -312,10 +312,10 @@ def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
     if block <= 1:
         return surface
     points, faces = surface.points, surface.faces
-    key_pairs = surface.pairs[:, 0] * (int(surface.pairs.max()) + 1) + surface.pairs[:, 1]
-    patch = np.unique(key_pairs, return_inverse=True)[1]
+    width = int(surface.pairs.max()) + 1
+    pair_index = surface.pairs[:, 0] * width + surface.pairs[:, 1]
+    patch_size = np.bincount(pair_index)[pair_index]
     smallest = np.full(len(points), len(faces), dtype=np.int64)
-    patch_size = np.bincount(patch)[patch]
     for k in range(3):
         np.minimum.at(smallest, faces[:, k], patch_size)
     cell = np.floor((points + 0.5) / block).astype(np.int64) + 1
@@ -511,8 +511,9 @@ def _select(patches: _Patches, member: BoolArray) -> tuple[FloatArray, IntArray]
     # Normals point towards the first label: flip the patches where the structure is there.
     flip = np.repeat(inside_first[chosen], patches.stops[chosen] - patches.starts[chosen])
     faces[flip] = faces[flip][:, ::-1]
-    used = _used_vertices(faces, len(patches.points))
-    remap = np.cumsum(used) - 1
+    used = np.flatnonzero(_used_vertices(faces, len(patches.points)))
+    remap = np.empty(len(patches.points), dtype=np.int64)
+    remap[used] = np.arange(len(used))
     return patches.points[used], remap[faces]
 
 
