@@ -5,7 +5,7 @@ parallelism), on the same real Allen annotation, in the same run (CONTRACTS.md).
 Annotations: Allen's official 25 um CCFv3 2017 annotation (``../shared/data``) subsampled
 ``[::4]`` (100 um) and ``[::2]`` (50 um); structures: ``data/allen_mouse_100um``. Both tools
 at 100 and 50 um; ours alone at 25 um. Reported per run: time, peak memory (sum of the
-resident memory of the process and its children, sampled every 20 ms), meshes, triangles,
+proportional set size of the process and its children, sampled every 50 ms), meshes, triangles,
 size on disk, and two distances (CONTRACTS.md): to Allen's own meshes of 15 regions
 (``data/allen_official_meshes``) and to the same regions' voxel boundaries.
 
@@ -80,7 +80,7 @@ def run_measured(command: list[str], cwd: Path | None = None) -> dict[str, Any]:
                 peak = max(peak, sum(_rss(p) for p in tree))
             except psutil.Error:
                 pass
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -93,8 +93,13 @@ def run_measured(command: list[str], cwd: Path | None = None) -> dict[str, Any]:
 
 
 def _rss(process: Any) -> int:
+    """Proportional set size (shared pages split between the processes that share them, so
+    forked workers are not counted twice); resident size where PSS is not available."""
     try:
-        return int(process.memory_info().rss)
+        try:
+            return int(process.memory_full_info().pss)
+        except (AttributeError, Exception):
+            return int(process.memory_info().rss)
     except Exception:  # the process ended meanwhile
         return 0
 
@@ -231,8 +236,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--reuse-baseline",
-        action="store_true",
-        help="use cached BrainGlobe results from bench-out when present",
+        type=int,
+        nargs="*",
+        default=None,
+        help="use cached BrainGlobe results (at these resolutions; all when none given)",
     )
     parser.add_argument("--skip-baseline", action="store_true", help="run atlasmith only")
     parser.add_argument("--workers", type=int, default=None)
@@ -262,7 +269,10 @@ def main() -> None:
 def baseline(args: argparse.Namespace, folder: Path, resolution: int) -> dict[str, Any]:
     """BrainGlobe's run at ``resolution`` (cached in bench-out as JSON)."""
     cache = args.out / f"baseline_{resolution}um.json"
-    if args.reuse_baseline and cache.is_file():
+    reuse = args.reuse_baseline is not None and (
+        not args.reuse_baseline or resolution in args.reuse_baseline
+    )
+    if reuse and cache.is_file():
         return {**json.loads(cache.read_text()), "tool": "brainglobe 2.3.1 (cached)"}
     python = ensure_baseline_venv(args.baseline_venv or args.out / "bgvenv")
     out = args.out / f"brainglobe_{resolution}um"

@@ -194,3 +194,29 @@ def test_cli_reports_a_non_integer_annotation(example_atlas_copy, tmp_path):
     assert result.exit_code != 0
     assert "dtype float32" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def _total_triangles(paths: dict[int, Path]) -> int:
+    return sum(path.read_bytes().count(b"\nf ") for path in paths.values())
+
+
+def test_quadric_decimation_keeps_meshes_closed(allen, tmp_path):
+    annotation, tree, _ = allen
+    crop = np.ascontiguousarray(annotation[40:80, :, :57])  # one hemisphere, a third of the brain
+    plain = generate_meshes(crop, tree, RES, tmp_path / "plain", workers=1)
+    params = MeshParameters(decimate=0.5)
+    fewer = generate_meshes(crop, tree, RES, tmp_path / "fewer", params, workers=2)
+    assert list(fewer) == list(plain)
+    assert _total_triangles(fewer) < 0.8 * _total_triangles(plain)
+    for path in fewer.values():
+        points, faces = read_obj(path)
+        assert _topology(faces, len(points))[0], path.name
+
+
+def test_closing_fills_the_outline(allen, tmp_path):
+    annotation, tree, _ = allen
+    crop = np.ascontiguousarray(annotation[40:80, :, :57])
+    root = tree.root.id
+    plain = generate_meshes(crop, tree, RES, tmp_path / "plain", workers=1)
+    closed = generate_meshes(crop, tree, RES, tmp_path / "closed", MeshParameters(closing=2))
+    assert enclosed_volume(*read_obj(closed[root])) > enclosed_volume(*read_obj(plain[root]))
