@@ -187,6 +187,8 @@ def _surface_nets(labels: npt.NDArray[Any], smoothing: int) -> SharedSurface:
     padded = np.pad(labels, 1)
     quads, pairs = zip(*(_axis_quads(padded, axis) for axis in range(3)), strict=True)
     corners = np.concatenate(quads)
+    pairs_once = np.concatenate(pairs)
+    del quads, pairs
     used = np.zeros(padded.size, dtype=bool)
     used[corners.ravel()] = True
     cells = np.flatnonzero(used)
@@ -197,7 +199,6 @@ def _surface_nets(labels: npt.NDArray[Any], smoothing: int) -> SharedSurface:
     # cell (i, j, k) is centred at i + 0.5 in padded voxel indices, i - 0.5 in the annotation's
     centres = np.column_stack(np.unravel_index(cells, padded.shape)).astype(np.float32) - 0.5
     points = _smooth(centres, corners, smoothing)
-    pairs_once = np.concatenate(pairs)
     faces = _split_quads(points, corners)
     return SharedSurface(
         points, faces, np.concatenate([pairs_once] * 2), _label_sets(padded, cells)
@@ -256,8 +257,10 @@ def _smooth(centres: FloatArray, quads: IntArray, iterations: int) -> FloatArray
         return centres
     from scipy import sparse
 
-    start = quads.ravel()
-    stop = np.roll(quads, -1, axis=1).ravel()
+    index = quads.astype(np.int32) if len(centres) < 2**31 else quads
+    start = index.ravel()
+    stop = np.roll(index, -1, axis=1).ravel()
+    del index
     n = len(centres)
     # each quad edge is shared by two quads (or more at non-manifold edges): keep one per pair
     both = np.r_[start, stop], np.r_[stop, start]
@@ -800,7 +803,11 @@ def read_atlas_inputs(
             "with annotation.tiff, structures.json and metadata.json (BrainGlobe format)."
         )
     try:
-        annotation = tifffile.imread(paths[0])
+        annotation: np.ndarray[Any, Any]
+        try:  # uncompressed, contiguous (as atlasmith writes them): no copy in memory
+            annotation = tifffile.memmap(paths[0], mode="r")
+        except ValueError:
+            annotation = tifffile.imread(paths[0])
         structures = json.loads(paths[1].read_text(encoding="utf-8"))
         resolution = json.loads(paths[2].read_text(encoding="utf-8"))["resolution"]
     except (OSError, ValueError, KeyError) as err:
