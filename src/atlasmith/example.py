@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from atlasmith.errors import AtlasFormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.atlas import Atlas
 
 EXAMPLE_NAME = "allen_mouse_100um_v1.2"
 
@@ -49,17 +53,22 @@ def write_example_atlas(parent: Path) -> Path:
 
 
 def demo_report(parent: Path) -> str:
-    """Write the example atlas under ``parent``, open it with Atlas, query it; return a report.
+    """Write the example atlas under ``parent``, open it with Atlas and return
+    :func:`query_report` for it."""
+    from atlasmith.atlas import Atlas
 
-    The queries are real ones on the bundled Allen data: a point in micrometres, its ancestors
-    and hemisphere, 10,000 random points in one vectorised call, and the size of a region with
-    its descendants.
+    return query_report(Atlas(write_example_atlas(Path(parent))))
+
+
+def query_report(atlas: Atlas) -> str:
+    """Run a few real queries on an Allen mouse atlas and return a report with its credits.
+
+    A point in micrometres (its structure, ancestors and hemisphere), 10,000 random points in
+    one vectorised call at hierarchy level 2, and the size of CH (Cerebrum) with its
+    descendants.
     """
     import numpy as np
 
-    from atlasmith.atlas import Atlas
-
-    atlas = Atlas(write_example_atlas(Path(parent)))
     point_um = (6600.0, 4000.0, 5700.0)
     acronym = atlas.structure_from_coords(point_um, microns=True, as_acronym=True)
     ancestors = " > ".join(atlas.get_structure_ancestors(acronym))
@@ -68,9 +77,8 @@ def demo_report(parent: Path) -> str:
     points = rng.uniform(0, atlas.shape_um, size=(10_000, 3))
     top = atlas.structure_from_coords(points, microns=True, as_acronym=True, hierarchy_lev=2)
     names, counts = np.unique(top, return_counts=True)
-    spread = ", ".join(
-        f"{n} {c}" for n, c in sorted(zip(names, counts, strict=True), key=lambda x: -x[1])
-    )
+    ranked = sorted(zip(names, counts, strict=True), key=lambda x: -x[1])
+    spread = ", ".join(f"{n} {c}" for n, c in ranked)
     stats = atlas.structure_statistics().loc[atlas.structures["CH"]["id"]]
     return "\n".join(
         [
