@@ -301,21 +301,6 @@ def test_asymmetric_atlas_reads_its_hemispheres(example_atlas_copy: Path) -> Non
     assert atlas.hemisphere_from_coords(np.array([[0, 0, 9], [0, 0, 10]])).tolist() == [2, 1]
 
 
-def test_demo_command(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from atlasmith.cli import main
-
-    result = CliRunner().invoke(main, ["demo", "--keep", str(tmp_path / "demo")])
-    assert result.exit_code == 0, result.output
-    atlas = Atlas(tmp_path / "demo" / "allen_mouse_100um_v1.2")
-    assert atlas.atlas_metadata.citation in result.output
-    acronym = atlas.structure_from_coords((66, 40, 57), as_acronym=True)
-    assert f"-> {acronym} ({atlas.structures[acronym]['name']}), left hemisphere" in result.output
-    ch_voxels = int(np.count_nonzero(atlas.get_structure_mask("CH")))
-    assert f"CH (Cerebrum) with its descendants: {ch_voxels:,} voxels" in result.output
-
-
 def test_tree_is_built_and_checked_on_first_use(example_atlas_copy: Path) -> None:
     atlas = Atlas(example_atlas_copy)
     assert atlas.structure_from_coords((66, 40, 57)) > 0  # a label lookup needs no tree

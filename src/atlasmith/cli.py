@@ -20,25 +20,26 @@ def main() -> None:
 
 @main.command("demo")
 @click.option(
-    "--keep",
-    "keep_dir",
+    "--workdir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write the example atlas folder here and keep it (default: a temporary folder).",
+    help="Keep the build, repository and cache here (default: a temporary folder).",
 )
-def demo_command(keep_dir: str | None) -> None:
-    """Open the bundled real Allen 100 um example atlas, query it and show the credits."""
+def demo_command(workdir: str | None) -> None:
+    """Run the main job on the bundled real Allen 100 um atlas: build it, publish it to a
+    local repository, serve that over HTTP on loopback, fetch it into a fresh cache through the
+    client, query it and print a summary with the credits."""
     import tempfile
     from pathlib import Path
 
-    from atlasmith.example import demo_report
+    from atlasmith.demo import run_demo
 
-    if keep_dir is not None:
-        Path(keep_dir).mkdir(parents=True, exist_ok=True)
-        click.echo(demo_report(Path(keep_dir)))
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        click.echo(run_demo(Path(workdir), log=click.echo).report)
         return
     with tempfile.TemporaryDirectory(prefix="atlasmith-demo-") as tmp:
-        click.echo(demo_report(Path(tmp)))
+        click.echo(run_demo(Path(tmp), log=click.echo).report)
 
 
 # --- generation: build, validate, new-script (issue 3) ---------------------------------
