@@ -165,7 +165,7 @@ def new_script_command(name: str, out_dir: str) -> None:
 @click.option(
     "--cluster-um",
     type=click.FloatRange(min=0),
-    default=200.0,
+    default=150.0,
     show_default=True,
     help="Vertex-clustering block in um (at least 2 voxels; 0: no clustering).",
 )

@@ -80,7 +80,7 @@ class MeshParameters:
     """
 
     smoothing: int = 16
-    cluster_um: float = 200.0
+    cluster_um: float = 150.0
     decimate: float = 1.0
     closing: int = 0
     decimals: int = 2
