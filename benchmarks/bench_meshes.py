@@ -250,11 +250,12 @@ def main() -> None:
         folder = prepare(resolution, args.out)
         ours = run_ours(folder, args.out / f"ours_{resolution}um", args.workers)
         ours.update(measure_meshes(args.out / f"ours_{resolution}um", folder, resolution, 1.0))
-        rows.append({"res": resolution, "tool": "atlasmith meshes", **ours})
+        row = {"res": resolution, "tool": "atlasmith meshes", **ours}
+        rows.append(row)
         if args.skip_baseline:
             continue
         base = baseline(args, folder, resolution)
-        ours["speedup"] = base["time_s"] / ours["time_s"]
+        row["speedup"] = base["time_s"] / ours["time_s"]
         rows.append({"res": resolution, **base})
     for resolution in args.ours:
         folder = prepare(resolution, args.out)
