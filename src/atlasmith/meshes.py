@@ -3,17 +3,20 @@
 The design (shared surface, face selection):
 
 1. The annotation becomes compact labels (one per structure, 0 outside), padded by one voxel.
-2. One multi-label surface-nets pass (VTK ``vtkSurfaceNets3D``) extracts every boundary
-   between two labels once, as a shared surface whose faces carry the label pair on their two
-   sides, and smooths it once (constrained, so vertices stay near their voxel corner).
-3. The shared surface is decimated once (quadric edge collapse, ``fast_simplification``), in
-   pieces along the first axis so the pieces run in parallel; vertices on the cuts between
-   pieces are kept, so the pieces still fit together exactly.
+2. One multi-label surface-nets pass extracts every boundary between two labels once, as a
+   shared surface whose faces carry the label pair on their two sides (one vertex per 2x2x2
+   cell of voxel centres holding several labels, one quad per pair of differing
+   neighbours), and smooths it once (Taubin, each vertex kept near its cell).
+3. The shared surface is decimated once: vertices in the same block (``cluster_um``) whose
+   cells hold the same set of labels, and that face the same way, are merged; optionally a
+   quadric edge collapse (``fast_simplification``) follows, in pieces along the first axis
+   that run in parallel, with the vertices on the cuts between pieces kept in place.
 4. Every structure's mesh (leaf or parent) is then the set of faces with exactly one side in
    the structure or one of its descendants, oriented so its normals point outwards. Parents
-   are therefore exactly the union of their descendants, neighbours share their common
-   boundary, and each surface element is smoothed and decimated once instead of once per
-   ancestor.
+   are therefore exactly the union of their descendants, every mesh is closed, neighbours
+   share their common boundary, and each surface element is smoothed and decimated once
+   instead of once per ancestor. Selection and OBJ writing run in parallel (local processes
+   or a dask.distributed cluster).
 
 Coordinates are micrometres in the stacks' axes ("asr"), voxel index ``i`` at
 ``i * resolution``. The output is byte-identical for the same input and parameters, whatever
