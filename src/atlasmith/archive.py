@@ -68,7 +68,9 @@ DEFAULT_MAX_BYTES = 64 * 1024**3
 #: Cap on the number of members (a package has a few thousand meshes at most).
 DEFAULT_MAX_MEMBERS = 200_000
 CHUNK = 1024 * 1024
-_GZIP_LEVEL = 6
+#: Level 4 packs an atlas 4 % larger than level 6 in a third of the time (measured on the
+#: Allen 100 um package: 35.6 MB in 1.2 s against 34.1 MB in 4.0 s, two cores).
+_GZIP_LEVEL = 4
 _FILE_MODE = 0o644
 _EXEC_MODE = 0o755
 _DIR_MODE = 0o755
