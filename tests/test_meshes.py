@@ -213,6 +213,20 @@ def test_quadric_decimation_keeps_meshes_closed(allen, tmp_path):
         assert _topology(faces, len(points))[0], path.name
 
 
+def test_strong_decimation_keeps_every_structure(allen, tmp_path):
+    """BrainGlobe scripts ask for maximal reduction (decimate_fraction=0, 5 % kept here): tiny
+    structures (ASO, 332, has 2 voxels at 100 um) must keep a closed mesh."""
+    annotation, tree, structures = allen
+    made = generate_meshes(annotation, tree, RES, tmp_path / "m", MeshParameters(decimate=0.05))
+    assert set(made) == _present_ids(annotation, structures)
+    assert 332 in made
+    assert int(np.count_nonzero(annotation == 332)) <= 5
+    for path in made.values():
+        points, faces = read_obj(path)
+        assert len(faces) >= 4, path.name
+        assert _topology(faces, len(points))[0], path.name
+
+
 def test_closing_fills_the_outline(allen, tmp_path):
     annotation, tree, _ = allen
     crop = np.ascontiguousarray(annotation[40:80, :, :57])

@@ -46,6 +46,9 @@ __all__ = ["MeshParameters", "generate_meshes", "meshes_for_folder", "read_atlas
 
 ENGINE = "atlasmith-surface-nets/1"
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
+# Boundaries (label pairs) with fewer faces than this are never decimated: the quadric pass
+# would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
+_SMALL_PATCH_FACES = 48
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
 _REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
@@ -400,7 +403,7 @@ def _pieces(surface: SharedSurface, keep: float) -> tuple[list[IntArray], list[_
     count = np.bincount(faces.ravel(), minlength=len(points))
     total = np.bincount(faces.ravel(), corner_piece, minlength=len(points))
     squares = np.bincount(faces.ravel(), corner_piece**2, minlength=len(points))
-    frozen = count * squares - total**2 > 0.5
+    frozen = (count * squares - total**2 > 0.5) | _small_patch_vertices(surface)
     members, out = [], []
     for k in range(n_pieces):
         local_faces = faces[piece == k]
@@ -409,6 +412,15 @@ def _pieces(surface: SharedSurface, keep: float) -> tuple[list[IntArray], list[_
         members.append(np.flatnonzero(used))
         out.append(_Piece(points[used], remap[local_faces], frozen[used], keep))
     return members, out
+
+
+def _small_patch_vertices(surface: SharedSurface) -> BoolArray:
+    """Vertices of the boundaries between two labels that have few faces (kept as they are)."""
+    _, pair_of_face, sizes = np.unique(
+        surface.pairs, axis=0, return_inverse=True, return_counts=True
+    )
+    small = sizes[pair_of_face.ravel()] < _SMALL_PATCH_FACES
+    return _used_vertices(surface.faces[small], len(surface.points))
 
 
 def _used_vertices(faces: IntArray, n_points: int) -> BoolArray:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -350,11 +352,15 @@ def check_mesh_extents(p: _Package) -> str:
 def check_mesh_bounds(p: _Package) -> str:
     limit = (np.asarray(p.annotation.shape) - 1) * p.resolution
     margin = p.resolution
-    outside = []
-    for sid, path in sorted(p.mesh_ids.items()):
-        lo, hi = obj_bounds(path)
-        if (lo < -margin).any() or (hi > limit + margin).any():
-            outside.append(sid)
+    ids = sorted(p.mesh_ids)
+    # pandas' C parser releases the GIL: read the files on every core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        bounds = pool.map(obj_bounds, [p.mesh_ids[sid] for sid in ids])
+        outside = [
+            sid
+            for sid, (lo, hi) in zip(ids, bounds, strict=True)
+            if (lo < -margin).any() or (hi > limit + margin).any()
+        ]
     _need(not outside, f"meshes outside the volume: {outside[:10]} (more than a voxel)")
     return "every mesh lies inside the volume"
 
