@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from baseline import ensure_baseline_venv, log
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "allen_mouse_100um"
 SCRIPT = REPO / "atlas_scripts" / "allen_mouse.py"
@@ -68,22 +70,6 @@ wrapup_atlas_from_data(
     hemispheres_stack=None, cleanup_files=False, compress=True, scale_meshes=True,
 )
 """
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def ensure_baseline_venv(venv: Path) -> Path:
-    """The baseline venv's python, creating it (brainglobe-atlasapi[atlasgen] 2.3.1) if missing."""
-    python = venv / "bin" / "python"
-    if python.exists():
-        return python
-    log(f"creating the baseline venv {venv} (brainglobe-atlasapi[atlasgen]==2.3.1)")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "brainglobe-atlasapi[atlasgen]==2.3.1"], check=True)
-    return python
 
 
 def annotation_npy(out: Path) -> Path:

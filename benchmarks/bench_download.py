@@ -38,6 +38,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from baseline import ensure_baseline_venv, log
+
 REPO = Path(__file__).resolve().parents[1]
 NAME, VERSION = "allen_mouse_25um", "1.2"
 FOLDER = f"{NAME}_v{VERSION}"
@@ -54,23 +56,7 @@ bg.BrainGlobeAtlas(sys.argv[3], brainglobe_dir=target, interm_download_dir=targe
 """
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- inputs ----------------------------------------------------------------------------------
-
-
-def ensure_baseline_venv(venv: Path) -> Path:
-    """The baseline venv's python, creating it (brainglobe-atlasapi 2.3.1) when missing."""
-    python = venv / "bin" / "python"
-    if python.exists():
-        return python
-    log(f"creating the baseline venv {venv} (brainglobe-atlasapi[atlasgen]==2.3.1)")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "brainglobe-atlasapi[atlasgen]==2.3.1"], check=True)
-    return python
 
 
 def build_folder(shared: Path, out: Path) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from baseline import ensure_baseline_venv
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -125,18 +126,6 @@ def prepare(resolution: int, work: Path) -> Path:
     metadata = {"resolution": [float(resolution)] * 3, "shape": list(sub.shape)}
     (folder / "metadata.json").write_text(json.dumps(metadata))
     return folder
-
-
-def ensure_baseline_venv(venv: Path) -> Path:
-    """BrainGlobe 2.3.1's atlas generation in its own virtual environment."""
-    python = venv / "bin" / "python"
-    if not python.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "brainglobe-atlasapi[atlasgen]==2.3.1"],
-            check=True,
-        )
-    return python
 
 
 # --- the two tools -----------------------------------------------------------------------

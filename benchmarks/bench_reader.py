@@ -34,11 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from baseline import ensure_baseline_venv
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "allen_mouse_100um"
 ANNOTATION_25 = REPO.parent / "shared" / "data" / "allen_ccf2017_25um" / "annotation_25.nrrd"
 FOLDER_NAME = "allen_mouse_25um_v1.2"
-BASELINE_SPEC = "brainglobe-atlasapi[atlasgen]==2.3.1"
 
 # Runs in a fresh interpreter of either venv: stdlib + numpy + the library under test only.
 CHILD = r"""
@@ -128,18 +129,6 @@ def build_folder(out: Path) -> Path:
     return folder
 
 
-def ensure_baseline(venv: Path) -> Path:
-    """The baseline interpreter, creating the venv with BrainGlobe 2.3.1 when missing."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import brainglobe_atlasapi.core"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(f"creating the baseline venv {venv} ({BASELINE_SPEC}) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", BASELINE_SPEC], check=True)
-    return python
-
-
 def child(python: Path, **args: Any) -> dict[str, Any]:
     """Run one measurement in a fresh process; return its JSON."""
     proc = subprocess.run(
@@ -221,7 +210,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     opts = parser.parse_args()
     opts.out.mkdir(parents=True, exist_ok=True)
-    baseline = ensure_baseline(opts.baseline_venv or opts.out / "bgvenv")
+    baseline = ensure_baseline_venv(opts.baseline_venv or opts.out / "bgvenv")
     t0 = time.perf_counter()
     folder = build_folder(opts.out)
     print(f"atlas folder: {folder} (ready in {time.perf_counter() - t0:.1f} s)")
