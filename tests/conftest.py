@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,31 @@ def example_atlas_copy(example_atlas_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / example_atlas_dir.name
     shutil.copytree(example_atlas_dir, target)
     return target
+
+
+# --- the client's repository on loopback (tests of the cache and of its CLI) --------------
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory, example_atlas_dir: Path) -> dict[str, Path]:
+    """Real packages of the bundled Allen atlas, versions 1.1 and 1.2."""
+    from test_download import make_package
+
+    work = tmp_path_factory.mktemp("packages")
+    name = "allen_mouse_100um"
+    return {v: make_package(example_atlas_dir, work / v, name, v) for v in ("1.1", "1.2")}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[Any]:
+    """A repository with version 1.1 only, served on loopback."""
+    from test_download import RepoServer, write_repository
+
+    server = RepoServer(write_repository(tmp_path / "repo", [packages["1.1"]])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jail" / "cache"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,26 +34,6 @@ from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_sn
 from test_download import Fault, RepoServer, make_package, write_repository
 
 NAME = "allen_mouse_100um"
-
-
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory, example_atlas_dir: Path) -> dict[str, Path]:
-    """Real packages of the bundled Allen atlas, versions 1.1 and 1.2."""
-    work = tmp_path_factory.mktemp("packages")
-    return {v: make_package(example_atlas_dir, work / v, NAME, v) for v in ("1.1", "1.2")}
-
-
-@pytest.fixture
-def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[RepoServer]:
-    """A repository with version 1.1 only, served on loopback."""
-    server = RepoServer(write_repository(tmp_path / "repo", [packages["1.1"]])).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
-    return tmp_path / "jail" / "cache"
 
 
 def make_cache(server: RepoServer | str, cache_dir: Path, **extra: object) -> AtlasCache:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,28 +21,10 @@ from atlasmith.cache import AtlasCache
 from atlasmith.cli import main
 from atlasmith.config import load_settings
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
-from test_download import RepoServer, make_package, write_repository
+from test_download import RepoServer, write_repository
 
 NAME = "allen_mouse_100um"
 ARCHIVE = f"{NAME}_v1.1.tar.gz"
-
-
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory, example_atlas_dir: Path) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("packages")
-    return {v: make_package(example_atlas_dir, work / v, NAME, v) for v in ("1.1", "1.2")}
-
-
-@pytest.fixture
-def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[RepoServer]:
-    server = RepoServer(write_repository(tmp_path / "repo", [packages["1.1"]])).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
-    return tmp_path / "jail" / "cache"
 
 
 def run(*args: str) -> tuple[int, str]:
