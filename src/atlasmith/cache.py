@@ -62,6 +62,7 @@ from atlasmith.errors import (
     IntegrityError,
     OfflineError,
     RepositoryError,
+    UnknownAtlasError,
 )
 
 if TYPE_CHECKING:  # the reader (numpy...) is imported on first use, so the CLI starts fast
@@ -93,14 +94,6 @@ Action = Literal["install", "update", "use"]
 _STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
 _DISK_MARGIN = 64 * 1024**2
-
-
-class UnknownAtlasError(AtlasNotFoundError, ValueError):
-    """An atlas name that the repository does not know or that is not a name at all.
-
-    Also a ValueError, as BrainGlobe 2.3.1 raises ``ValueError("... is not a valid atlas
-    name!")``, so that ``except ValueError`` keeps working.
-    """
 
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")

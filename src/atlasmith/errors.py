@@ -20,6 +20,7 @@ The tree::
     ├── ArchiveError                (ValueError)    an unsafe, corrupt or invalid archive
     ├── IntegrityError              (ValueError)    a hash that does not match
     ├── AtlasNotFoundError          (LookupError)   an atlas name or version the repository lacks
+    │   └── UnknownAtlasError       (ValueError)    a name that is not an atlas at all
     ├── RepositoryError             (OSError)       a repository that cannot be read or written
     │   └── AuthenticationError                     missing or wrong upload token
     ├── DownloadError               (ConnectionError) a download that failed after retries
@@ -58,6 +59,7 @@ __all__ = [
     "ScriptError",
     "SourceError",
     "StructureNotFoundError",
+    "UnknownAtlasError",
     "ValidationError",
 ]
 
@@ -162,6 +164,14 @@ class IntegrityError(AtlasmithError, ValueError):
 
 class AtlasNotFoundError(AtlasmithError, LookupError):
     """Raised when an atlas name or version is not available."""
+
+
+class UnknownAtlasError(AtlasNotFoundError, ValueError):
+    """Raised for an atlas name the repository does not know, or that is not a name at all.
+
+    Also a ValueError, as BrainGlobe 2.3.1 raises ``ValueError("... is not a valid atlas
+    name!")``, so that ``except ValueError`` keeps working.
+    """
 
 
 class RepositoryError(AtlasmithError, OSError):
