@@ -64,33 +64,14 @@ class MeshQuality:
 def read_obj(path: Path | str) -> tuple[Points, Faces]:
     """Vertices and triangles of a Wavefront OBJ file (polygons are fanned into triangles).
 
-    Raises MeshError when the file is missing or has no triangles.
+    Raises MeshError when the file is missing, is not a valid OBJ file or has no triangles.
     """
-    try:
-        text = Path(path).read_text(encoding="ascii", errors="replace")
-    except OSError as err:
-        raise MeshError(f"cannot read mesh {path}: {err}") from err
-    lines = text.splitlines()
-    vertex_text = " ".join(" ".join(line.split()[1:4]) for line in lines if line.startswith("v "))
-    points = np.asarray(vertex_text.split(), dtype=np.float64).reshape(-1, 3)
-    face_lines = [line[2:] for line in lines if line.startswith("f ")]
-    if not face_lines:
+    from atlasmith.previews import read_obj as read_any_obj
+
+    points, faces = read_any_obj(path)
+    if not len(faces):
         raise MeshError(f"mesh {path} has no faces: regenerate it (atlasmith meshes).")
-    tokens = " ".join(face_lines).split()
-    if "/" not in text and len(tokens) == 3 * len(face_lines):  # triangles only: fast path
-        index = np.asarray(tokens, dtype=np.int64).reshape(-1, 3)
-    else:
-        index = np.concatenate([_fan(line) for line in face_lines])
-    return points, np.where(index > 0, index - 1, index + len(points))
-
-
-def _fan(line: str) -> Faces:
-    """Triangles of one OBJ face line (``f 1 2 3``, ``f 1/1 2/2 3/3 4/4``...)."""
-    corners = np.asarray([token.split("/")[0] for token in line.split()], dtype=np.int64)
-    fan: Faces = np.column_stack(
-        [np.full(len(corners) - 2, corners[0]), corners[1:-1], corners[2:]]
-    )
-    return fan
+    return points, faces
 
 
 # --- topology and volume -----------------------------------------------------------------

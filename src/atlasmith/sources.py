@@ -18,16 +18,16 @@ file is checked against its sha256 before a loader sees it: a wrong hash is a
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from atlasmith.archive import sha256_file
 from atlasmith.errors import DownloadError, OfflineError, SourceError
 
-__all__ = ["Source", "SourceResolver", "file_sha256", "source_cache_dir"]
+__all__ = ["Source", "SourceResolver", "source_cache_dir"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -76,15 +76,6 @@ class Source:
     def name(self) -> str:
         """The file name."""
         return PurePosixPath(self.path).name
-
-
-def file_sha256(path: Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source_cache_dir() -> Path:
@@ -167,7 +158,7 @@ class SourceResolver:
 
 def check_hash(path: Path, source: Source, key: str) -> None:
     """Raise SourceError when ``path`` does not have the sha256 ``source`` declares."""
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if actual != source.sha256:
         raise SourceError(
             f"source {key!r} at {path} has sha256 {actual}, expected {source.sha256}. The file "
