@@ -234,3 +234,28 @@ def test_closing_fills_the_outline(allen, tmp_path):
     plain = generate_meshes(crop, tree, RES, tmp_path / "plain", workers=1)
     closed = generate_meshes(crop, tree, RES, tmp_path / "closed", MeshParameters(closing=2))
     assert enclosed_volume(*read_obj(closed[root])) > enclosed_volume(*read_obj(plain[root]))
+
+
+@pytest.mark.parametrize("decimals", [0, 2, 3, 6])
+def test_obj_text_is_printf_formatting_of_the_rounded_values(decimals):
+    """The table-driven OBJ writer gives exactly the text of %-formatting, sign and zero
+    cases, numbers across 4-digit groups and large indices included."""
+    from atlasmith.meshes import obj_bytes
+
+    rng = np.random.default_rng(7)
+    points = (rng.random((5000, 3)) - 0.2) * 20_000
+    points[:6] = [
+        [0.001, -0.001, -0.005],
+        [123456789.123, 5.0, 10000.0],
+        [9999.995, -9999.995, 0.0],
+        [-0.0, 1e-9, -1e-9],
+        [100000000.0, 99999999.99, 0.5],
+        [-12345.678, 1.004999, 10.0],
+    ]
+    faces = rng.integers(0, 5000, (8000, 3))
+    faces[:3] = [[0, 9998, 9999], [10_000, 10_001, 99_999], [0, 1, 123_456_788]]
+    rounded = np.round(points, decimals) + 0.0
+    expected = (f"v %.{decimals}f %.{decimals}f %.{decimals}f\n" * len(points)) % tuple(
+        rounded.ravel().tolist()
+    ) + ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())
+    assert obj_bytes(points, faces, decimals) == expected.encode("ascii")

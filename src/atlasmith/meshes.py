@@ -25,6 +25,7 @@ the number of workers or the scheduler.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -183,12 +184,16 @@ def _close_outline(labels: npt.NDArray[Any], iterations: int) -> npt.NDArray[Any
 # --- the shared surface ------------------------------------------------------------------
 
 
-def _surface_nets(labels: npt.NDArray[Any], smoothing: int) -> SharedSurface:
+def _surface_nets(
+    labels: npt.NDArray[Any], smoothing: int, ancestors: IntArray | None = None
+) -> SharedSurface:
     """Extract the boundaries between all labels in one pass, and smooth them.
 
     Surface nets: one vertex per 2x2x2 cell of voxel centres that holds more than one label,
     one quad per pair of neighbouring voxels with different labels (joining the four cells
-    around their common face). Every structure's set of faces is then closed.
+    around their common face). Every structure's set of faces is then closed. ``ancestors``
+    (the tree's ancestor table over compact labels) makes the smoothing follow the hierarchy
+    (see _smoothing_graph).
     """
     padded = np.pad(labels, 1)
     quads, pairs = zip(*(_axis_quads(padded, axis) for axis in range(3)), strict=True)
@@ -204,11 +209,77 @@ def _surface_nets(labels: npt.NDArray[Any], smoothing: int) -> SharedSurface:
     del rank
     # cell (i, j, k) is centred at i + 0.5 in padded voxel indices, i - 0.5 in the annotation's
     centres = np.column_stack(np.unravel_index(cells, padded.shape)).astype(np.float32) - 0.5
-    points = _smooth(centres, corners, smoothing)
+    if smoothing:
+        graph = _smoothing_graph(corners, _pair_levels(pairs_once, ancestors), len(centres))
+        points = _smooth(centres, graph, smoothing)
+    else:
+        points = centres
     faces = _split_quads(points, corners)
     return SharedSurface(
         points, faces, np.concatenate([pairs_once] * 2), _label_sets(padded, cells)
     )
+
+
+def _pair_levels(pairs: IntArray, ancestors: IntArray | None) -> tuple[IntArray, IntArray]:
+    """Per quad: the depth of the common ancestor of its two labels (-1 when one side is
+    outside the brain) and a dense id of the boundary it belongs to at that depth (the two
+    labels' ancestors one level below the common one)."""
+    width = int(pairs.max()) + 1
+    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    unique, inverse = np.unique(low * width + high, return_inverse=True)
+    inverse = inverse.ravel()
+    if ancestors is None:  # a flat hierarchy: every boundary at the same level
+        return np.zeros(len(pairs), dtype=np.int64), inverse.astype(np.int64)
+    first, second = unique // width, unique % width
+    same = ancestors[:, first] == ancestors[:, second]
+    level = same.sum(axis=0) - 1
+    level[(first == 0) | (second == 0)] = -1
+    below = np.minimum(level + 1, len(ancestors) - 1)
+    coarse_a = ancestors[below, first]
+    coarse_b = ancestors[below, second]
+    low, high = np.minimum(coarse_a, coarse_b), np.maximum(coarse_a, coarse_b)
+    _, boundary = np.unique(low * width + high, return_inverse=True)
+    return level[inverse], boundary.ravel()[inverse].astype(np.int64)
+
+
+def _smoothing_graph(quads: IntArray, levels: tuple[IntArray, IntArray], n: int) -> Any:
+    """Which neighbours each vertex is averaged with (a sparse 0/1 matrix).
+
+    Each vertex follows the coarsest boundary it lies on (the one highest in the hierarchy:
+    the brain's outline first, then the boundaries between top-level structures, ...), so
+    a structure's surface is smoothed as a whole and is never pulled towards the boundaries
+    between its own substructures. Where several boundaries of that level meet (a junction
+    line), the vertex moves only along the junction.
+    """
+    from scipy import sparse
+
+    level, boundary = levels
+    coarsest = np.full(n, np.iinfo(np.int16).max, dtype=np.int16)
+    for value in np.unique(level)[::-1]:  # the smallest level is written last
+        coarsest[quads[level == value].ravel()] = value
+    # per vertex: does more than one boundary of its level meet there? (variance of the ids)
+    on_level = coarsest[quads] == level[:, None]
+    at = quads[on_level]
+    ids = np.broadcast_to(boundary[:, None], quads.shape)[on_level].astype(np.float64)
+    count = np.bincount(at, minlength=n)
+    total = np.bincount(at, ids, minlength=n)
+    squares = np.bincount(at, ids**2, minlength=n)
+    junction = count * squares - total**2 > 0.5
+    del at, ids, count, total, squares
+    # directed quad edges i -> j on i's level; a junction vertex follows junction vertices only
+    rows, columns = [], []
+    for k in range(4):
+        for i, j, here in (
+            (quads[:, k], quads[:, (k + 1) % 4], on_level[:, k]),
+            (quads[:, (k + 1) % 4], quads[:, k], on_level[:, (k + 1) % 4]),
+        ):
+            keep = here & (~junction[i] | junction[j])
+            rows.append(i[keep])
+            columns.append(j[keep])
+    start, stop = np.concatenate(rows), np.concatenate(columns)
+    graph = sparse.csr_matrix((np.ones(len(start), dtype=np.float32), (start, stop)), (n, n))
+    graph.data[:] = 1.0  # an edge shared by several quads counts once
+    return graph
 
 
 def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
@@ -257,28 +328,17 @@ def _axis_quads(padded: npt.NDArray[Any], axis: int) -> tuple[IntArray, IntArray
     return np.column_stack(corners).astype(np.int64), pairs
 
 
-def _smooth(centres: FloatArray, quads: IntArray, iterations: int) -> FloatArray:
-    """Taubin smoothing over the quads' edges, each vertex kept within its cell."""
-    if iterations == 0:
-        return centres
-    from scipy import sparse
-
-    index = quads.astype(np.int32) if len(centres) < 2**31 else quads
-    start = index.ravel()
-    stop = np.roll(index, -1, axis=1).ravel()
-    del index
-    n = len(centres)
-    # each quad edge is shared by two quads (or more at non-manifold edges): keep one per pair
-    both = np.r_[start, stop], np.r_[stop, start]
-    graph = sparse.csr_matrix(
-        (np.ones(len(both[0]), dtype=np.float32), both), shape=(n, n), dtype=np.float32
-    )
-    graph.data[:] = 1.0
-    inverse_degree = (1.0 / np.maximum(np.diff(graph.indptr), 1)).astype(np.float32)[:, None]
+def _smooth(centres: FloatArray, graph: Any, iterations: int) -> FloatArray:
+    """Taubin smoothing over ``graph`` (see _smoothing_graph), each vertex kept near its cell."""
+    degree = np.diff(graph.indptr)
+    inverse_degree = (1.0 / np.maximum(degree, 1)).astype(np.float32)[:, None]
+    still = (degree == 0)[:, None]
     points = centres.copy()
     for step in range(iterations):
         factor = np.float32(0.5 if step % 2 == 0 else -0.53)
-        points += factor * ((graph @ points) * inverse_degree - points)
+        moved = factor * ((graph @ points) * inverse_degree - points)
+        moved[still[:, 0]] = 0.0
+        points += moved
         np.clip(points, centres - _REACH, centres + _REACH, out=points)
     return points
 
@@ -536,23 +596,112 @@ def _select(patches: _Patches, member: BoolArray) -> tuple[FloatArray, IntArray]
 
 
 def obj_bytes(points: npt.NDArray[np.floating[Any]], faces: IntArray, decimals: int = 2) -> bytes:
-    """Wavefront OBJ text (``v`` and 1-based ``f`` lines) of a triangle mesh."""
-    rounded = np.round(points, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
-    vertex = f"v %.{decimals}f %.{decimals}f %.{decimals}f\n"
-    text = (vertex * len(rounded)) % tuple(rounded.ravel().tolist())
-    text += ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())
-    return text.encode("ascii")
+    """Wavefront OBJ text (``v`` and 1-based ``f`` lines) of a triangle mesh.
+
+    The same text as ``"v %.2f %.2f %.2f"`` / ``"f %d %d %d"`` formatting of the rounded
+    values (no ``-0.00``), built with table lookups over whole arrays: each line is a row of
+    4-byte words in which unused bytes are 0, and the zeros are dropped at the end.
+    """
+    n = len(points)
+    scaled = np.rint(np.asarray(points, dtype=np.float64) * 10.0**decimals).astype(np.int64)
+    scaled = scaled.ravel()
+    whole, fraction = np.divmod(np.abs(scaled), 10**decimals)
+    number = [np.where(scaled < 0, _WORDS["-"], 0).astype(np.uint32)[:, None]]
+    number.append(_digit_words(whole))
+    if decimals:
+        number.append(_fraction_words(decimals)[fraction])
+    number.append(np.full((len(scaled), 1), _WORDS[" "], dtype=np.uint32))
+    vertices = _lines(_WORDS["v "], np.concatenate(number, axis=1).reshape(n, -1))
+    index = (np.asarray(faces, dtype=np.int64) + 1).ravel()
+    separator = np.full((len(index), 1), _WORDS[" "], dtype=np.uint32)
+    words = np.concatenate([_digit_words(index), separator], axis=1).reshape(len(faces), -1)
+    text = np.concatenate([vertices, _lines(_WORDS["f "], words)]).view(np.uint8)
+    out: bytes = text[text != 0].tobytes()
+    return out
+
+
+def _word(text: str) -> np.uint32:
+    """Up to 4 ASCII characters as one word (padded with zero bytes)."""
+    word: np.uint32 = np.frombuffer(text.encode("ascii").ljust(4, b"\0"), dtype=np.uint32)[0]
+    return word
+
+
+_WORDS = {text: _word(text) for text in ("-", " ", "\n", "v ", "f ")}
+
+
+def _lines(start: np.uint32, words: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Rows of words with ``start`` in front and the last (separator) word made a newline."""
+    words[:, -1] = _WORDS["\n"]
+    out = np.empty((len(words), words.shape[1] + 1), dtype=np.uint32)
+    out[:, 0] = start
+    out[:, 1:] = words
+    return out.ravel()
+
+
+@functools.cache
+def _digit_tables() -> tuple[npt.NDArray[np.uint32], ...]:
+    """Words of 4 decimal digits for 0-9999: zero-padded, and with leading zeros blank (all
+    blank for 0, or "0" for a number's last group)."""
+    value = np.arange(10_000)
+    powers = np.array([1000, 100, 10, 1])
+    digits = ((value[:, None] // powers) % 10 + 48).astype(np.uint8)
+    padded = digits.copy().view(np.uint32).ravel()
+    digits[(value[:, None] < powers) & (powers > 1)] = 0
+    digits[0, 3] = 48
+    last = digits.copy().view(np.uint32).ravel()
+    digits[0, 3] = 0
+    lead = digits.view(np.uint32).ravel()
+    return padded, lead, last
+
+
+@functools.cache
+def _fraction_words(decimals: int) -> npt.NDArray[np.uint32]:
+    """Per value below 10**decimals: "." and its zero-padded digits, as words."""
+    value = np.arange(10**decimals)
+    out = np.zeros((len(value), 4 * (decimals // 4 + 1)), dtype=np.uint8)
+    out[:, 0] = 46
+    for k in range(decimals):
+        out[:, 1 + k] = (value // 10 ** (decimals - 1 - k)) % 10 + 48
+    return out.view(np.uint32)
+
+
+def _digit_words(values: IntArray) -> npt.NDArray[np.uint32]:
+    """Decimal digits of non-negative integers without leading zeros: groups of 4 digits
+    as words, one column per group (blank words before the first digit)."""
+    padded, lead, last = _digit_tables()
+    groups = 1
+    while values.size and int(values.max()) >= 10_000**groups:
+        groups += 1
+    parts = []
+    rest = values
+    for _ in range(groups):
+        rest, part = np.divmod(rest, 10_000)
+        parts.append(part)
+    out = np.empty((len(values), groups), dtype=np.uint32)
+    started = np.zeros(len(values), dtype=bool)
+    for column, part in enumerate(reversed(parts)):
+        first = last if column == groups - 1 else lead
+        out[:, column] = np.where(started, padded[part], first[part])
+        started |= part > 0
+    return out
 
 
 def _structure_chunk(
-    rows: Sequence[int], shared: tuple[_Patches, BoolArray, npt.NDArray[np.float64], int]
-) -> list[bytes]:
-    """OBJ bytes of the structures at the given rows of the membership table."""
-    patches, members, scale, decimals = shared
-    out = []
+    rows: Sequence[int],
+    shared: tuple[_Patches, BoolArray, npt.NDArray[np.float64], int, IntArray, str | None],
+) -> list[bytes | int]:
+    """OBJ files of the structures at the given rows of the membership table: written into
+    the folder ``target`` (their sizes returned) or, without one, returned as bytes."""
+    patches, members, scale, decimals, ids, target = shared
+    out: list[bytes | int] = []
     for row in rows:
         points, faces = _select(patches, members[row])
-        out.append(obj_bytes(points * scale, faces, decimals))
+        blob = obj_bytes(points * scale, faces, decimals)
+        if target is None:
+            out.append(blob)
+        else:
+            Path(target, f"{int(ids[row])}.obj").write_bytes(blob)
+            out.append(len(blob))
     return out
 
 
@@ -672,24 +821,28 @@ def _iter_meshes(
     resolution: float | Sequence[float],
     params: MeshParameters,
     runner: _Runner,
-) -> Iterator[tuple[int, int, bytes]]:
+    target: Path | None = None,
+) -> Iterator[tuple[int, int, bytes | int]]:
     """Yield ``(structure id, count, OBJ bytes)`` for each structure with voxels, in tree
-    order; ``count`` is how many meshes there are in all."""
+    order; ``count`` is how many meshes there are in all. With ``target`` (a folder on this
+    machine) local workers write ``<id>.obj`` there themselves, and the size is yielded
+    instead of the bytes."""
     _check_annotation(annotation)
     scale = _resolution(resolution)
     labels = _compact_labels(annotation, tree)
     if params.closing:
         labels = _close_outline(labels, params.closing)
-    surface = _surface_nets(labels, params.smoothing)
+    surface = _surface_nets(labels, params.smoothing, tree.ancestor_table)
     del labels
     surface = _cluster(surface, _block(params.cluster_um, scale))
     surface = _decimate(surface, params.decimate, runner)
     kept, members = _membership(tree, np.unique(surface.pairs))
     patches = _group(surface)
     chunks = _chunks(len(kept), runner.workers * _TASKS_PER_WORKER)
-    shared = (patches, members, scale, params.decimals)
-    done: dict[int, bytes] = {}
     ids = tree.ids[kept - 1]
+    local = target is not None and runner.client is None
+    shared = (patches, members, scale, params.decimals, ids, str(target) if local else None)
+    done: dict[int, bytes | int] = {}
     position = 0
     for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
         done.update(zip(rows, blobs, strict=True))
@@ -762,8 +915,10 @@ def generate_meshes(
     runner = _Runner(workers, scheduler)
     try:
         written = {}
-        for sid, total, blob in _iter_meshes(annotation, tree, resolution, params, runner):
-            (temp / f"{sid}.obj").write_bytes(blob)
+        meshes = _iter_meshes(annotation, tree, resolution, params, runner, temp)
+        for sid, total, blob in meshes:
+            if isinstance(blob, bytes):  # made on a dask worker
+                (temp / f"{sid}.obj").write_bytes(blob)
             written[sid] = out_dir / f"{sid}.obj"
             if progress is not None:
                 progress(len(written), total)
