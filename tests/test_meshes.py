@@ -109,9 +109,30 @@ def test_same_bytes_whatever_the_number_of_workers(allen, generated, tmp_path):
         assert again[sid].read_bytes() == path.read_bytes(), sid
 
 
-def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path):
+def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_path, monkeypatch):
+    """The volume cut into 5 slabs (each with its margins) stitches into exactly the meshes
+    of one slab: what bounds the memory for large atlases changes nothing in the output."""
+    import atlasmith.surface as surface
+
+    annotation, tree, _ = allen
+    plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 30))
+    shape = annotation.shape
+    assert len(surface.plan_slabs(shape, surface.margin(16, 2), 1)) == 5
+    sliced = generate_meshes(annotation, tree, RES, tmp_path / "slabs", workers=2)
+    assert list(sliced) == list(generated)
+    for sid, path in generated.items():
+        assert sliced[sid].read_bytes() == path.read_bytes(), sid
+
+
+def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypatch):
+    """On a dask cluster, with the volume in slabs (the slabs run on the workers)."""
+    import atlasmith.surface as surface
+
     distributed = pytest.importorskip("distributed")
     annotation, tree, _ = allen
+    plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 50))
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as cluster:

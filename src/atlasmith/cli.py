@@ -86,7 +86,9 @@ def build_command(
     """Build an atlas SCRIPT into a validated BrainGlobe-format folder and .tar.gz."""
     from atlasmith.build import build_atlas, rich_progress
     from atlasmith.errors import AtlasmithError
+    from atlasmith.meshes import keep_freed_memory
 
+    keep_freed_memory()
     try:
         with rich_progress() as update:
             result = build_atlas(
@@ -201,8 +203,9 @@ def meshes_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from atlasmith.errors import AtlasmithError
-    from atlasmith.meshes import MeshParameters, meshes_for_folder
+    from atlasmith.meshes import MeshParameters, keep_freed_memory, meshes_for_folder
 
+    keep_freed_memory()
     try:
         params = MeshParameters(smoothing, cluster_um, decimate, closing)
         with Progress(TextColumn("meshes"), BarColumn(), MofNCompleteColumn()) as bar:

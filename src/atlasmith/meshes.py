@@ -39,11 +39,25 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
+from atlasmith.surface import (
+    SharedSurface,
+    SlabInputs,
+    _alive_mask,
+    _block,
+    compact_labels,
+    extract,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from atlasmith.hierarchy import StructureTree
 
-__all__ = ["MeshParameters", "generate_meshes", "meshes_for_folder", "read_atlas_inputs"]
+__all__ = [
+    "MeshParameters",
+    "generate_meshes",
+    "keep_freed_memory",
+    "meshes_for_folder",
+    "read_atlas_inputs",
+]
 
 ENGINE = "atlasmith-surface-nets/1"
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
@@ -51,10 +65,6 @@ _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never dep
 # would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
 _SMALL_PATCH_FACES = 48
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
-_REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
-_CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
-_AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
-_MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -113,16 +123,6 @@ class MeshParameters:
         return {"engine": ENGINE, **asdict(self)}
 
 
-class SharedSurface(NamedTuple):
-    """Every boundary between two labels, once: points (float32) in voxel index units (asr axes),
-    triangles, and the compact label on each side (normals point towards ``pairs[:, 0]``)."""
-
-    points: FloatArray
-    faces: IntArray
-    pairs: IntArray
-    signature: npt.NDArray[np.uint64]  # per point: hash of the set of labels around it
-
-
 class _Patches(NamedTuple):
     """The shared surface with faces grouped by label pair, ready for face selection."""
 
@@ -154,18 +154,6 @@ def _check_annotation(annotation: np.ndarray[Any, Any]) -> None:
         )
 
 
-def _compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt.NDArray[Any]:
-    """Compact labels of the annotation (uint16/uint32); unknown labels raise."""
-    labels = tree.compact(annotation)
-    if np.count_nonzero(labels) != np.count_nonzero(annotation):
-        unknown = np.unique(annotation[(labels == 0) & (annotation != 0)])
-        raise AtlasFormatError(
-            f"the annotation has {unknown.size} label(s) with no structure in the tree, e.g. "
-            f"{unknown[:5].tolist()}: add them to structures.json or set their voxels to 0."
-        )
-    return labels
-
-
 def _close_outline(labels: npt.NDArray[Any], iterations: int) -> npt.NDArray[Any]:
     """Fill the background voxels that closing the brain's outline adds with the nearest label."""
     from scipy import ndimage
@@ -179,264 +167,6 @@ def _close_outline(labels: npt.NDArray[Any], iterations: int) -> npt.NDArray[Any
     filled = labels.copy()
     filled[added] = labels[tuple(axis[added] for axis in nearest)]
     return filled
-
-
-# --- the shared surface ------------------------------------------------------------------
-
-
-def _surface_nets(
-    labels: npt.NDArray[Any], smoothing: int, ancestors: IntArray | None = None
-) -> SharedSurface:
-    """Extract the boundaries between all labels in one pass, and smooth them.
-
-    Surface nets: one vertex per 2x2x2 cell of voxel centres that holds more than one label,
-    one quad per pair of neighbouring voxels with different labels (joining the four cells
-    around their common face). Every structure's set of faces is then closed. ``ancestors``
-    (the tree's ancestor table over compact labels) makes the smoothing follow the hierarchy
-    (see _smoothing_graph).
-    """
-    padded = np.pad(labels, 1)
-    quads, pairs = zip(*(_axis_quads(padded, axis) for axis in range(3)), strict=True)
-    corners = np.concatenate(quads)
-    pairs_once = np.concatenate(pairs)
-    del quads, pairs
-    used = np.zeros(padded.size, dtype=bool)
-    used[corners.ravel()] = True
-    cells = np.flatnonzero(used)
-    rank = np.cumsum(used, dtype=np.int64 if padded.size >= 2**31 else np.int32)
-    del used
-    corners = (rank[corners] - 1).astype(np.int64)
-    del rank
-    # cell (i, j, k) is centred at i + 0.5 in padded voxel indices, i - 0.5 in the annotation's
-    centres = np.column_stack(np.unravel_index(cells, padded.shape)).astype(np.float32) - 0.5
-    if smoothing:
-        graph = _smoothing_graph(corners, _pair_levels(pairs_once, ancestors), len(centres))
-        points = _smooth(centres, graph, smoothing)
-    else:
-        points = centres
-    faces = _split_quads(points, corners)
-    return SharedSurface(
-        points, faces, np.concatenate([pairs_once] * 2), _label_sets(padded, cells)
-    )
-
-
-def _pair_levels(pairs: IntArray, ancestors: IntArray | None) -> tuple[IntArray, IntArray]:
-    """Per quad: the depth of the common ancestor of its two labels (-1 when one side is
-    outside the brain) and a dense id of the boundary it belongs to at that depth (the two
-    labels' ancestors one level below the common one)."""
-    width = int(pairs.max()) + 1
-    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-    unique, inverse = np.unique(low * width + high, return_inverse=True)
-    inverse = inverse.ravel()
-    if ancestors is None:  # a flat hierarchy: every boundary at the same level
-        return np.zeros(len(pairs), dtype=np.int64), inverse.astype(np.int64)
-    first, second = unique // width, unique % width
-    same = ancestors[:, first] == ancestors[:, second]
-    level = same.sum(axis=0) - 1
-    level[(first == 0) | (second == 0)] = -1
-    below = np.minimum(level + 1, len(ancestors) - 1)
-    coarse_a = ancestors[below, first]
-    coarse_b = ancestors[below, second]
-    low, high = np.minimum(coarse_a, coarse_b), np.maximum(coarse_a, coarse_b)
-    _, boundary = np.unique(low * width + high, return_inverse=True)
-    return level[inverse], boundary.ravel()[inverse].astype(np.int64)
-
-
-def _smoothing_graph(quads: IntArray, levels: tuple[IntArray, IntArray], n: int) -> Any:
-    """Which neighbours each vertex is averaged with (a sparse 0/1 matrix).
-
-    Each vertex follows the coarsest boundary it lies on (the one highest in the hierarchy:
-    the brain's outline first, then the boundaries between top-level structures, ...), so
-    a structure's surface is smoothed as a whole and is never pulled towards the boundaries
-    between its own substructures. Where several boundaries of that level meet (a junction
-    line), the vertex moves only along the junction.
-    """
-    from scipy import sparse
-
-    level, boundary = levels
-    coarsest = np.full(n, np.iinfo(np.int16).max, dtype=np.int16)
-    for value in np.unique(level)[::-1]:  # the smallest level is written last
-        coarsest[quads[level == value].ravel()] = value
-    # per vertex: does more than one boundary of its level meet there? (variance of the ids)
-    on_level = coarsest[quads] == level[:, None]
-    at = quads[on_level]
-    ids = np.broadcast_to(boundary[:, None], quads.shape)[on_level].astype(np.float64)
-    count = np.bincount(at, minlength=n)
-    total = np.bincount(at, ids, minlength=n)
-    squares = np.bincount(at, ids**2, minlength=n)
-    junction = count * squares - total**2 > 0.5
-    del at, ids, count, total, squares
-    # directed quad edges i -> j on i's level; a junction vertex follows junction vertices only
-    rows, columns = [], []
-    for k in range(4):
-        for i, j, here in (
-            (quads[:, k], quads[:, (k + 1) % 4], on_level[:, k]),
-            (quads[:, (k + 1) % 4], quads[:, k], on_level[:, (k + 1) % 4]),
-        ):
-            keep = here & (~junction[i] | junction[j])
-            rows.append(i[keep])
-            columns.append(j[keep])
-    start, stop = np.concatenate(rows), np.concatenate(columns)
-    graph = sparse.csr_matrix((np.ones(len(start), dtype=np.float32), (start, stop)), (n, n))
-    graph.data[:] = 1.0  # an edge shared by several quads counts once
-    return graph
-
-
-def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of the set of labels among each cell's 8 voxels."""
-    sy, sz = padded.shape[1], padded.shape[2]
-    offsets = np.array(
-        [di * sy * sz + dj * sz + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
-    )
-    around = np.sort(padded.ravel()[cells[:, None] + offsets].astype(np.uint64), axis=1)
-    repeated = np.zeros(around.shape, dtype=bool)
-    repeated[:, 1:] = around[:, 1:] == around[:, :-1]
-    around[repeated] = np.iinfo(np.uint64).max  # count each label once, then sort them last
-    around.sort(axis=1)
-    signature = np.zeros(len(cells), dtype=np.uint64)
-    for column in around.T:
-        signature = _mix(signature ^ column)
-    return signature
-
-
-def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """splitmix64's finaliser: a well-spread 64-bit hash of each value (wrapping arithmetic)."""
-    values = values + np.uint64(0x9E3779B97F4A7C15)
-    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    out: npt.NDArray[np.uint64] = values ^ (values >> np.uint64(31))
-    return out
-
-
-def _axis_quads(padded: npt.NDArray[Any], axis: int) -> tuple[IntArray, IntArray]:
-    """Quads (as flat cell indices) for the neighbours along ``axis`` that differ, with the
-    labels on their two sides: normals point from the lower voxel to the upper one, whose
-    label comes first."""
-    lower = [slice(None)] * 3
-    upper = [slice(None)] * 3
-    lower[axis], upper[axis] = slice(0, -1), slice(1, None)
-    below, above = padded[tuple(lower)], padded[tuple(upper)]
-    where = np.nonzero(below != above)
-    pairs = np.column_stack([above[where], below[where]]).astype(np.int64)
-    a1, a2 = (axis + 1) % 3, (axis + 2) % 3
-    corners = []
-    for d1, d2 in ((-1, -1), (0, -1), (0, 0), (-1, 0)):  # counter-clockwise around +axis
-        index = list(where)
-        index[a1] = index[a1] + d1
-        index[a2] = index[a2] + d2
-        corners.append(np.ravel_multi_index(tuple(index), padded.shape))
-    return np.column_stack(corners).astype(np.int64), pairs
-
-
-def _smooth(centres: FloatArray, graph: Any, iterations: int) -> FloatArray:
-    """Taubin smoothing over ``graph`` (see _smoothing_graph), each vertex kept near its cell."""
-    degree = np.diff(graph.indptr)
-    inverse_degree = (1.0 / np.maximum(degree, 1)).astype(np.float32)[:, None]
-    still = (degree == 0)[:, None]
-    points = centres.copy()
-    for step in range(iterations):
-        factor = np.float32(0.5 if step % 2 == 0 else -0.53)
-        moved = factor * ((graph @ points) * inverse_degree - points)
-        moved[still[:, 0]] = 0.0
-        points += moved
-        np.clip(points, centres - _REACH, centres + _REACH, out=points)
-    return points
-
-
-def _split_quads(points: FloatArray, quads: IntArray) -> IntArray:
-    """Two triangles per quad, cut along the shorter diagonal (same winding)."""
-    a, b, c, d = quads.T
-    short02 = _square_length(points, a, c) <= _square_length(points, b, d)
-    first = np.where(short02[:, None], quads[:, [0, 1, 2]], quads[:, [0, 1, 3]])
-    second = np.where(short02[:, None], quads[:, [0, 2, 3]], quads[:, [1, 2, 3]])
-    return np.concatenate([first, second])
-
-
-def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> FloatArray:
-    """Squared length of the segments start -> stop."""
-    delta = points[stop] - points[start]
-    out: FloatArray = np.einsum("ij,ij->i", delta, delta)
-    return out
-
-
-# --- vertex clustering -------------------------------------------------------------------
-
-
-def _block(cluster_um: float, resolution: npt.NDArray[np.float64]) -> int:
-    """Clustering block in voxels: about ``cluster_um``, at least 2 (1 when off)."""
-    if cluster_um <= 0:
-        return 1
-    return max(2, round(cluster_um / float(resolution.min())))
-
-
-def _cluster(surface: SharedSurface, block: int) -> SharedSurface:
-    """Merge the vertices that share a block of ``block`` voxels, the set of labels around
-    them and a facing direction into their mean, and drop the faces that collapse.
-
-    Merged vertices lie on the boundaries of exactly the same structures, so every structure
-    keeps a closed surface within its voxels' bounds and neighbours still share their
-    boundary; vertices on opposite sides of a thin sheet (opposite normals) are never merged,
-    so thin structures keep their two sides. (Label sets are compared by a 64-bit hash.)
-    """
-    if block <= 1:
-        return surface
-    points, faces = surface.points, surface.faces
-    width = int(surface.pairs.max()) + 1
-    pair_index = surface.pairs[:, 0] * width + surface.pairs[:, 1]
-    patch_size = np.bincount(pair_index)[pair_index]
-    smallest = np.full(len(points), len(faces), dtype=np.int64)
-    for k in range(3):
-        np.minimum.at(smallest, faces[:, k], patch_size)
-    cell = np.floor((points + 0.5) / block).astype(np.int64) + 1
-    cell_index = np.ravel_multi_index(cell.T, tuple(cell.max(axis=0) + 1)).astype(np.uint64)
-    key = _mix(surface.signature ^ cell_index)
-    # Where a cluster's normals disagree (the two sides of a thin sheet, a tiny blob), its
-    # vertices are split further by the way they face.
-    normals = _vertex_normals(points, faces)
-    _, cluster = np.unique(key, return_inverse=True)
-    agreement = np.linalg.norm(
-        np.column_stack([np.bincount(cluster, normals[:, k]) for k in range(3)]), axis=1
-    ) / np.bincount(cluster)
-    split = agreement[cluster] < _AGREEMENT
-    key[split] = _mix(key[split] ^ _facing(normals[split]).astype(np.uint64))
-    # Vertices next to a small patch (tiny structures, short contacts), which merging would
-    # flatten, keep their place.
-    alone = smallest < _MIN_PATCH_FACES
-    key[alone] = np.flatnonzero(alone).astype(np.uint64)
-    _, first, cluster = np.unique(key, return_index=True, return_inverse=True)
-    counts = np.bincount(cluster).astype(np.float64)
-    merged = np.column_stack(
-        [np.bincount(cluster, points[:, axis].astype(np.float64)) / counts for axis in range(3)]
-    ).astype(np.float32)
-    new_faces = cluster[faces]
-    alive = _alive_mask(new_faces)
-    return SharedSurface(merged, new_faces[alive], surface.pairs[alive], surface.signature[first])
-
-
-def _vertex_normals(points: FloatArray, faces: IntArray) -> npt.NDArray[np.float64]:
-    """Unit normal per vertex: the sum of its faces' (area-weighted) normals."""
-    summed = np.zeros((len(points), 3))
-    for start in range(0, len(faces), _CHUNK_FACES):
-        chunk = faces[start : start + _CHUNK_FACES]
-        a, b, c = (points[chunk[:, k]] for k in range(3))
-        normals = np.cross(b - a, c - a)
-        for k in range(3):
-            for axis in range(3):
-                summed[:, axis] += np.bincount(chunk[:, k], normals[:, axis], len(points))
-    length = np.linalg.norm(summed, axis=1, keepdims=True)
-    out: npt.NDArray[np.float64] = summed / np.maximum(length, 1e-12)
-    return out
-
-
-def _facing(normals: npt.NDArray[np.float64]) -> IntArray:
-    """Which of 27 directions (each axis: -, 0, +) each unit normal points to.
-
-    An axis counts when it carries at least a third of the normal, so the corners of a
-    small box face different ways and are never merged into a flat shape.
-    """
-    sign = np.where(np.abs(normals) >= 1.0 / 3.0, np.sign(normals), 0.0).astype(np.int64) + 1
-    out: IntArray = (sign[:, 0] * 3 + sign[:, 1]) * 3 + sign[:, 2]
-    return out
 
 
 # --- decimation in pieces ----------------------------------------------------------------
@@ -543,13 +273,6 @@ def _decimate(surface: SharedSurface, keep: float, runner: _Runner) -> SharedSur
     faces = represent[surface.faces]
     alive = _alive_mask(faces)
     return SharedSurface(points, faces[alive], surface.pairs[alive], surface.signature)
-
-
-def _alive_mask(faces: IntArray) -> BoolArray:
-    """Faces whose three vertices are distinct."""
-    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
-    mask: BoolArray = (a != b) & (b != c) & (a != c)
-    return mask
 
 
 def _alive(faces: IntArray) -> IntArray:
@@ -755,8 +478,9 @@ class _Runner:
     def _map_dask(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
     ) -> Iterator[Any]:
-        scattered = self.client.scatter(shared, broadcast=True) if shared is not None else None
-        futures = self.client.map(fn, items, shared=scattered, pure=False)
+        # one future for the whole shared object (scattering a tuple would scatter its items)
+        scattered = self.client.scatter([shared], broadcast=True)[0]
+        futures = self.client.map(fn, items, [scattered] * len(items), pure=False)
         try:
             for future in futures:
                 yield future.result()
@@ -784,6 +508,36 @@ def _connect(address: str) -> Any:
             f"cannot connect to the dask scheduler at {address!r}: {err}. Check the address "
             "(e.g. tcp://host:8786) and that the scheduler is running."
         ) from err
+
+
+# --- memory ------------------------------------------------------------------------------
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees instead of returning it to the system.
+
+    The engine allocates and frees many arrays of a few to tens of MB; by default glibc maps
+    each one afresh, and on virtual machines the page faults of those fresh pages cost as
+    much as the work itself. This raises glibc's mmap and trim thresholds (process-wide,
+    inherited by forked workers); peak memory is unchanged. Returns False where it does not
+    apply (not glibc). Command-line entry points call it; library users may.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    trim_threshold, top_pad, mmap_threshold = -1, -2, -3  # glibc's M_* parameter numbers
+    ok = mallopt(mmap_threshold, 32 << 20) == 1  # the largest glibc accepts
+    ok &= mallopt(trim_threshold, 1 << 30) == 1
+    ok &= mallopt(top_pad, 64 << 20) == 1
+    return bool(ok)
 
 
 # --- the engine --------------------------------------------------------------------------
@@ -829,12 +583,20 @@ def _iter_meshes(
     instead of the bytes."""
     _check_annotation(annotation)
     scale = _resolution(resolution)
-    labels = _compact_labels(annotation, tree)
+    volume, compacted = annotation, False
     if params.closing:
-        labels = _close_outline(labels, params.closing)
-    surface = _surface_nets(labels, params.smoothing, tree.ancestor_table)
-    del labels
-    surface = _cluster(surface, _block(params.cluster_um, scale))
+        volume, compacted = _close_outline(compact_labels(annotation, tree), params.closing), True
+    inputs = SlabInputs(
+        volume,
+        compacted,
+        tree,
+        params.smoothing,
+        _block(params.cluster_um, scale),
+        None,
+        len(tree) + 1,
+    )
+    surface = extract(inputs, runner.workers, runner.map)
+    del volume, inputs
     surface = _decimate(surface, params.decimate, runner)
     kept, members = _membership(tree, np.unique(surface.pairs))
     patches = _group(surface)

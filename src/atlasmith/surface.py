@@ -1,0 +1,510 @@
+"""The shared surface: every boundary between two labels of an annotation, once.
+
+Surface nets over all labels at once (one vertex per 2x2x2 cell of voxel centres holding more
+than one label, one quad per pair of neighbouring voxels with different labels), smoothed
+along the hierarchy and decimated by vertex clustering. The volume is processed in slabs
+along its first axis, each with a margin wide enough that every vertex and face a slab keeps
+is exactly what the whole volume would give; the slabs are then stitched by the vertices'
+global keys. So memory is bounded by the slab size, slabs run in parallel, and the result is
+the same, to the bit, whatever the number or size of the slabs.
+
+Points are in voxel index units of the annotation ("asr"), voxel ``i`` at ``i``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from atlasmith.errors import AtlasFormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.hierarchy import StructureTree
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)
+_REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
+_CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
+_AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
+_MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
+_HALVES = 2  # triangles per quad
+_DENSE_PAIRS = 1 << 24  # label pairs looked up in a dense table up to this many
+
+
+class SharedSurface(NamedTuple):
+    """Every boundary between two labels, once: points (float32) in voxel index units (asr axes),
+    triangles, and the compact label on each side (normals point towards ``pairs[:, 0]``)."""
+
+    points: FloatArray
+    faces: IntArray
+    pairs: IntArray
+    signature: npt.NDArray[np.uint64]  # per point: hash of the set of labels around it
+
+
+class Slab(NamedTuple):
+    """Rows (along axis 0, in the padded volume) a slab reads, and the rows of the voxels
+    whose faces it keeps (its core)."""
+
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+
+
+class SlabInputs(NamedTuple):
+    """What every slab needs: the volume and how to treat it."""
+
+    volume: np.ndarray[Any, Any]  # annotation (structure ids) or compact labels
+    compacted: bool  # volume already holds compact labels
+    tree: StructureTree
+    smoothing: int
+    block: int
+    patches: tuple[IntArray, IntArray] | None  # sorted pair keys, faces per pair (None: one slab)
+    width: int  # pair key = first * width + second
+
+
+# --- slabs -------------------------------------------------------------------------------
+
+
+def margin(smoothing: int, block: int) -> int:
+    """Rows around a core that make its vertices and faces exact: smoothing reaches one row
+    per iteration, a cluster spans up to a block, normals and label sets one more row."""
+    return smoothing + block + 4
+
+
+def plan_slabs(shape: Sequence[int], margin_rows: int, workers: int) -> list[Slab]:
+    """Cut the padded volume's rows into cores of at most SLAB_VOXELS voxels with their
+    margins, and into at least ``workers`` cores when the volume is thick enough."""
+    rows = int(shape[0]) + 2
+    plane = (int(shape[1]) + 2) * (int(shape[2]) + 2)
+    budget = max(1, SLAB_VOXELS // plane - 2 * margin_rows)
+    core = max(budget, margin_rows)
+    count = math.ceil(rows / core)
+    if count < workers and rows >= workers * 4 * margin_rows:  # margins at most half the work
+        count = workers
+    edges = [round(k * rows / count) for k in range(count + 1)]
+    return [
+        Slab(max(0, lo - margin_rows), min(rows, hi + margin_rows), lo, hi)
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    ]
+
+
+def slab_labels(inputs: SlabInputs, slab: Slab) -> npt.NDArray[Any]:
+    """Compact labels of the slab's rows of the padded volume (zeros outside the volume)."""
+    volume = inputs.volume
+    lo, hi = max(slab.start - 1, 0), min(slab.stop - 1, volume.shape[0])
+    part = np.asarray(volume[lo:hi])
+    labels = part if inputs.compacted else compact_labels(part, inputs.tree)
+    out = np.zeros((slab.stop - slab.start, volume.shape[1] + 2, volume.shape[2] + 2), labels.dtype)
+    out[lo + 1 - slab.start : hi + 1 - slab.start, 1:-1, 1:-1] = labels
+    return out
+
+
+def compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt.NDArray[Any]:
+    """Compact labels of the annotation (uint16/uint32); unknown labels raise."""
+    labels = tree.compact(annotation)
+    if np.count_nonzero(labels) != np.count_nonzero(annotation):
+        unknown = np.unique(annotation[(labels == 0) & (annotation != 0)])
+        raise AtlasFormatError(
+            f"the annotation has {unknown.size} label(s) with no structure in the tree, e.g. "
+            f"{unknown[:5].tolist()}: add them to structures.json or set their voxels to 0."
+        )
+    return labels
+
+
+def count_pairs(slab: Slab, inputs: SlabInputs) -> tuple[IntArray, IntArray]:
+    """Faces per ordered label pair among the quads the slab's core owns: (pair, count)."""
+    labels = slab_labels(inputs, slab)
+    keys = []
+    for axis in range(3):
+        quads = _axis_quads(labels, axis, slab)
+        keys.append(quads.pairs[quads.owned])
+    pairs = np.concatenate(keys)
+    width = inputs.width
+    unique, counts = np.unique(pairs[:, 0] * width + pairs[:, 1], return_counts=True)
+    return unique, counts * _HALVES
+
+
+# --- one slab ----------------------------------------------------------------------------
+
+
+class _Quads(NamedTuple):
+    corners: IntArray  # (n, 4) flat cell indices in the slab
+    pairs: IntArray  # (n, 2) labels: the upper voxel's first
+    owned: BoolArray  # the lower voxel lies in the slab's core
+    canonical: IntArray  # axis * padded volume size + the lower voxel's flat index
+
+
+class SlabSurface(NamedTuple):
+    """A slab's share of the shared surface: its faces by vertex key, and each key's point."""
+
+    keys: npt.NDArray[np.uint64]  # sorted
+    points: FloatArray
+    signature: npt.NDArray[np.uint64]
+    faces: IntArray  # (n, 3) indices into keys
+    pairs: IntArray
+    order: IntArray  # canonical face number: same in any slab layout
+
+
+def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
+    """Quads for the neighbours along ``axis`` that differ: their four cells (counter-
+    clockwise around +axis, so normals point from the lower voxel to the upper one, whose
+    label comes first). Quads whose cells leave the slab are left out (a margin's)."""
+    lower = [slice(None)] * 3
+    upper = [slice(None)] * 3
+    lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+    below, above = labels[tuple(lower)], labels[tuple(upper)]
+    where = np.nonzero(below != above)
+    if axis != 0:  # their cells reach one row back and need one row ahead for label sets
+        inside = (where[0] >= 1) & (where[0] <= labels.shape[0] - 2)
+        where = tuple(w[inside] for w in where)
+    pairs = np.column_stack([above[where], below[where]]).astype(np.int64)
+    a1, a2 = (axis + 1) % 3, (axis + 2) % 3
+    corners = []
+    for d1, d2 in ((-1, -1), (0, -1), (0, 0), (-1, 0)):
+        index = list(where)
+        index[a1] = index[a1] + d1
+        index[a2] = index[a2] + d2
+        corners.append(np.ravel_multi_index(tuple(index), labels.shape))
+    row = where[0].astype(np.int64) + slab.start
+    owned = (row >= slab.core_start) & (row < slab.core_stop)
+    plane = labels.shape[1] * labels.shape[2]
+    flat = row * plane + where[1].astype(np.int64) * labels.shape[2] + where[2]
+    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, flat)
+
+
+def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
+    """Surface nets, smoothing and clustering of one slab; the faces its core owns."""
+    labels = slab_labels(inputs, slab)
+    parts = [_axis_quads(labels, axis, slab) for axis in range(3)]
+    total_rows = inputs.volume.shape[0] + 2
+    volume_size = total_rows * labels.shape[1] * labels.shape[2]
+    corners = np.concatenate([p.corners for p in parts])
+    pairs = np.concatenate([p.pairs for p in parts])
+    owned = np.concatenate([p.owned for p in parts])
+    canonical = np.concatenate([axis * volume_size + p.canonical for axis, p in enumerate(parts)])
+    del parts
+    if len(corners) == 0:
+        return _empty_slab()
+    used = np.zeros(labels.size, dtype=bool)
+    used[corners.ravel()] = True
+    cells = np.flatnonzero(used)
+    rank = np.cumsum(used, dtype=np.int64)
+    del used
+    quads = rank[corners] - 1
+    del rank, corners
+    position = np.column_stack(np.unravel_index(cells, labels.shape)).astype(np.int64)
+    position[:, 0] += slab.start  # cell coordinates in the padded volume
+    # cell (i, j, k) of the padded volume is centred at i + 0.5 there, i - 0.5 in the annotation
+    centres = position.astype(np.float32) - np.float32(0.5)
+    if inputs.smoothing:
+        levels = _pair_levels(pairs, inputs.tree.ancestor_table)
+        graph = _smoothing_graph(quads, levels, len(centres))
+        points = _smooth(centres, graph, inputs.smoothing)
+    else:
+        points = centres
+    faces = _split_quads(points, quads)
+    face_pairs = np.concatenate([pairs] * _HALVES)
+    signature = _label_sets(labels, cells)
+    global_cell = (
+        position[:, 0] * (labels.shape[1] * labels.shape[2])
+        + position[:, 1] * labels.shape[2]
+        + position[:, 2]
+    ).astype(np.uint64)
+    key = _cluster_keys(points, faces, face_pairs, signature, position, global_cell, inputs)
+    unique, first, cluster = np.unique(key, return_index=True, return_inverse=True)
+    counts = np.bincount(cluster).astype(np.float64)
+    merged = np.column_stack(
+        [np.bincount(cluster, points[:, axis].astype(np.float64)) / counts for axis in range(3)]
+    ).astype(np.float32)
+    keep = np.concatenate([owned] * _HALVES)
+    kept_faces = cluster[faces[keep]]
+    alive = _alive_mask(kept_faces)
+    kept_faces = kept_faces[alive]
+    order = (np.arange(_HALVES).repeat(len(owned)) * (3 * volume_size))[keep] + np.concatenate(
+        [canonical] * _HALVES
+    )[keep]
+    referenced = np.flatnonzero(np.bincount(kept_faces.ravel(), minlength=len(unique)))
+    local = np.zeros(len(unique), dtype=np.int64)
+    local[referenced] = np.arange(len(referenced))
+    return SlabSurface(
+        unique[referenced],
+        merged[referenced],
+        signature[first[referenced]],
+        local[kept_faces],
+        face_pairs[keep][alive],
+        order[alive],
+    )
+
+
+def _empty_slab() -> SlabSurface:
+    return SlabSurface(
+        np.zeros(0, np.uint64),
+        np.zeros((0, 3), np.float32),
+        np.zeros(0, np.uint64),
+        np.zeros((0, 3), np.int64),
+        np.zeros((0, 2), np.int64),
+        np.zeros(0, np.int64),
+    )
+
+
+def _cluster_keys(
+    points: FloatArray,
+    faces: IntArray,
+    face_pairs: IntArray,
+    signature: npt.NDArray[np.uint64],
+    position: IntArray,
+    global_cell: npt.NDArray[np.uint64],
+    inputs: SlabInputs,
+) -> npt.NDArray[np.uint64]:
+    """Each vertex's cluster key: vertices with the same key are merged into their mean.
+
+    Vertices merge when their cells lie in the same block of ``block`` cells, hold the same
+    set of labels and face the same way, so merged vertices lie on the boundaries of exactly
+    the same structures: every structure keeps a closed surface within its voxels' bounds
+    and neighbours still share their boundary. Where a cluster's normals disagree (the two
+    sides of a thin sheet, a tiny blob), it is split by facing; vertices next to a small
+    patch (tiny structures, short contacts), which merging would flatten, keep their place.
+    (Label sets are compared by a 64-bit hash.)
+    """
+    block = inputs.block
+    if block <= 1:
+        return global_cell
+    pair_key = face_pairs[:, 0] * inputs.width + face_pairs[:, 1]
+    if inputs.patches is None:  # the slab is the whole volume: count here
+        _, inverse = _unique_inverse(pair_key, inputs.width**2)
+        patch_size = np.bincount(inverse)[inverse]
+    elif inputs.width**2 <= _DENSE_PAIRS:
+        keys, sizes = inputs.patches
+        table = np.zeros(inputs.width**2, dtype=np.int64)
+        table[keys] = sizes
+        patch_size = table[pair_key]
+    else:
+        keys, sizes = inputs.patches
+        patch_size = sizes[np.searchsorted(keys, pair_key)]
+    alone = np.zeros(len(points), dtype=bool)
+    alone[faces[patch_size < _MIN_PATCH_FACES].ravel()] = True
+    grid = np.asarray(inputs.volume.shape, dtype=np.int64) + 2
+    blocks = position // block
+    block_index = np.ravel_multi_index(blocks.T, tuple(grid // block + 1)).astype(np.uint64)
+    key = _mix(signature ^ block_index)
+    normals = _vertex_normals(points, faces)
+    _, cluster = np.unique(key, return_inverse=True)
+    agreement = np.linalg.norm(
+        np.column_stack([np.bincount(cluster, normals[:, k]) for k in range(3)]), axis=1
+    ) / np.bincount(cluster)
+    split = agreement[cluster] < _AGREEMENT
+    key[split] = _mix(key[split] ^ _facing(normals[split]).astype(np.uint64))
+    key[alone] = global_cell[alone]
+    return key
+
+
+def stitch(parts: Sequence[SlabSurface]) -> SharedSurface:
+    """One shared surface from the slabs' shares: vertices by key, faces in canonical order."""
+    keys = np.concatenate([p.keys for p in parts])
+    unique, first = np.unique(keys, return_index=True)
+    points = np.concatenate([p.points for p in parts])[first]
+    signature = np.concatenate([p.signature for p in parts])[first]
+    faces = np.concatenate([np.searchsorted(unique, p.keys)[p.faces] for p in parts])
+    pairs = np.concatenate([p.pairs for p in parts])
+    order = np.argsort(np.concatenate([p.order for p in parts]), kind="stable")
+    return SharedSurface(points, faces[order], pairs[order], signature)
+
+
+def extract(
+    inputs: SlabInputs,
+    workers: int,
+    run: Callable[[Callable[[Any, Any], Any], Sequence[Any], Any], Any],
+) -> SharedSurface:
+    """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map)."""
+    slabs = plan_slabs(inputs.volume.shape, margin(inputs.smoothing, inputs.block), workers)
+    if len(slabs) == 1:
+        return stitch([slab_surface(slabs[0], inputs._replace(patches=None))])
+    counted = list(run(count_pairs, slabs, inputs))
+    keys = np.concatenate([k for k, _ in counted])
+    counts = np.concatenate([c for _, c in counted])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    inputs = inputs._replace(patches=(unique, np.bincount(inverse.ravel(), counts)))
+    return stitch(list(run(slab_surface, slabs, inputs)))
+
+
+def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
+    """Faces whose three vertices are distinct."""
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    mask: BoolArray = (a != b) & (b != c) & (a != c)
+    return mask
+
+
+# --- smoothing ---------------------------------------------------------------------------
+
+
+def _pair_levels(pairs: IntArray, ancestors: IntArray | None) -> tuple[IntArray, IntArray]:
+    """Per quad: the depth of the common ancestor of its two labels (-1 when one side is
+    outside the brain) and a dense id of the boundary it belongs to at that depth (the two
+    labels' ancestors one level below the common one)."""
+    width = int(pairs.max()) + 1
+    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    unique, inverse = _unique_inverse(low * width + high, width**2)
+    if ancestors is None:  # a flat hierarchy: every boundary at the same level
+        return np.zeros(len(pairs), dtype=np.int64), inverse.astype(np.int64)
+    first, second = unique // width, unique % width
+    same = ancestors[:, first] == ancestors[:, second]
+    level = same.sum(axis=0) - 1
+    level[(first == 0) | (second == 0)] = -1
+    below = np.minimum(level + 1, len(ancestors) - 1)
+    coarse_a = ancestors[below, first]
+    coarse_b = ancestors[below, second]
+    low, high = np.minimum(coarse_a, coarse_b), np.maximum(coarse_a, coarse_b)
+    _, boundary = _unique_inverse(low * width + high, width**2)
+    return level[inverse], boundary[inverse]
+
+
+def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
+    """np.unique(keys, return_inverse=True) for keys in [0, size), by a table when small."""
+    if size > _DENSE_PAIRS:
+        unique, inverse = np.unique(keys, return_inverse=True)
+        return unique, inverse.ravel().astype(np.int64)
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present), rank[keys]
+
+
+def _smoothing_graph(quads: IntArray, levels: tuple[IntArray, IntArray], n: int) -> Any:
+    """Which neighbours each vertex is averaged with (a sparse 0/1 matrix).
+
+    Each vertex follows the coarsest boundary it lies on (the one highest in the hierarchy:
+    the brain's outline first, then the boundaries between top-level structures, ...), so
+    a structure's surface is smoothed as a whole and is never pulled towards the boundaries
+    between its own substructures. Where several boundaries of that level meet (a junction
+    line), the vertex moves only along the junction.
+    """
+    from scipy import sparse
+
+    level, boundary = levels
+    coarsest = np.full(n, np.iinfo(np.int16).max, dtype=np.int16)
+    for value in np.unique(level)[::-1]:  # the smallest level is written last
+        coarsest[quads[level == value].ravel()] = value
+    # per vertex: does more than one boundary of its level meet there? (variance of the ids)
+    on_level = coarsest[quads] == level[:, None]
+    at = quads[on_level]
+    ids = np.broadcast_to(boundary[:, None], quads.shape)[on_level].astype(np.float64)
+    count = np.bincount(at, minlength=n)
+    total = np.bincount(at, ids, minlength=n)
+    squares = np.bincount(at, ids**2, minlength=n)
+    junction = count * squares - total**2 > 0.5
+    del at, ids, count, total, squares
+    # directed quad edges i -> j on i's level; a junction vertex follows junction vertices only
+    rows, columns = [], []
+    for k in range(4):
+        for i, j, here in (
+            (quads[:, k], quads[:, (k + 1) % 4], on_level[:, k]),
+            (quads[:, (k + 1) % 4], quads[:, k], on_level[:, (k + 1) % 4]),
+        ):
+            keep = here & (~junction[i] | junction[j])
+            rows.append(i[keep])
+            columns.append(j[keep])
+    start, stop = np.concatenate(rows), np.concatenate(columns)
+    graph = sparse.csr_matrix((np.ones(len(start), dtype=np.float32), (start, stop)), (n, n))
+    graph.data[:] = 1.0  # an edge shared by several quads counts once
+    return graph
+
+
+def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of the set of labels among each cell's 8 voxels."""
+    sy, sz = padded.shape[1], padded.shape[2]
+    offsets = np.array(
+        [di * sy * sz + dj * sz + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
+    )
+    around = np.sort(padded.ravel()[cells[:, None] + offsets].astype(np.uint64), axis=1)
+    repeated = np.zeros(around.shape, dtype=bool)
+    repeated[:, 1:] = around[:, 1:] == around[:, :-1]
+    around[repeated] = np.iinfo(np.uint64).max  # count each label once, then sort them last
+    around.sort(axis=1)
+    signature = np.zeros(len(cells), dtype=np.uint64)
+    for column in around.T:
+        signature = _mix(signature ^ column)
+    return signature
+
+
+def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each value (wrapping arithmetic)."""
+    values = values + np.uint64(0x9E3779B97F4A7C15)
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: npt.NDArray[np.uint64] = values ^ (values >> np.uint64(31))
+    return out
+
+
+def _smooth(centres: FloatArray, graph: Any, iterations: int) -> FloatArray:
+    """Taubin smoothing over ``graph`` (see _smoothing_graph), each vertex kept near its cell."""
+    degree = np.diff(graph.indptr)
+    inverse_degree = (1.0 / np.maximum(degree, 1)).astype(np.float32)[:, None]
+    still = (degree == 0)[:, None]
+    points = centres.copy()
+    for step in range(iterations):
+        factor = np.float32(0.5 if step % 2 == 0 else -0.53)
+        moved = factor * ((graph @ points) * inverse_degree - points)
+        moved[still[:, 0]] = 0.0
+        points += moved
+        np.clip(points, centres - _REACH, centres + _REACH, out=points)
+    return points
+
+
+def _split_quads(points: FloatArray, quads: IntArray) -> IntArray:
+    """Two triangles per quad, cut along the shorter diagonal (same winding)."""
+    a, b, c, d = quads.T
+    short02 = _square_length(points, a, c) <= _square_length(points, b, d)
+    first = np.where(short02[:, None], quads[:, [0, 1, 2]], quads[:, [0, 1, 3]])
+    second = np.where(short02[:, None], quads[:, [0, 2, 3]], quads[:, [1, 2, 3]])
+    return np.concatenate([first, second])
+
+
+def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> FloatArray:
+    """Squared length of the segments start -> stop."""
+    delta = points[stop] - points[start]
+    out: FloatArray = np.einsum("ij,ij->i", delta, delta)
+    return out
+
+
+# --- clustering helpers ---------------------------------------------------------------------
+
+
+def _block(cluster_um: float, resolution: npt.NDArray[np.float64]) -> int:
+    """Clustering block in voxels: about ``cluster_um``, at least 2 (1 when off)."""
+    if cluster_um <= 0:
+        return 1
+    return max(2, round(cluster_um / float(resolution.min())))
+
+
+def _vertex_normals(points: FloatArray, faces: IntArray) -> npt.NDArray[np.float64]:
+    """Unit normal per vertex: the sum of its faces' (area-weighted) normals."""
+    summed = np.zeros((len(points), 3))
+    for start in range(0, len(faces), _CHUNK_FACES):
+        chunk = faces[start : start + _CHUNK_FACES]
+        a, b, c = (points[chunk[:, k]] for k in range(3))
+        normals = np.cross(b - a, c - a)
+        for k in range(3):
+            for axis in range(3):
+                summed[:, axis] += np.bincount(chunk[:, k], normals[:, axis], len(points))
+    length = np.linalg.norm(summed, axis=1, keepdims=True)
+    out: npt.NDArray[np.float64] = summed / np.maximum(length, 1e-12)
+    return out
+
+
+def _facing(normals: npt.NDArray[np.float64]) -> IntArray:
+    """Which of 27 directions (each axis: -, 0, +) each unit normal points to.
+
+    An axis counts when it carries at least a third of the normal, so the corners of a
+    small box face different ways and are never merged into a flat shape.
+    """
+    sign = np.where(np.abs(normals) >= 1.0 / 3.0, np.sign(normals), 0.0).astype(np.int64) + 1
+    out: IntArray = (sign[:, 0] * 3 + sign[:, 1]) * 3 + sign[:, 2]
+    return out
