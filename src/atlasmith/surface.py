@@ -206,7 +206,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     centres = position.astype(np.float32) - np.float32(0.5)
     if inputs.smoothing:
         levels = _pair_levels(pairs, inputs.tree.ancestor_table)
-        graph = _smoothing_graph(quads, levels, len(centres))
+        graph = _smoothing_graph(quads, levels, cells, labels.shape)
         points = _smooth(centres, graph, inputs.smoothing)
     else:
         points = centres
@@ -377,17 +377,22 @@ def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
     return np.flatnonzero(present), rank[keys]
 
 
-def _smoothing_graph(quads: IntArray, levels: tuple[IntArray, IntArray], n: int) -> Any:
+def _smoothing_graph(
+    quads: IntArray, levels: tuple[IntArray, IntArray], cells: IntArray, shape: Sequence[int]
+) -> Any:
     """Which neighbours each vertex is averaged with (a sparse 0/1 matrix).
 
     Each vertex follows the coarsest boundary it lies on (the one highest in the hierarchy:
     the brain's outline first, then the boundaries between top-level structures, ...), so
     a structure's surface is smoothed as a whole and is never pulled towards the boundaries
     between its own substructures. Where several boundaries of that level meet (a junction
-    line), the vertex moves only along the junction.
+    line), the vertex moves only along the junction. Vertices are cells of a grid, so each
+    has at most 6 neighbours, one per direction: the graph is filled slot by slot, without
+    sorting, and each neighbour counts once however many quads share the edge.
     """
     from scipy import sparse
 
+    n = len(cells)
     level, boundary = levels
     coarsest = np.full(n, np.iinfo(np.int16).max, dtype=np.int16)
     for value in np.unique(level)[::-1]:  # the smallest level is written last
@@ -402,19 +407,26 @@ def _smoothing_graph(quads: IntArray, levels: tuple[IntArray, IntArray], n: int)
     junction = count * squares - total**2 > 0.5
     del at, ids, count, total, squares
     # directed quad edges i -> j on i's level; a junction vertex follows junction vertices only
-    rows, columns = [], []
+    index = np.int32 if n < 2**31 else np.int64
+    slots = np.full((n, 6), -1, dtype=index)
+    plane = int(shape[1]) * int(shape[2])
     for k in range(4):
-        for i, j, here in (
-            (quads[:, k], quads[:, (k + 1) % 4], on_level[:, k]),
-            (quads[:, (k + 1) % 4], quads[:, k], on_level[:, (k + 1) % 4]),
+        start, stop = quads[:, k], quads[:, (k + 1) % 4]
+        step = cells[stop] - cells[start]
+        axis = np.where(np.abs(step) == 1, 2, np.where(np.abs(step) == plane, 0, 1))
+        for i, j, here, forward in (
+            (start, stop, on_level[:, k], True),
+            (stop, start, on_level[:, (k + 1) % 4], False),
         ):
             keep = here & (~junction[i] | junction[j])
-            rows.append(i[keep])
-            columns.append(j[keep])
-    start, stop = np.concatenate(rows), np.concatenate(columns)
-    graph = sparse.csr_matrix((np.ones(len(start), dtype=np.float32), (start, stop)), (n, n))
-    graph.data[:] = 1.0  # an edge shared by several quads counts once
-    return graph
+            slot = 2 * axis + ((step > 0) == forward)
+            slots[i[keep], slot[keep]] = j[keep]
+    valid = slots >= 0
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(valid.sum(axis=1), out=indptr[1:])
+    indices = slots[valid]
+    data = np.ones(len(indices), dtype=np.float32)
+    return sparse.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
 def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
