@@ -117,6 +117,7 @@ def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_pat
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
     monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 30))
+    monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     shape = annotation.shape
     assert len(surface.plan_slabs(shape, surface.margin(16, 2), 1)) == 5
     sliced = generate_meshes(annotation, tree, RES, tmp_path / "slabs", workers=2)
@@ -133,6 +134,7 @@ def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypat
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
     monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 50))
+    monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as cluster:

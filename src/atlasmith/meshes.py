@@ -137,6 +137,12 @@ class _Patches(NamedTuple):
 # --- input -------------------------------------------------------------------------------
 
 
+def _any_label(annotation: np.ndarray[Any, Any]) -> bool:
+    """Whether any voxel is labelled, reading as few rows as needed (memory-mapped stacks)."""
+    step = max(1, (1 << 24) // max(1, annotation[0].size))
+    return any(bool(np.any(annotation[k : k + step])) for k in range(0, len(annotation), step))
+
+
 def _check_annotation(annotation: np.ndarray[Any, Any]) -> None:
     """Raise AtlasFormatError for an annotation that cannot be meshed."""
     if annotation.ndim != 3:
@@ -148,7 +154,7 @@ def _check_annotation(annotation: np.ndarray[Any, Any]) -> None:
             f"the annotation has dtype {annotation.dtype}, expected integers (structure ids): "
             "convert it with annotation.astype(np.uint32) after checking its values are whole."
         )
-    if annotation.size == 0 or not annotation.any():
+    if annotation.size == 0 or not _any_label(annotation):
         raise AtlasFormatError(
             "the annotation is empty (every voxel is 0): there is no structure to mesh."
         )

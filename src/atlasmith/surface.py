@@ -29,7 +29,8 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 
-SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)
+SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)...
+_MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (margins <= 1/2)
 _REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
@@ -79,17 +80,29 @@ def margin(smoothing: int, block: int) -> int:
     return smoothing + block + 4
 
 
-def plan_slabs(shape: Sequence[int], margin_rows: int, workers: int) -> list[Slab]:
+def plan_slabs(
+    shape: Sequence[int],
+    margin_rows: int,
+    workers: int,
+    weights: npt.NDArray[np.float64] | None = None,
+) -> list[Slab]:
     """Cut the padded volume's rows into cores of at most SLAB_VOXELS voxels with their
-    margins, and into at least ``workers`` cores when the volume is thick enough."""
+    margins, and into at least ``workers`` cores when the volume is thick enough. With
+    ``weights`` (work per row), cores carry about equal work; otherwise equal rows."""
     rows = int(shape[0]) + 2
     plane = (int(shape[1]) + 2) * (int(shape[2]) + 2)
     budget = max(1, SLAB_VOXELS // plane - 2 * margin_rows)
-    core = max(budget, margin_rows)
+    core = max(budget, _MIN_CORE_MARGINS * margin_rows)
     count = math.ceil(rows / core)
-    if count < workers and rows >= workers * 4 * margin_rows:  # margins at most half the work
+    if count < workers and rows >= workers * _MIN_CORE_MARGINS * margin_rows:
         count = workers
     edges = [round(k * rows / count) for k in range(count + 1)]
+    if weights is not None and count > 1:
+        cumulative = np.cumsum(weights)
+        targets = cumulative[-1] * np.arange(1, count) / count
+        balanced = [0, *np.searchsorted(cumulative, targets).tolist(), rows]
+        if all(0 < hi - lo <= core for lo, hi in zip(balanced[:-1], balanced[1:], strict=True)):
+            edges = balanced
     return [
         Slab(max(0, lo - margin_rows), min(rows, hi + margin_rows), lo, hi)
         for lo, hi in zip(edges[:-1], edges[1:], strict=True)
@@ -119,17 +132,20 @@ def compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt
     return labels
 
 
-def count_pairs(slab: Slab, inputs: SlabInputs) -> tuple[IntArray, IntArray]:
-    """Faces per ordered label pair among the quads the slab's core owns: (pair, count)."""
+def count_pairs(slab: Slab, inputs: SlabInputs) -> tuple[IntArray, IntArray, IntArray]:
+    """Faces per ordered label pair among the quads the slab's core owns (pair, count), and
+    those quads per core row."""
     labels = slab_labels(inputs, slab)
-    keys = []
+    keys, rows = [], []
     for axis in range(3):
         quads = _axis_quads(labels, axis, slab)
         keys.append(quads.pairs[quads.owned])
+        rows.append(quads.rows[quads.owned] - slab.core_start)
     pairs = np.concatenate(keys)
     width = inputs.width
     unique, counts = np.unique(pairs[:, 0] * width + pairs[:, 1], return_counts=True)
-    return unique, counts * _HALVES
+    per_row = np.bincount(np.concatenate(rows), minlength=slab.core_stop - slab.core_start)
+    return unique, counts * _HALVES, per_row
 
 
 # --- one slab ----------------------------------------------------------------------------
@@ -139,6 +155,7 @@ class _Quads(NamedTuple):
     corners: IntArray  # (n, 4) flat cell indices in the slab
     pairs: IntArray  # (n, 2) labels: the upper voxel's first
     owned: BoolArray  # the lower voxel lies in the slab's core
+    rows: IntArray  # the lower voxel's row in the padded volume
     canonical: IntArray  # axis * padded volume size + the lower voxel's flat index
 
 
@@ -177,7 +194,7 @@ def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
     owned = (row >= slab.core_start) & (row < slab.core_stop)
     plane = labels.shape[1] * labels.shape[2]
     flat = row * plane + where[1].astype(np.int64) * labels.shape[2] + where[2]
-    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, flat)
+    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, row, flat)
 
 
 def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
@@ -196,9 +213,9 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     used = np.zeros(labels.size, dtype=bool)
     used[corners.ravel()] = True
     cells = np.flatnonzero(used)
-    rank = np.cumsum(used, dtype=np.int64)
+    rank = np.cumsum(used, dtype=np.int32 if labels.size < 2**31 else np.int64)
     del used
-    quads = rank[corners] - 1
+    quads = (rank[corners] - 1).astype(np.int64)
     del rank, corners
     position = np.column_stack(np.unravel_index(cells, labels.shape)).astype(np.int64)
     position[:, 0] += slab.start  # cell coordinates in the padded volume
@@ -324,14 +341,20 @@ def extract(
     run: Callable[[Callable[[Any, Any], Any], Sequence[Any], Any], Any],
 ) -> SharedSurface:
     """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map)."""
-    slabs = plan_slabs(inputs.volume.shape, margin(inputs.smoothing, inputs.block), workers)
-    if len(slabs) == 1:
-        return stitch([slab_surface(slabs[0], inputs._replace(patches=None))])
-    counted = list(run(count_pairs, slabs, inputs))
-    keys = np.concatenate([k for k, _ in counted])
-    counts = np.concatenate([c for _, c in counted])
+    shape = inputs.volume.shape
+    rows = margin(inputs.smoothing, inputs.block)
+    if len(plan_slabs(shape, rows, workers)) == 1:
+        return stitch([slab_surface(plan_slabs(shape, rows, 1)[0], inputs._replace(patches=None))])
+    # a first, light pass (2-row margins) counts faces per label pair and per row; the
+    # slabs of the second are then cut so that each holds about the same surface
+    counted = list(run(count_pairs, plan_slabs(shape, 2, workers), inputs))
+    keys = np.concatenate([c[0] for c in counted])
+    counts = np.concatenate([c[1] for c in counted])
+    per_row = np.concatenate([c[2] for c in counted]).astype(np.float64)
     unique, inverse = np.unique(keys, return_inverse=True)
     inputs = inputs._replace(patches=(unique, np.bincount(inverse.ravel(), counts)))
+    plane = (shape[1] + 2) * (shape[2] + 2)
+    slabs = plan_slabs(shape, rows, workers, per_row + plane / 64)
     return stitch(list(run(slab_surface, slabs, inputs)))
 
 
