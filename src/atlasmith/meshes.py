@@ -59,7 +59,7 @@ __all__ = [
     "read_atlas_inputs",
 ]
 
-ENGINE = "atlasmith-surface-nets/1"
+ENGINE = "atlasmith-surface-nets/2"  # /2: hierarchical smoothing, slabs
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
 # Boundaries (label pairs) with fewer faces than this are never decimated: the quadric pass
 # would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
