@@ -368,15 +368,13 @@ def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
 # --- smoothing ---------------------------------------------------------------------------
 
 
-def _pair_levels(pairs: IntArray, ancestors: IntArray | None) -> tuple[IntArray, IntArray]:
+def _pair_levels(pairs: IntArray, ancestors: IntArray) -> tuple[IntArray, IntArray]:
     """Per quad: the depth of the common ancestor of its two labels (-1 when one side is
     outside the brain) and a dense id of the boundary it belongs to at that depth (the two
     labels' ancestors one level below the common one)."""
     width = int(pairs.max()) + 1
     low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
     unique, inverse = _unique_inverse(low * width + high, width**2)
-    if ancestors is None:  # a flat hierarchy: every boundary at the same level
-        return np.zeros(len(pairs), dtype=np.int64), inverse.astype(np.int64)
     first, second = unique // width, unique % width
     same = ancestors[:, first] == ancestors[:, second]
     level = same.sum(axis=0) - 1
