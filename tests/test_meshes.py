@@ -11,6 +11,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
+import atlasmith.meshes as meshes_module
 from atlasmith.cli import main
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
 from atlasmith.hierarchy import StructureTree
@@ -124,6 +125,37 @@ def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_pat
     assert list(sliced) == list(generated)
     for sid, path in generated.items():
         assert sliced[sid].read_bytes() == path.read_bytes(), sid
+
+
+def test_slabs_in_memory_at_once_follow_the_available_memory(
+    allen, generated, tmp_path, monkeypatch
+):
+    """Slabs run side by side only as far as half the available memory holds them; with
+    little memory they run one at a time, and the meshes are the same."""
+    import atlasmith.surface as surface
+
+    per_slab = surface.SLAB_BYTES_PER_VOXEL * 10**6
+    assert surface.concurrent_slabs(10**6, available=8 * per_slab) == 4
+    assert surface.concurrent_slabs(10**6, available=per_slab) == 1
+    assert surface.concurrent_slabs(10**6, available=0) == 1
+    assert surface.available_memory() > 0
+    annotation, tree, _ = allen
+    plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 30))
+    monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
+    monkeypatch.setattr(surface, "available_memory", lambda: 0)
+    seen = []
+    run = meshes_module._Runner.map
+
+    def spy(self, fn, items, shared, limit=None):
+        seen.append((fn.__name__, len(items), limit))
+        return run(self, fn, items, shared, limit)
+
+    monkeypatch.setattr(meshes_module._Runner, "map", spy)
+    one_at_a_time = generate_meshes(annotation, tree, RES, tmp_path / "low", workers=2)
+    assert ("slab_surface", 5, 1) in seen
+    for sid, path in generated.items():
+        assert one_at_a_time[sid].read_bytes() == path.read_bytes(), sid
 
 
 def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypatch):

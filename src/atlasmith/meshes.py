@@ -459,25 +459,31 @@ class _Runner:
             self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def map(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+        self,
+        fn: Callable[[Any, Any], Any],
+        items: Sequence[Any],
+        shared: Any,
+        limit: int | None = None,
     ) -> Iterator[Any]:
+        """``limit``: at most this many local processes at once (a dask cluster manages its
+        own memory)."""
+        workers = min(self.workers, len(items), limit or self.workers)
         if self.client is not None:
             yield from self._map_dask(fn, items, shared)
-        elif self.workers == 1 or len(items) <= 1:
+        elif workers <= 1:
             for item in items:
                 yield fn(item, shared)
         else:
-            yield from self._map_pool(fn, items, shared)
+            yield from self._map_pool(fn, items, shared, workers)
 
     def _map_pool(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, workers: int
     ) -> Iterator[Any]:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        workers = min(self.workers, len(items))
         with ProcessPoolExecutor(workers, context, _set_shared, (shared,)) as pool:
             yield from pool.map(_call_with_shared, [fn] * len(items), items)
 

@@ -14,6 +14,7 @@ Points are in voxel index units of the annotation ("asr"), voxel ``i`` at ``i``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,6 +32,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)...
 _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (margins <= 1/2)
+SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 at 12.5 um)
 _REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
@@ -338,9 +340,10 @@ def stitch(parts: Sequence[SlabSurface]) -> SharedSurface:
 def extract(
     inputs: SlabInputs,
     workers: int,
-    run: Callable[[Callable[[Any, Any], Any], Sequence[Any], Any], Any],
+    run: Callable[..., Any],
 ) -> SharedSurface:
-    """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map)."""
+    """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map taking
+    ``(fn, items, shared, limit)``; ``limit`` bounds how many slabs are in memory at once)."""
     shape = inputs.volume.shape
     rows = margin(inputs.smoothing, inputs.block)
     if len(plan_slabs(shape, rows, workers)) == 1:
@@ -355,7 +358,31 @@ def extract(
     inputs = inputs._replace(patches=(unique, np.bincount(inverse.ravel(), counts)))
     plane = (shape[1] + 2) * (shape[2] + 2)
     slabs = plan_slabs(shape, rows, workers, per_row + plane / 64)
-    return stitch(list(run(slab_surface, slabs, inputs)))
+    voxels = max((s.stop - s.start) * plane for s in slabs)
+    return stitch(list(run(slab_surface, slabs, inputs, concurrent_slabs(voxels))))
+
+
+def concurrent_slabs(voxels: int, available: int | None = None) -> int:
+    """How many slabs of ``voxels`` voxels fit at once in half the available memory (at
+    least one): a slab needs about SLAB_BYTES_PER_VOXEL bytes per voxel at its peak."""
+    if available is None:
+        available = available_memory()
+    return max(1, available // 2 // (SLAB_BYTES_PER_VOXEL * max(1, voxels)))
+
+
+def available_memory() -> int:
+    """Memory the system can give without swapping (Linux: MemAvailable), in bytes."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume plenty
+        return 1 << 40
 
 
 def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
