@@ -65,22 +65,41 @@ def test_meshes_are_closed_and_point_outwards(meshes):
         assert enclosed_volume(points, faces) > 0, f"mesh of {sid} points inwards"
 
 
-def test_parent_is_the_union_of_its_children(allen, meshes):
-    """Where a parent has no voxels of its own, its enclosed volume is its children's sum."""
-    annotation, tree, _ = allen
+def _parents_without_own_voxels(annotation: np.ndarray, tree: StructureTree, ids) -> list[int]:
     own = set(np.unique(annotation).tolist())
-    parents = [
+    return [
         s.id
         for s in tree
-        if s.id in meshes
-        and s.id not in own
-        and len([c for c in tree.children(s.id) if c in meshes]) > 1
+        if s.id in ids and s.id not in own and len([c for c in tree.children(s.id) if c in ids]) > 1
     ]
+
+
+def test_parent_is_the_union_of_its_children(allen, tmp_path):
+    """Unclosed, unclustered and unsmoothed, every mesh is its voxels' exact boundary taken
+    from the shared surface: a parent with no voxels of its own encloses exactly the sum of
+    its children's volumes."""
+    annotation, tree, _ = allen
+    params = MeshParameters(smoothing=0, cluster_um=0.0, closing=0)
+    raw = {
+        sid: read_obj(path)
+        for sid, path in generate_meshes(annotation, tree, RES, tmp_path / "raw", params).items()
+    }
+    parents = _parents_without_own_voxels(annotation, tree, raw)
     assert len(parents) > 20
     for sid in parents:
+        children = [c for c in tree.children(sid) if c in raw]
+        total = sum(enclosed_volume(*raw[c]) for c in children)
+        assert enclosed_volume(*raw[sid]) == pytest.approx(total, rel=1e-9), tree[sid].acronym
+
+
+def test_closed_parents_enclose_their_children(allen, meshes):
+    """With the defaults (each structure closed and smoothed on its own) a parent encloses at
+    least about its children's volume: closing a parent never removes a child's voxels."""
+    annotation, tree, _ = allen
+    for sid in _parents_without_own_voxels(annotation, tree, meshes):
         children = [c for c in tree.children(sid) if c in meshes]
         total = sum(enclosed_volume(*meshes[c]) for c in children)
-        assert enclosed_volume(*meshes[sid]) == pytest.approx(total, rel=1e-6), tree[sid].acronym
+        assert enclosed_volume(*meshes[sid]) > 0.99 * total, tree[sid].acronym
 
 
 def test_enclosed_volume_matches_voxel_volume(allen, meshes):
@@ -117,10 +136,10 @@ def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_pat
 
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
-    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 30))
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(2) + 30))
     monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     shape = annotation.shape
-    assert len(surface.plan_slabs(shape, surface.margin(16, 2), 1)) == 5
+    assert len(surface.plan_slabs(shape, surface.margin(2), 1)) == 5
     sliced = generate_meshes(annotation, tree, RES, tmp_path / "slabs", workers=2)
     assert list(sliced) == list(generated)
     for sid, path in generated.items():
@@ -141,7 +160,7 @@ def test_slabs_in_memory_at_once_follow_the_available_memory(
     assert surface.available_memory() > 0
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
-    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 30))
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(2) + 30))
     monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     monkeypatch.setattr(surface, "available_memory", lambda: 0)
     seen = []
@@ -165,7 +184,7 @@ def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypat
     distributed = pytest.importorskip("distributed")
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
-    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(16, 2) + 50))
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * surface.margin(2) + 50))
     monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
@@ -262,7 +281,8 @@ def test_quadric_decimation_keeps_meshes_closed(allen, tmp_path):
     params = MeshParameters(decimate=0.5)
     fewer = generate_meshes(crop, tree, RES, tmp_path / "fewer", params, workers=2)
     assert list(fewer) == list(plain)
-    assert _total_triangles(fewer) < 0.8 * _total_triangles(plain)
+    # the shared surface loses half its triangles; each mesh is then clustered on its own
+    assert _total_triangles(fewer) < 0.9 * _total_triangles(plain)
     for path in fewer.values():
         points, faces = read_obj(path)
         assert _topology(faces, len(points))[0], path.name
@@ -280,15 +300,6 @@ def test_strong_decimation_keeps_every_structure(allen, tmp_path):
         points, faces = read_obj(path)
         assert len(faces) >= 4, path.name
         assert _topology(faces, len(points))[0], path.name
-
-
-def test_closing_fills_the_outline(allen, tmp_path):
-    annotation, tree, _ = allen
-    crop = np.ascontiguousarray(annotation[40:80, :, :57])
-    root = tree.root.id
-    plain = generate_meshes(crop, tree, RES, tmp_path / "plain", workers=1)
-    closed = generate_meshes(crop, tree, RES, tmp_path / "closed", MeshParameters(closing=2))
-    assert enclosed_volume(*read_obj(closed[root])) > enclosed_volume(*read_obj(plain[root]))
 
 
 @pytest.mark.parametrize("decimals", [0, 2, 3, 6])

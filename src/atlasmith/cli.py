@@ -160,9 +160,9 @@ def new_script_command(name: str, out_dir: str) -> None:
 @click.option(
     "--smoothing",
     type=click.IntRange(min=0),
-    default=16,
+    default=8,
     show_default=True,
-    help="Smoothing iterations.",
+    help="Smoothing iterations of each structure's mesh.",
 )
 @click.option(
     "--cluster-um",
@@ -181,9 +181,9 @@ def new_script_command(name: str, out_dir: str) -> None:
 @click.option(
     "--closing",
     type=click.IntRange(min=0),
-    default=0,
+    default=1,
     show_default=True,
-    help="Closing iterations of the brain outline before meshing.",
+    help="Closing iterations of each structure before meshing (fills slits; 0: none).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
 def meshes_command(

@@ -35,6 +35,7 @@ from atlasmith.errors import AtlasExistsError, ScriptError
 __all__ = ["construct_meshes_from_annotation", "wrapup_atlas_from_data"]
 
 _MIN_KEEP = 0.05  # decimate_fraction 0 ("reduce as much as possible") keeps 5% of triangles
+_CLUSTER_VOXELS = 2.0  # vertex-clustering block, in voxels (meshes are made in voxel units)
 
 
 def wrapup_atlas_from_data(
@@ -171,7 +172,8 @@ def construct_meshes_from_annotation(
     :func:`wrapup_atlas_from_data` with ``scale_meshes=True``. atlasmith's engine
     (:func:`atlasmith.meshes.generate_meshes`) makes them: ``closing_n_iters`` is its closing,
     ``decimate_fraction`` the fraction kept (0, "as much as possible", keeps 5%), ``smooth``
-    turns its smoothing on. Labels that have no structure are ignored, as BrainGlobe does.
+    turns its smoothing on; vertices are clustered in blocks of 2 voxels (the resolution is
+    not known here). Labels that have no structure are ignored, as BrainGlobe does.
 
     Returns
     -------
@@ -197,7 +199,10 @@ def construct_meshes_from_annotation(
     keep = decimate_fraction if 0 < decimate_fraction <= 1 else _MIN_KEEP
     default_smoothing = MeshParameters().smoothing
     params = MeshParameters(
-        smoothing=default_smoothing if smooth else 0, decimate=keep, closing=int(closing_n_iters)
+        smoothing=default_smoothing if smooth else 0,
+        cluster_um=_CLUSTER_VOXELS,  # the meshes are made at 1 "um" per voxel
+        decimate=keep,
+        closing=int(closing_n_iters),
     )
     workers = 1 if not parallel else (None if num_threads < 0 else num_threads)
     kept, _ = tree.present(np.unique(labels[labels != 0]).tolist())

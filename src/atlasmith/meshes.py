@@ -1,22 +1,27 @@
 """The mesh engine: one closed, smoothed, decimated mesh per structure, from an annotation.
 
-The design (shared surface, face selection):
+The design (shared surface, face selection, each mesh finished on its own):
 
 1. The annotation becomes compact labels (one per structure, 0 outside), padded by one voxel.
-2. One multi-label surface-nets pass extracts every boundary between two labels once, as a
+2. Closing (``closing``, default 1): every structure is closed on its own, on bit-packed
+   masks in its bounding box, which fills its slits and tunnels (``atlasmith.closing``).
+   Each voxel a closing adds gets a label for its set of structures, so the labels still
+   say, for every structure, which voxels are its.
+3. One multi-label surface-nets pass extracts every boundary between two labels once, as a
    shared surface whose faces carry the label pair on their two sides (one vertex per 2x2x2
    cell of voxel centres holding several labels, one quad per pair of differing
-   neighbours), and smooths it once (Taubin, each vertex kept near its cell).
-3. The shared surface is decimated once: vertices in the same block (``cluster_um``) whose
+   neighbours). It runs in slabs along the first axis, in parallel, with memory bounded by
+   the slab size (``atlasmith.surface``).
+4. The shared surface is decimated once: vertices in the same block (``cluster_um``) whose
    cells hold the same set of labels, and that face the same way, are merged; optionally a
    quadric edge collapse (``fast_simplification``) follows, in pieces along the first axis
    that run in parallel, with the vertices on the cuts between pieces kept in place.
-4. Every structure's mesh (leaf or parent) is then the set of faces with exactly one side in
-   the structure or one of its descendants, oriented so its normals point outwards. Parents
-   are therefore exactly the union of their descendants, every mesh is closed, neighbours
-   share their common boundary, and each surface element is smoothed and decimated once
-   instead of once per ancestor. Selection and OBJ writing run in parallel (local processes
-   or a dask.distributed cluster).
+5. Every structure's mesh (leaf or parent) is the set of faces with exactly one side in
+   the structure, oriented so its normals point outwards: closed, and, without closing,
+   exactly the union of its descendants. It is then clustered again and smoothed on its own
+   (``atlasmith.refine``), so that it is rounded as a whole, as a mesh made from that
+   structure alone would be. Selection, refinement and OBJ writing run in parallel (local
+   processes or a dask.distributed cluster).
 
 Coordinates are micrometres in the stacks' axes ("asr"), voxel index ``i`` at
 ``i * resolution``. The output is byte-identical for the same input and parameters, whatever
@@ -38,7 +43,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith.closing import close_structures
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
+from atlasmith.refine import refine
 from atlasmith.surface import (
     SharedSurface,
     SlabInputs,
@@ -59,7 +66,7 @@ __all__ = [
     "read_atlas_inputs",
 ]
 
-ENGINE = "atlasmith-surface-nets/2"  # /2: hierarchical smoothing, slabs
+ENGINE = "atlasmith-surface-nets/3"  # /3: closing and smoothing per structure
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
 # Boundaries (label pairs) with fewer faces than this are never decimated: the quadric pass
 # would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
@@ -79,27 +86,31 @@ class MeshParameters:
     Parameters
     ----------
     smoothing : int
-        Iterations of the constrained smoothing of the shared surface (0: none).
+        Iterations of Taubin smoothing of each structure's mesh (0: none); no vertex moves
+        more than half a voxel along any axis.
     cluster_um : float
         Decimation by vertex clustering: vertices within a block of about ``cluster_um``
-        micrometres (at least 2 voxels; 0: no clustering) that lie on the boundaries of the
-        same structures and face the same way are merged. The block grows as voxels shrink,
-        so finer atlases do not get heavier meshes.
+        micrometres (at least 2 voxels; 0: no clustering) that face the same way are merged,
+        first on the shared surface (only where they lie on the boundaries of the same
+        structures), then in each structure's mesh. The block grows as voxels shrink, so
+        finer atlases do not get heavier meshes.
     decimate : float
-        Fraction of the remaining triangles kept by a further quadric decimation, in (0, 1]
-        (1: none).
+        Fraction of the shared surface's triangles kept by a further quadric decimation, in
+        (0, 1] (1: none), before each mesh is clustered on its own.
     closing : int
-        Iterations of a morphological closing of the brain's outline before meshing: background
-        voxels that the closing (or hole filling) adds take the nearest structure's label.
-        0 keeps the annotation as it is.
+        Iterations of the morphological closing (6-neighbour cross) of each structure before
+        meshing, which fills its slits and tunnels up to about twice as many voxels wide
+        (0: none). Each structure is closed on its own, as BrainGlobe does, so a structure's
+        mesh may then overlap its neighbours' and a parent's may hold more than its
+        children's.
     decimals : int
         Decimals of the vertex coordinates (micrometres) written to the OBJ files.
     """
 
-    smoothing: int = 16
+    smoothing: int = 8
     cluster_um: float = 150.0
     decimate: float = 1.0
-    closing: int = 0
+    closing: int = 1
     decimals: int = 2
 
     def __post_init__(self) -> None:
@@ -158,21 +169,6 @@ def _check_annotation(annotation: np.ndarray[Any, Any]) -> None:
         raise AtlasFormatError(
             "the annotation is empty (every voxel is 0): there is no structure to mesh."
         )
-
-
-def _close_outline(labels: npt.NDArray[Any], iterations: int) -> npt.NDArray[Any]:
-    """Fill the background voxels that closing the brain's outline adds with the nearest label."""
-    from scipy import ndimage
-
-    inside = labels != 0
-    closed = ndimage.binary_closing(inside, iterations=iterations, border_value=0)
-    added = ndimage.binary_fill_holes(closed) & ~inside
-    if not added.any():
-        return labels
-    _, nearest = ndimage.distance_transform_edt(~inside, return_indices=True)
-    filled = labels.copy()
-    filled[added] = labels[tuple(axis[added] for axis in nearest)]
-    return filled
 
 
 # --- decimation in pieces ----------------------------------------------------------------
@@ -415,21 +411,31 @@ def _digit_words(values: IntArray) -> npt.NDArray[np.uint32]:
     return out
 
 
-def _structure_chunk(
-    rows: Sequence[int],
-    shared: tuple[_Patches, BoolArray, npt.NDArray[np.float64], int, IntArray, str | None],
-) -> list[bytes | int]:
-    """OBJ files of the structures at the given rows of the membership table: written into
-    the folder ``target`` (their sizes returned) or, without one, returned as bytes."""
-    patches, members, scale, decimals, ids, target = shared
+class _Output(NamedTuple):
+    """What every structure task needs (shared by the workers)."""
+
+    patches: _Patches
+    members: BoolArray  # per structure (row), which labels belong to it
+    scale: npt.NDArray[np.float64]
+    block: int
+    params: MeshParameters
+    ids: IntArray
+    target: str | None  # folder to write into (local workers), or None to return bytes
+
+
+def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[bytes | int]:
+    """OBJ files of the structures at the given rows of the membership table, each refined
+    on its own: written into ``shared.target`` (their sizes returned) or returned as bytes."""
+    params = shared.params
     out: list[bytes | int] = []
     for row in rows:
-        points, faces = _select(patches, members[row])
-        blob = obj_bytes(points * scale, faces, decimals)
-        if target is None:
+        points, faces = _select(shared.patches, shared.members[row])
+        points, faces = refine(points, faces, shared.block, params.smoothing)
+        blob = obj_bytes(points * shared.scale, faces, params.decimals)
+        if shared.target is None:
             out.append(blob)
         else:
-            Path(target, f"{int(ids[row])}.obj").write_bytes(blob)
+            Path(shared.target, f"{int(shared.ids[row])}.obj").write_bytes(blob)
             out.append(len(blob))
     return out
 
@@ -595,27 +601,29 @@ def _iter_meshes(
     instead of the bytes."""
     _check_annotation(annotation)
     scale = _resolution(resolution)
-    volume, compacted = annotation, False
+    block = _block(params.cluster_um, scale)
     if params.closing:
-        volume, compacted = _close_outline(compact_labels(annotation, tree), params.closing), True
-    inputs = SlabInputs(
-        volume,
-        compacted,
-        tree,
-        params.smoothing,
-        _block(params.cluster_um, scale),
-        None,
-        len(tree) + 1,
-    )
+        labels = compact_labels(annotation, tree)
+        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(tree) + 1))
+        kept, members = _membership(tree, present[present > 0])
+        tasks = runner.workers * _TASKS_PER_WORKER
+        closed = close_structures(labels, members, params.closing, runner.map, tasks)
+        del labels
+        members = closed.members
+        inputs = SlabInputs(closed.labels, True, tree, block, None, members.shape[1])
+        del closed
+    else:
+        inputs = SlabInputs(annotation, False, tree, block, None, len(tree) + 1)
     surface = extract(inputs, runner.workers, runner.map)
-    del volume, inputs
+    del inputs
     surface = _decimate(surface, params.decimate, runner)
-    kept, members = _membership(tree, np.unique(surface.pairs))
+    if not params.closing:
+        kept, members = _membership(tree, np.unique(surface.pairs))
     patches = _group(surface)
     chunks = _chunks(len(kept), runner.workers * _TASKS_PER_WORKER)
     ids = tree.ids[kept - 1]
     local = target is not None and runner.client is None
-    shared = (patches, members, scale, params.decimals, ids, str(target) if local else None)
+    shared = _Output(patches, members, scale, block, params, ids, str(target) if local else None)
     done: dict[int, bytes | int] = {}
     position = 0
     for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
@@ -678,8 +686,8 @@ def generate_meshes(
     Notes
     -----
     Vertices are in micrometres, voxel index ``i`` at ``i * resolution``. Meshes of parent
-    structures are exactly the union of their descendants' volumes; neighbouring meshes share
-    their common boundary. The files are byte-identical for the same input and parameters
+    structures are made from the union of their descendants' voxels (closed as a whole when
+    ``params.closing`` > 0). The files are byte-identical for the same input and parameters
     whatever ``workers`` or ``scheduler``.
     """
     out_dir = Path(out_dir)

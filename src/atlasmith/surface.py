@@ -1,12 +1,12 @@
 """The shared surface: every boundary between two labels of an annotation, once.
 
 Surface nets over all labels at once (one vertex per 2x2x2 cell of voxel centres holding more
-than one label, one quad per pair of neighbouring voxels with different labels), smoothed
-along the hierarchy and decimated by vertex clustering. The volume is processed in slabs
-along its first axis, each with a margin wide enough that every vertex and face a slab keeps
-is exactly what the whole volume would give; the slabs are then stitched by the vertices'
-global keys. So memory is bounded by the slab size, slabs run in parallel, and the result is
-the same, to the bit, whatever the number or size of the slabs.
+than one label, one quad per pair of neighbouring voxels with different labels), decimated by
+vertex clustering; each structure's mesh is then finished on its own (``atlasmith.refine``).
+The volume is processed in slabs along its first axis, each with a margin wide enough that
+every vertex and face a slab keeps is exactly what the whole volume would give; the slabs are
+then stitched by the vertices' global keys. So memory is bounded by the slab size, slabs run
+in parallel, and the result is the same, to the bit, whatever the number or size of the slabs.
 
 Points are in voxel index units of the annotation ("asr"), voxel ``i`` at ``i``.
 """
@@ -33,7 +33,6 @@ BoolArray = npt.NDArray[np.bool_]
 SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)...
 _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (margins <= 1/2)
 SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 at 12.5 um)
-_REACH = 0.5  # how far (voxels, per axis) smoothing may move a vertex from its cell centre
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
@@ -67,7 +66,6 @@ class SlabInputs(NamedTuple):
     volume: np.ndarray[Any, Any]  # annotation (structure ids) or compact labels
     compacted: bool  # volume already holds compact labels
     tree: StructureTree
-    smoothing: int
     block: int
     patches: tuple[IntArray, IntArray] | None  # sorted pair keys, faces per pair (None: one slab)
     width: int  # pair key = first * width + second
@@ -76,10 +74,10 @@ class SlabInputs(NamedTuple):
 # --- slabs -------------------------------------------------------------------------------
 
 
-def margin(smoothing: int, block: int) -> int:
-    """Rows around a core that make its vertices and faces exact: smoothing reaches one row
-    per iteration, a cluster spans up to a block, normals and label sets one more row."""
-    return smoothing + block + 4
+def margin(block: int) -> int:
+    """Rows around a core that make its vertices and faces exact: a cluster spans up to a
+    block, normals and label sets one more row."""
+    return block + 4
 
 
 def plan_slabs(
@@ -200,7 +198,7 @@ def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
 
 
 def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
-    """Surface nets, smoothing and clustering of one slab; the faces its core owns."""
+    """Surface nets and clustering of one slab; the faces its core owns."""
     labels = slab_labels(inputs, slab)
     parts = [_axis_quads(labels, axis, slab) for axis in range(3)]
     total_rows = inputs.volume.shape[0] + 2
@@ -222,13 +220,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     position = np.column_stack(np.unravel_index(cells, labels.shape)).astype(np.int64)
     position[:, 0] += slab.start  # cell coordinates in the padded volume
     # cell (i, j, k) of the padded volume is centred at i + 0.5 there, i - 0.5 in the annotation
-    centres = position.astype(np.float32) - np.float32(0.5)
-    if inputs.smoothing:
-        levels = _pair_levels(pairs, inputs.tree.ancestor_table)
-        graph = _smoothing_graph(quads, levels, cells, labels.shape)
-        points = _smooth(centres, graph, inputs.smoothing)
-    else:
-        points = centres
+    points = position.astype(np.float32) - np.float32(0.5)
     faces = _split_quads(points, quads)
     face_pairs = np.concatenate([pairs] * _HALVES)
     signature = _label_sets(labels, cells)
@@ -345,7 +337,7 @@ def extract(
     """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map taking
     ``(fn, items, shared, limit)``; ``limit`` bounds how many slabs are in memory at once)."""
     shape = inputs.volume.shape
-    rows = margin(inputs.smoothing, inputs.block)
+    rows = margin(inputs.block)
     if len(plan_slabs(shape, rows, workers)) == 1:
         return stitch([slab_surface(plan_slabs(shape, rows, 1)[0], inputs._replace(patches=None))])
     # a first, light pass (2-row margins) counts faces per label pair and per row; the
@@ -392,26 +384,7 @@ def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
     return mask
 
 
-# --- smoothing ---------------------------------------------------------------------------
-
-
-def _pair_levels(pairs: IntArray, ancestors: IntArray) -> tuple[IntArray, IntArray]:
-    """Per quad: the depth of the common ancestor of its two labels (-1 when one side is
-    outside the brain) and a dense id of the boundary it belongs to at that depth (the two
-    labels' ancestors one level below the common one)."""
-    width = int(pairs.max()) + 1
-    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-    unique, inverse = _unique_inverse(low * width + high, width**2)
-    first, second = unique // width, unique % width
-    same = ancestors[:, first] == ancestors[:, second]
-    level = same.sum(axis=0) - 1
-    level[(first == 0) | (second == 0)] = -1
-    below = np.minimum(level + 1, len(ancestors) - 1)
-    coarse_a = ancestors[below, first]
-    coarse_b = ancestors[below, second]
-    low, high = np.minimum(coarse_a, coarse_b), np.maximum(coarse_a, coarse_b)
-    _, boundary = _unique_inverse(low * width + high, width**2)
-    return level[inverse], boundary[inverse]
+# --- helpers -----------------------------------------------------------------------------
 
 
 def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
@@ -423,58 +396,6 @@ def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
     present[keys] = True
     rank = np.cumsum(present, dtype=np.int64) - 1
     return np.flatnonzero(present), rank[keys]
-
-
-def _smoothing_graph(
-    quads: IntArray, levels: tuple[IntArray, IntArray], cells: IntArray, shape: Sequence[int]
-) -> Any:
-    """Which neighbours each vertex is averaged with (a sparse 0/1 matrix).
-
-    Each vertex follows the coarsest boundary it lies on (the one highest in the hierarchy:
-    the brain's outline first, then the boundaries between top-level structures, ...), so
-    a structure's surface is smoothed as a whole and is never pulled towards the boundaries
-    between its own substructures. Where several boundaries of that level meet (a junction
-    line), the vertex moves only along the junction. Vertices are cells of a grid, so each
-    has at most 6 neighbours, one per direction: the graph is filled slot by slot, without
-    sorting, and each neighbour counts once however many quads share the edge.
-    """
-    from scipy import sparse
-
-    n = len(cells)
-    level, boundary = levels
-    coarsest = np.full(n, np.iinfo(np.int16).max, dtype=np.int16)
-    for value in np.unique(level)[::-1]:  # the smallest level is written last
-        coarsest[quads[level == value].ravel()] = value
-    # per vertex: does more than one boundary of its level meet there? (variance of the ids)
-    on_level = coarsest[quads] == level[:, None]
-    at = quads[on_level]
-    ids = np.broadcast_to(boundary[:, None], quads.shape)[on_level].astype(np.float64)
-    count = np.bincount(at, minlength=n)
-    total = np.bincount(at, ids, minlength=n)
-    squares = np.bincount(at, ids**2, minlength=n)
-    junction = count * squares - total**2 > 0.5
-    del at, ids, count, total, squares
-    # directed quad edges i -> j on i's level; a junction vertex follows junction vertices only
-    index = np.int32 if n < 2**31 else np.int64
-    slots = np.full((n, 6), -1, dtype=index)
-    plane = int(shape[1]) * int(shape[2])
-    for k in range(4):
-        start, stop = quads[:, k], quads[:, (k + 1) % 4]
-        step = cells[stop] - cells[start]
-        axis = np.where(np.abs(step) == 1, 2, np.where(np.abs(step) == plane, 0, 1))
-        for i, j, here, forward in (
-            (start, stop, on_level[:, k], True),
-            (stop, start, on_level[:, (k + 1) % 4], False),
-        ):
-            keep = here & (~junction[i] | junction[j])
-            slot = 2 * axis + ((step > 0) == forward)
-            slots[i[keep], slot[keep]] = j[keep]
-    valid = slots >= 0
-    indptr = np.zeros(n + 1, dtype=index)
-    np.cumsum(valid.sum(axis=1), out=indptr[1:])
-    indices = slots[valid]
-    data = np.ones(len(indices), dtype=np.float32)
-    return sparse.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
 def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
@@ -501,21 +422,6 @@ def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     out: npt.NDArray[np.uint64] = values ^ (values >> np.uint64(31))
     return out
-
-
-def _smooth(centres: FloatArray, graph: Any, iterations: int) -> FloatArray:
-    """Taubin smoothing over ``graph`` (see _smoothing_graph), each vertex kept near its cell."""
-    degree = np.diff(graph.indptr)
-    inverse_degree = (1.0 / np.maximum(degree, 1)).astype(np.float32)[:, None]
-    still = (degree == 0)[:, None]
-    points = centres.copy()
-    for step in range(iterations):
-        factor = np.float32(0.5 if step % 2 == 0 else -0.53)
-        moved = factor * ((graph @ points) * inverse_degree - points)
-        moved[still[:, 0]] = 0.0
-        points += moved
-        np.clip(points, centres - _REACH, centres + _REACH, out=points)
-    return points
 
 
 def _split_quads(points: FloatArray, quads: IntArray) -> IntArray:

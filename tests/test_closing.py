@@ -1,0 +1,112 @@
+"""Closing each structure on its own (bit-packed), against scipy, on the real Allen annotation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from atlasmith.closing import close_mask, close_structures, relabel, structure_boxes
+from atlasmith.hierarchy import StructureTree
+from atlasmith.meshes import _membership
+from atlasmith.surface import compact_labels
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "allen_mouse_100um"
+
+
+def _serial(fn, items, shared, limit=None):
+    return (fn(item, shared) for item in items)
+
+
+def _scipy_closing(mask: np.ndarray, n: int) -> np.ndarray:
+    return ndimage.binary_closing(np.pad(mask, n), iterations=n)[n:-n, n:-n, n:-n]
+
+
+@pytest.fixture(scope="module")
+def allen():
+    annotation, _ = nrrd.read(str(DATA / "annotation_100um.nrrd"))
+    tree = StructureTree.from_list(json.loads((DATA / "structures.json").read_text()))
+    labels = compact_labels(np.ascontiguousarray(annotation), tree)
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(tree) + 1))
+    kept, members = _membership(tree, present[present > 0])
+    return tree, labels, kept, members
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_packed_closing_is_scipy_closing(iterations):
+    """Random masks of every shape (thin, odd, wider than a 64-bit word) and density."""
+    rng = np.random.default_rng(iterations)
+    for _ in range(60):
+        shape = tuple(int(v) for v in rng.integers(1, 90, 3))
+        mask = rng.random(shape) < rng.random() * 0.6
+        expected = _scipy_closing(mask, iterations)
+        assert np.array_equal(close_mask(mask, iterations), expected), shape
+
+
+def test_boxes_are_the_structures_voxel_bounds(allen):
+    tree, labels, kept, members = allen
+    boxes = structure_boxes(labels, members)
+    for row in range(0, len(kept), 5):
+        index = np.argwhere(members[row][labels])
+        bounds = [*index.min(axis=0), *(index.max(axis=0) + 1)]
+        assert boxes[row].tolist() == bounds, tree.structures[kept[row] - 1].acronym
+
+
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_every_structure_is_closed_as_scipy_closes_it(allen, iterations):
+    """After relabelling, each structure's voxels (through the membership table) are exactly
+    scipy's closing of its own mask, for all 837 structures of the Allen annotation."""
+    tree, labels, kept, members = allen
+    closed = close_structures(labels.copy(), members, iterations, _serial, 4)
+    assert closed.members.shape[1] > members.shape[1]  # closings added voxels
+    boxes = structure_boxes(labels, members)
+    for row in range(len(kept)):
+        low, high = boxes[row, :3], boxes[row, 3:]
+        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        expected = _scipy_closing(members[row][labels[box]], iterations)
+        got = closed.members[row][closed.labels[box]]
+        assert np.array_equal(got, expected), tree.structures[kept[row] - 1].acronym
+        outside = closed.members[row][closed.labels].sum() - got.sum()
+        assert outside == 0  # nothing leaves the bounding box
+
+
+def test_closing_fills_the_third_ventricle_slit_in_the_hypothalamus(allen):
+    tree, labels, kept, members = allen
+    closed = close_structures(labels.copy(), members, 1, _serial, 2)
+    hy = int(np.flatnonzero(tree.ids[kept - 1] == tree["HY"].id)[0])
+    v3 = tree.compact(np.array([tree["V3"].id]))[0]
+    filled = closed.members[hy][closed.labels] & (labels == v3)
+    assert filled.sum() > 20  # ventricle voxels now inside the hypothalamus' volume
+    # ...and they are still the ventricle's own
+    v3_row = int(np.flatnonzero(tree.ids[kept - 1] == tree["V3"].id)[0])
+    assert np.all(closed.members[v3_row][closed.labels][filled])
+
+
+def test_parents_hold_their_closed_children(allen):
+    """Closing is monotone: a child's closed voxels are all in its parent's."""
+    tree, labels, kept, members = allen
+    closed = close_structures(labels.copy(), members, 1, _serial, 2)
+    row_of = {int(k): r for r, k in enumerate(kept)}
+    for row, k in enumerate(kept):
+        parent = tree.ancestor_table[tree.depths[k] - 1, k] if tree.depths[k] else None
+        if parent is None or int(parent) not in row_of:
+            continue
+        child, above = closed.members[row], closed.members[row_of[int(parent)]]
+        assert not np.any(child & ~above), tree.structures[k - 1].acronym
+
+
+def test_sets_are_relabelled_exactly():
+    """Voxels added to the same structures get one label; different sets, different labels."""
+    labels = np.array([[[1, 1, 2, 2, 0]]], dtype=np.uint16)
+    members = np.array([[0, 1, 0], [0, 0, 1], [0, 1, 1]], dtype=bool)  # rows: a, b, parent
+    voxels = np.array([2, 3, 3, 4, 4], dtype=np.int64)
+    owners = np.array([0, 0, 2, 0, 2], dtype=np.int64)
+    out = relabel(labels.copy(), members, voxels, owners)
+    assert out.labels.ravel().tolist() == [1, 1, 4, 5, 3]  # sets in sorted order
+    assert out.members[:, 3].tolist() == [True, False, True]  # outside + a + parent
+    assert out.members[:, 4].tolist() == [True, True, True]  # label 2 + a
+    assert out.members[:, 5].tolist() == [True, True, True]  # label 2 + a + parent
