@@ -92,16 +92,6 @@ def test_parent_is_the_union_of_its_children(allen, tmp_path):
         assert enclosed_volume(*raw[sid]) == pytest.approx(total, rel=1e-9), tree[sid].acronym
 
 
-def test_closed_parents_enclose_their_children(allen, meshes):
-    """With the defaults (each structure closed and smoothed on its own) a parent encloses at
-    least about its children's volume: closing a parent never removes a child's voxels."""
-    annotation, tree, _ = allen
-    for sid in _parents_without_own_voxels(annotation, tree, meshes):
-        children = [c for c in tree.children(sid) if c in meshes]
-        total = sum(enclosed_volume(*meshes[c]) for c in children)
-        assert enclosed_volume(*meshes[sid]) > 0.99 * total, tree[sid].acronym
-
-
 def test_enclosed_volume_matches_voxel_volume(allen, meshes):
     annotation, tree, _ = allen
     root = tree.root.id

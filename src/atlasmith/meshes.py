@@ -582,9 +582,36 @@ def _membership(tree: StructureTree, present_labels: IntArray) -> tuple[IntArray
     return kept, members
 
 
-def _chunks(n: int, n_chunks: int) -> list[list[int]]:
-    """Rows 0..n-1 dealt into n_chunks interleaved chunks (big parents come first)."""
-    return [list(range(k, n, n_chunks)) for k in range(min(n, n_chunks))]
+def _label_counts(annotation: np.ndarray[Any, Any], tree: StructureTree) -> IntArray:
+    """Voxels per compact label, reading the annotation a block of rows at a time."""
+    counts = np.zeros(len(tree) + 1, dtype=np.int64)
+    step = max(1, (1 << 24) // max(1, annotation[0].size))
+    for start in range(0, len(annotation), step):
+        labels = compact_labels(np.asarray(annotation[start : start + step]), tree)
+        counts += np.bincount(labels.ravel(), minlength=len(counts))
+    return counts
+
+
+def _structure_sizes(members: BoolArray, counts: IntArray) -> npt.NDArray[np.float64]:
+    """Voxels per structure (row), from the voxels per label."""
+    out: npt.NDArray[np.float64] = members.astype(np.float64) @ counts.astype(np.float64)
+    return out
+
+
+def _small(members: BoolArray, sizes: npt.NDArray[np.float64], block: int) -> BoolArray | None:
+    """Per label: whether a structure it belongs to has fewer voxels than a cube two blocks
+    wide (the shared surface does not merge its vertices: that could leave it no faces)."""
+    if block <= 1:
+        return None
+    smallest = np.where(members, sizes[:, None], np.inf).min(axis=0)
+    out: BoolArray = smallest < (2 * block) ** 3
+    return out
+
+
+def _chunks(work: npt.NDArray[np.float64], n_chunks: int) -> list[list[int]]:
+    """Rows dealt into n_chunks chunks of about equal work: largest first, in turn."""
+    order = np.argsort(-work, kind="stable")
+    return [sorted(order[k::n_chunks].tolist()) for k in range(min(len(work), n_chunks))]
 
 
 def _iter_meshes(
@@ -604,23 +631,28 @@ def _iter_meshes(
     block = _block(params.cluster_um, scale)
     if params.closing:
         labels = compact_labels(annotation, tree)
-        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(tree) + 1))
-        kept, members = _membership(tree, present[present > 0])
+        counts = np.bincount(labels.ravel(), minlength=len(tree) + 1)
+        kept, members = _membership(tree, np.flatnonzero(counts[1:]) + 1)
         tasks = runner.workers * _TASKS_PER_WORKER
-        closed = close_structures(labels, members, params.closing, runner.map, tasks)
+        volume = close_structures(labels, members, params.closing, runner.map, tasks)
         del labels
-        members = closed.members
-        inputs = SlabInputs(closed.labels, True, tree, block, None, members.shape[1])
-        del closed
+        members = volume.members
+        sizes = _structure_sizes(
+            members, np.bincount(volume.labels.ravel(), minlength=members.shape[1])
+        )
+        inputs = SlabInputs(volume.labels, True, tree, block, _small(members, sizes, block))
+        del volume
     else:
-        inputs = SlabInputs(annotation, False, tree, block, None, len(tree) + 1)
+        counts = _label_counts(annotation, tree)
+        kept, members = _membership(tree, np.flatnonzero(counts[1:]) + 1)
+        sizes = _structure_sizes(members, counts)
+        inputs = SlabInputs(annotation, False, tree, block, _small(members, sizes, block))
     surface = extract(inputs, runner.workers, runner.map)
     del inputs
     surface = _decimate(surface, params.decimate, runner)
-    if not params.closing:
-        kept, members = _membership(tree, np.unique(surface.pairs))
     patches = _group(surface)
-    chunks = _chunks(len(kept), runner.workers * _TASKS_PER_WORKER)
+    # a mesh's work grows with its surface: about its voxels to the power 2/3
+    chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
     ids = tree.ids[kept - 1]
     local = target is not None and runner.client is None
     shared = _Output(patches, members, scale, block, params, ids, str(target) if local else None)

@@ -54,6 +54,10 @@ def cluster(points: FloatArray, faces: IntArray, block: int) -> tuple[FloatArray
     ) / np.bincount(group)
     split = agreement[group] < _AGREEMENT
     _, group = _inverse(group * 27 + np.where(split, _facing(normals), 0), len(blocks) * 27)
+    # one vertex at each end of each axis keeps its place, so the mesh keeps its extent
+    extreme = np.unique(np.concatenate([points.argmin(axis=0), points.argmax(axis=0)]))
+    group[extreme] = group.max() + 1 + np.arange(len(extreme))
+    _, group = _inverse(group, int(group.max()) + 1)
     counts = np.bincount(group).astype(np.float64)
     merged = np.column_stack(
         [np.bincount(group, points[:, axis].astype(np.float64)) / counts for axis in range(3)]

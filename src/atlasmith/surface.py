@@ -35,9 +35,8 @@ _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (marg
 SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 at 12.5 um)
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
-_MIN_PATCH_FACES = 32  # vertices next to smaller patches are not merged
 _HALVES = 2  # triangles per quad
-_DENSE_PAIRS = 1 << 24  # label pairs looked up in a dense table up to this many
+_DENSE_KEYS = 1 << 24  # keys counted in a dense table up to this many
 
 
 class SharedSurface(NamedTuple):
@@ -67,8 +66,7 @@ class SlabInputs(NamedTuple):
     compacted: bool  # volume already holds compact labels
     tree: StructureTree
     block: int
-    patches: tuple[IntArray, IntArray] | None  # sorted pair keys, faces per pair (None: one slab)
-    width: int  # pair key = first * width + second
+    small: BoolArray | None = None  # per label: belongs to a structure too small to cluster
 
 
 # --- slabs -------------------------------------------------------------------------------
@@ -80,15 +78,9 @@ def margin(block: int) -> int:
     return block + 4
 
 
-def plan_slabs(
-    shape: Sequence[int],
-    margin_rows: int,
-    workers: int,
-    weights: npt.NDArray[np.float64] | None = None,
-) -> list[Slab]:
+def plan_slabs(shape: Sequence[int], margin_rows: int, workers: int) -> list[Slab]:
     """Cut the padded volume's rows into cores of at most SLAB_VOXELS voxels with their
-    margins, and into at least ``workers`` cores when the volume is thick enough. With
-    ``weights`` (work per row), cores carry about equal work; otherwise equal rows."""
+    margins, and into at least ``workers`` cores when the volume is thick enough."""
     rows = int(shape[0]) + 2
     plane = (int(shape[1]) + 2) * (int(shape[2]) + 2)
     budget = max(1, SLAB_VOXELS // plane - 2 * margin_rows)
@@ -97,12 +89,6 @@ def plan_slabs(
     if count < workers and rows >= workers * _MIN_CORE_MARGINS * margin_rows:
         count = workers
     edges = [round(k * rows / count) for k in range(count + 1)]
-    if weights is not None and count > 1:
-        cumulative = np.cumsum(weights)
-        targets = cumulative[-1] * np.arange(1, count) / count
-        balanced = [0, *np.searchsorted(cumulative, targets).tolist(), rows]
-        if all(0 < hi - lo <= core for lo, hi in zip(balanced[:-1], balanced[1:], strict=True)):
-            edges = balanced
     return [
         Slab(max(0, lo - margin_rows), min(rows, hi + margin_rows), lo, hi)
         for lo, hi in zip(edges[:-1], edges[1:], strict=True)
@@ -132,22 +118,6 @@ def compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt
     return labels
 
 
-def count_pairs(slab: Slab, inputs: SlabInputs) -> tuple[IntArray, IntArray, IntArray]:
-    """Faces per ordered label pair among the quads the slab's core owns (pair, count), and
-    those quads per core row."""
-    labels = slab_labels(inputs, slab)
-    keys, rows = [], []
-    for axis in range(3):
-        quads = _axis_quads(labels, axis, slab)
-        keys.append(quads.pairs[quads.owned])
-        rows.append(quads.rows[quads.owned] - slab.core_start)
-    pairs = np.concatenate(keys)
-    width = inputs.width
-    unique, counts = np.unique(pairs[:, 0] * width + pairs[:, 1], return_counts=True)
-    per_row = np.bincount(np.concatenate(rows), minlength=slab.core_stop - slab.core_start)
-    return unique, counts * _HALVES, per_row
-
-
 # --- one slab ----------------------------------------------------------------------------
 
 
@@ -155,7 +125,6 @@ class _Quads(NamedTuple):
     corners: IntArray  # (n, 4) flat cell indices in the slab
     pairs: IntArray  # (n, 2) labels: the upper voxel's first
     owned: BoolArray  # the lower voxel lies in the slab's core
-    rows: IntArray  # the lower voxel's row in the padded volume
     canonical: IntArray  # axis * padded volume size + the lower voxel's flat index
 
 
@@ -194,7 +163,7 @@ def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
     owned = (row >= slab.core_start) & (row < slab.core_stop)
     plane = labels.shape[1] * labels.shape[2]
     flat = row * plane + where[1].astype(np.int64) * labels.shape[2] + where[2]
-    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, row, flat)
+    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, flat)
 
 
 def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
@@ -223,13 +192,14 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     points = position.astype(np.float32) - np.float32(0.5)
     faces = _split_quads(points, quads)
     face_pairs = np.concatenate([pairs] * _HALVES)
-    signature = _label_sets(labels, cells)
+    signature, alone = _label_sets(labels, cells, inputs.small)
     global_cell = (
         position[:, 0] * (labels.shape[1] * labels.shape[2])
         + position[:, 1] * labels.shape[2]
         + position[:, 2]
     ).astype(np.uint64)
-    key = _cluster_keys(points, faces, face_pairs, signature, position, global_cell, inputs)
+    key = _cluster_keys(points, faces, signature, position, global_cell, inputs)
+    key[alone] = global_cell[alone]
     unique, first, cluster = np.unique(key, return_index=True, return_inverse=True)
     counts = np.bincount(cluster).astype(np.float64)
     merged = np.column_stack(
@@ -269,7 +239,6 @@ def _empty_slab() -> SlabSurface:
 def _cluster_keys(
     points: FloatArray,
     faces: IntArray,
-    face_pairs: IntArray,
     signature: npt.NDArray[np.uint64],
     position: IntArray,
     global_cell: npt.NDArray[np.uint64],
@@ -279,29 +248,15 @@ def _cluster_keys(
 
     Vertices merge when their cells lie in the same block of ``block`` cells, hold the same
     set of labels and face the same way, so merged vertices lie on the boundaries of exactly
-    the same structures: every structure keeps a closed surface within its voxels' bounds
-    and neighbours still share their boundary. Where a cluster's normals disagree (the two
-    sides of a thin sheet, a tiny blob), it is split by facing; vertices next to a small
-    patch (tiny structures, short contacts), which merging would flatten, keep their place.
-    (Label sets are compared by a 64-bit hash.)
+    the same structures: every structure keeps a closed surface within its voxels' bounds.
+    Where a cluster's normals disagree (the two sides of a thin sheet, a tiny blob), it is
+    split by facing. (Label sets are compared by a 64-bit hash.) Vertices of structures
+    smaller than a few blocks are not merged here (``SlabInputs.small``): merging could leave
+    such a structure without faces; each mesh is clustered again on its own afterwards.
     """
     block = inputs.block
     if block <= 1:
         return global_cell
-    pair_key = face_pairs[:, 0] * inputs.width + face_pairs[:, 1]
-    if inputs.patches is None:  # the slab is the whole volume: count here
-        _, inverse = _unique_inverse(pair_key, inputs.width**2)
-        patch_size = np.bincount(inverse)[inverse]
-    elif inputs.width**2 <= _DENSE_PAIRS:
-        keys, sizes = inputs.patches
-        table = np.zeros(inputs.width**2, dtype=np.int64)
-        table[keys] = sizes
-        patch_size = table[pair_key]
-    else:
-        keys, sizes = inputs.patches
-        patch_size = sizes[np.searchsorted(keys, pair_key)]
-    alone = np.zeros(len(points), dtype=bool)
-    alone[faces[patch_size < _MIN_PATCH_FACES].ravel()] = True
     grid = np.asarray(inputs.volume.shape, dtype=np.int64) + 2
     blocks = position // block
     block_index = np.ravel_multi_index(blocks.T, tuple(grid // block + 1)).astype(np.uint64)
@@ -313,7 +268,6 @@ def _cluster_keys(
     ) / np.bincount(cluster)
     split = agreement[cluster] < _AGREEMENT
     key[split] = _mix(key[split] ^ _facing(normals[split]).astype(np.uint64))
-    key[alone] = global_cell[alone]
     return key
 
 
@@ -337,19 +291,10 @@ def extract(
     """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map taking
     ``(fn, items, shared, limit)``; ``limit`` bounds how many slabs are in memory at once)."""
     shape = inputs.volume.shape
-    rows = margin(inputs.block)
-    if len(plan_slabs(shape, rows, workers)) == 1:
-        return stitch([slab_surface(plan_slabs(shape, rows, 1)[0], inputs._replace(patches=None))])
-    # a first, light pass (2-row margins) counts faces per label pair and per row; the
-    # slabs of the second are then cut so that each holds about the same surface
-    counted = list(run(count_pairs, plan_slabs(shape, 2, workers), inputs))
-    keys = np.concatenate([c[0] for c in counted])
-    counts = np.concatenate([c[1] for c in counted])
-    per_row = np.concatenate([c[2] for c in counted]).astype(np.float64)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    inputs = inputs._replace(patches=(unique, np.bincount(inverse.ravel(), counts)))
+    slabs = plan_slabs(shape, margin(inputs.block), workers)
+    if len(slabs) == 1:
+        return stitch([slab_surface(slabs[0], inputs)])
     plane = (shape[1] + 2) * (shape[2] + 2)
-    slabs = plan_slabs(shape, rows, workers, per_row + plane / 64)
     voxels = max((s.stop - s.start) * plane for s in slabs)
     return stitch(list(run(slab_surface, slabs, inputs, concurrent_slabs(voxels))))
 
@@ -389,7 +334,7 @@ def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
 
 def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
     """np.unique(keys, return_inverse=True) for keys in [0, size), by a table when small."""
-    if size > _DENSE_PAIRS:
+    if size > _DENSE_KEYS:
         unique, inverse = np.unique(keys, return_inverse=True)
         return unique, inverse.ravel().astype(np.int64)
     present = np.zeros(size, dtype=bool)
@@ -398,13 +343,18 @@ def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
     return np.flatnonzero(present), rank[keys]
 
 
-def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of the set of labels among each cell's 8 voxels."""
+def _label_sets(
+    padded: npt.NDArray[Any], cells: IntArray, small: BoolArray | None
+) -> tuple[npt.NDArray[np.uint64], BoolArray]:
+    """A 64-bit hash of the set of labels among each cell's 8 voxels, and whether one of
+    them is ``small``."""
     sy, sz = padded.shape[1], padded.shape[2]
     offsets = np.array(
         [di * sy * sz + dj * sz + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
     )
-    around = np.sort(padded.ravel()[cells[:, None] + offsets].astype(np.uint64), axis=1)
+    around = padded.ravel()[cells[:, None] + offsets]
+    alone = np.zeros(len(cells), dtype=bool) if small is None else small[around].any(axis=1)
+    around = np.sort(around.astype(np.uint64), axis=1)
     repeated = np.zeros(around.shape, dtype=bool)
     repeated[:, 1:] = around[:, 1:] == around[:, :-1]
     around[repeated] = np.iinfo(np.uint64).max  # count each label once, then sort them last
@@ -412,7 +362,7 @@ def _label_sets(padded: npt.NDArray[Any], cells: IntArray) -> npt.NDArray[np.uin
     signature = np.zeros(len(cells), dtype=np.uint64)
     for column in around.T:
         signature = _mix(signature ^ column)
-    return signature
+    return signature, alone
 
 
 def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
