@@ -160,7 +160,7 @@ def new_script_command(name: str, out_dir: str) -> None:
 @click.option(
     "--smoothing",
     type=click.IntRange(min=0),
-    default=8,
+    default=4,
     show_default=True,
     help="Smoothing iterations of each structure's mesh.",
 )

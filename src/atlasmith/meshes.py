@@ -18,9 +18,9 @@ The design (shared surface, face selection, each mesh finished on its own):
    that run in parallel, with the vertices on the cuts between pieces kept in place.
 5. Every structure's mesh (leaf or parent) is the set of faces with exactly one side in
    the structure, oriented so its normals point outwards: closed, and, without closing,
-   exactly the union of its descendants. It is then clustered again and smoothed on its own
+   exactly the union of its descendants. It is then smoothed on its own
    (``atlasmith.refine``), so that it is rounded as a whole, as a mesh made from that
-   structure alone would be. Selection, refinement and OBJ writing run in parallel (local
+   structure alone would be. Selection, smoothing and OBJ writing run in parallel (local
    processes or a dask.distributed cluster).
 
 Coordinates are micrometres in the stacks' axes ("asr"), voxel index ``i`` at
@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from atlasmith.closing import close_structures
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
-from atlasmith.refine import refine
+from atlasmith.refine import smooth
 from atlasmith.surface import (
     SharedSurface,
     SlabInputs,
@@ -90,13 +90,12 @@ class MeshParameters:
         more than half a voxel along any axis.
     cluster_um : float
         Decimation by vertex clustering: vertices within a block of about ``cluster_um``
-        micrometres (at least 2 voxels; 0: no clustering) that face the same way are merged,
-        first on the shared surface (only where they lie on the boundaries of the same
-        structures), then in each structure's mesh. The block grows as voxels shrink, so
-        finer atlases do not get heavier meshes.
+        micrometres (at least 2 voxels; 0: no clustering) that lie on the boundaries of the
+        same structures and face the same way are merged. The block grows as voxels shrink,
+        so finer atlases do not get heavier meshes.
     decimate : float
         Fraction of the shared surface's triangles kept by a further quadric decimation, in
-        (0, 1] (1: none), before each mesh is clustered on its own.
+        (0, 1] (1: none).
     closing : int
         Iterations of the morphological closing (6-neighbour cross) of each structure before
         meshing, which fills its slits and tunnels up to about twice as many voxels wide
@@ -107,7 +106,7 @@ class MeshParameters:
         Decimals of the vertex coordinates (micrometres) written to the OBJ files.
     """
 
-    smoothing: int = 8
+    smoothing: int = 4
     cluster_um: float = 150.0
     decimate: float = 1.0
     closing: int = 1
@@ -417,20 +416,20 @@ class _Output(NamedTuple):
     patches: _Patches
     members: BoolArray  # per structure (row), which labels belong to it
     scale: npt.NDArray[np.float64]
-    block: int
     params: MeshParameters
     ids: IntArray
     target: str | None  # folder to write into (local workers), or None to return bytes
 
 
 def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[bytes | int]:
-    """OBJ files of the structures at the given rows of the membership table, each refined
+    """OBJ files of the structures at the given rows of the membership table, each smoothed
     on its own: written into ``shared.target`` (their sizes returned) or returned as bytes."""
     params = shared.params
     out: list[bytes | int] = []
     for row in rows:
         points, faces = _select(shared.patches, shared.members[row])
-        points, faces = refine(points, faces, shared.block, params.smoothing)
+        if params.smoothing:
+            points = smooth(points, faces, params.smoothing)
         blob = obj_bytes(points * shared.scale, faces, params.decimals)
         if shared.target is None:
             out.append(blob)
@@ -655,7 +654,7 @@ def _iter_meshes(
     chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
     ids = tree.ids[kept - 1]
     local = target is not None and runner.client is None
-    shared = _Output(patches, members, scale, block, params, ids, str(target) if local else None)
+    shared = _Output(patches, members, scale, params, ids, str(target) if local else None)
     done: dict[int, bytes | int] = {}
     position = 0
     for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
