@@ -628,24 +628,20 @@ def _iter_meshes(
     _check_annotation(annotation)
     scale = _resolution(resolution)
     block = _block(params.cluster_um, scale)
-    if params.closing:
-        labels = compact_labels(annotation, tree)
-        counts = np.bincount(labels.ravel(), minlength=len(tree) + 1)
-        kept, members = _membership(tree, np.flatnonzero(counts[1:]) + 1)
-        tasks = runner.workers * _TASKS_PER_WORKER
-        volume = close_structures(labels, members, params.closing, runner.map, tasks)
-        del labels
-        members = volume.members
-        sizes = _structure_sizes(
-            members, np.bincount(volume.labels.ravel(), minlength=members.shape[1])
-        )
-        inputs = SlabInputs(volume.labels, True, tree, block, _small(members, sizes, block))
-        del volume
+    volume, compacted = annotation, False
+    if params.closing:  # closing needs every structure's voxels: compact labels in memory
+        volume, compacted = compact_labels(annotation, tree), True
+        counts = np.bincount(volume.ravel(), minlength=len(tree) + 1)
     else:
         counts = _label_counts(annotation, tree)
-        kept, members = _membership(tree, np.flatnonzero(counts[1:]) + 1)
-        sizes = _structure_sizes(members, counts)
-        inputs = SlabInputs(annotation, False, tree, block, _small(members, sizes, block))
+    kept, members = _membership(tree, np.flatnonzero(counts[1:]) + 1)
+    if params.closing:
+        tasks = runner.workers * _TASKS_PER_WORKER
+        volume, members = close_structures(volume, members, params.closing, runner.map, tasks)
+        counts = np.bincount(volume.ravel(), minlength=members.shape[1])
+    sizes = _structure_sizes(members, counts)
+    inputs = SlabInputs(volume, compacted, tree, block, _small(members, sizes, block))
+    del volume
     surface = extract(inputs, runner.workers, runner.map)
     del inputs
     surface = _decimate(surface, params.decimate, runner)

@@ -36,7 +36,6 @@ SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _HALVES = 2  # triangles per quad
-_DENSE_KEYS = 1 << 24  # keys counted in a dense table up to this many
 
 
 class SharedSurface(NamedTuple):
@@ -330,17 +329,6 @@ def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _unique_inverse(keys: IntArray, size: int) -> tuple[IntArray, IntArray]:
-    """np.unique(keys, return_inverse=True) for keys in [0, size), by a table when small."""
-    if size > _DENSE_KEYS:
-        unique, inverse = np.unique(keys, return_inverse=True)
-        return unique, inverse.ravel().astype(np.int64)
-    present = np.zeros(size, dtype=bool)
-    present[keys] = True
-    rank = np.cumsum(present, dtype=np.int64) - 1
-    return np.flatnonzero(present), rank[keys]
 
 
 def _label_sets(
