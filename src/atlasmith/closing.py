@@ -202,7 +202,7 @@ def relabel(
     table[:, 0] = labels.ravel()[unique]
     group = np.repeat(np.arange(len(unique)), counts)
     table[group, 1 + np.arange(len(voxels)) - starts[group]] = owners
-    sets, first, which = np.unique(table, axis=0, return_index=True, return_inverse=True)
+    sets, which = np.unique(table, axis=0, return_inverse=True)
     total = width + len(sets)
     dtype = labels.dtype if total <= np.iinfo(labels.dtype).max + 1 else np.uint32
     out = labels if dtype == labels.dtype else labels.astype(dtype)

@@ -273,7 +273,7 @@ def _decimate(surface: SharedSurface, keep: float, runner: _Runner) -> SharedSur
         points[ids] = local_pos
     faces = represent[surface.faces]
     alive = _alive_mask(faces)
-    return SharedSurface(points, faces[alive], surface.pairs[alive], surface.signature)
+    return SharedSurface(points, faces[alive], surface.pairs[alive])
 
 
 def _alive(faces: IntArray) -> IntArray:

@@ -45,7 +45,6 @@ class SharedSurface(NamedTuple):
     points: FloatArray
     faces: IntArray
     pairs: IntArray
-    signature: npt.NDArray[np.uint64]  # per point: hash of the set of labels around it
 
 
 class Slab(NamedTuple):
@@ -132,7 +131,6 @@ class SlabSurface(NamedTuple):
 
     keys: npt.NDArray[np.uint64]  # sorted
     points: FloatArray
-    signature: npt.NDArray[np.uint64]
     faces: IntArray  # (n, 3) indices into keys
     pairs: IntArray
     order: IntArray  # canonical face number: same in any slab layout
@@ -199,7 +197,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     ).astype(np.uint64)
     key = _cluster_keys(points, faces, signature, position, global_cell, inputs)
     key[alone] = global_cell[alone]
-    unique, first, cluster = np.unique(key, return_index=True, return_inverse=True)
+    unique, cluster = np.unique(key, return_inverse=True)
     counts = np.bincount(cluster).astype(np.float64)
     merged = np.column_stack(
         [np.bincount(cluster, points[:, axis].astype(np.float64)) / counts for axis in range(3)]
@@ -217,7 +215,6 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     return SlabSurface(
         unique[referenced],
         merged[referenced],
-        signature[first[referenced]],
         local[kept_faces],
         face_pairs[keep][alive],
         order[alive],
@@ -228,7 +225,6 @@ def _empty_slab() -> SlabSurface:
     return SlabSurface(
         np.zeros(0, np.uint64),
         np.zeros((0, 3), np.float32),
-        np.zeros(0, np.uint64),
         np.zeros((0, 3), np.int64),
         np.zeros((0, 2), np.int64),
         np.zeros(0, np.int64),
@@ -275,11 +271,10 @@ def stitch(parts: Sequence[SlabSurface]) -> SharedSurface:
     keys = np.concatenate([p.keys for p in parts])
     unique, first = np.unique(keys, return_index=True)
     points = np.concatenate([p.points for p in parts])[first]
-    signature = np.concatenate([p.signature for p in parts])[first]
     faces = np.concatenate([np.searchsorted(unique, p.keys)[p.faces] for p in parts])
     pairs = np.concatenate([p.pairs for p in parts])
     order = np.argsort(np.concatenate([p.order for p in parts]), kind="stable")
-    return SharedSurface(points, faces[order], pairs[order], signature)
+    return SharedSurface(points, faces[order], pairs[order])
 
 
 def extract(
