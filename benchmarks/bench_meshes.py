@@ -171,7 +171,8 @@ def run_baseline(python: Path, folder: Path, out: Path) -> dict[str, Any]:
 
 
 def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) -> dict[str, Any]:
-    """Counts, size and the two distances (mean over the 15 regions) of a mesh folder."""
+    """Counts, size and the two distances (mean over the 15 regions, and each region's) of a
+    mesh folder."""
     from atlasmith.hierarchy import StructureTree
     from atlasmith.mesh_quality import read_obj, region_masks, surface_distance, voxel_boundary
 
@@ -181,20 +182,22 @@ def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) 
     annotation = np.load(folder / "annotation.npy")
     regions = {path.stem: tree[path.stem].id for path in sorted(ALLEN_MESHES.glob("*.obj"))}
     masks = {sid: (m, o) for sid, m, o in region_masks(annotation, tree, list(regions.values()))}
-    to_allen, to_voxels = [], []
+    per_region = {}
     for acronym, sid in regions.items():
         points, faces = read_obj(mesh_dir / f"{sid}.obj")
         mesh = (points * scale, faces)
-        to_allen.append(surface_distance(read_obj(ALLEN_MESHES / f"{acronym}.obj"), mesh)[0])
+        to_allen = surface_distance(read_obj(ALLEN_MESHES / f"{acronym}.obj"), mesh)[0]
         mask, offset = masks[sid]
         boundary = voxel_boundary(mask, (float(resolution),) * 3, offset)
-        to_voxels.append(surface_distance(mesh, boundary)[0])
+        per_region[acronym] = [to_allen, surface_distance(mesh, boundary)[0]]
+    distances = np.array(list(per_region.values()))
     return {
         "meshes": len(files),
         "triangles": triangles,
         "disk_mb": sum(p.stat().st_size for p in files) / 2**20,
-        "dist_allen_um": float(np.mean(to_allen)),
-        "dist_voxels_um": float(np.mean(to_voxels)),
+        "dist_allen_um": float(distances[:, 0].mean()),
+        "dist_voxels_um": float(distances[:, 1].mean()),
+        "per_region": per_region,  # acronym: [to Allen's mesh, to the voxel boundary] (um)
     }
 
 
