@@ -21,6 +21,7 @@ BrainGlobe's results are cached in ``bench-out/meshes/baseline_<res>um.json``; t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -170,26 +171,42 @@ def run_baseline(python: Path, folder: Path, out: Path) -> dict[str, Any]:
 # --- measuring the meshes ----------------------------------------------------------------
 
 
-def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) -> dict[str, Any]:
-    """Counts, size and the two distances (mean over the 15 regions, and each region's) of a
-    mesh folder."""
+@functools.cache
+def references(folder: Path, resolution: int) -> dict[str, tuple[int, Any, Any]]:
+    """Per region of ``data/allen_official_meshes``: its id, Allen's mesh and its voxel
+    boundary in ``folder``'s annotation (made once per folder)."""
     from atlasmith.hierarchy import StructureTree
-    from atlasmith.mesh_quality import read_obj, region_masks, surface_distance, voxel_boundary
+    from atlasmith.mesh_quality import read_obj, region_masks, voxel_boundary
 
-    files = sorted(mesh_dir.glob("*.obj"))
-    triangles = sum(path.read_bytes().count(b"\nf ") for path in files)
     tree = StructureTree.from_list(json.loads(STRUCTURES.read_text()))
     annotation = np.load(folder / "annotation.npy")
     regions = {path.stem: tree[path.stem].id for path in sorted(ALLEN_MESHES.glob("*.obj"))}
     masks = {sid: (m, o) for sid, m, o in region_masks(annotation, tree, list(regions.values()))}
+    return {
+        acronym: (
+            sid,
+            read_obj(ALLEN_MESHES / f"{acronym}.obj"),
+            voxel_boundary(masks[sid][0], (float(resolution),) * 3, masks[sid][1]),
+        )
+        for acronym, sid in regions.items()
+    }
+
+
+def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) -> dict[str, Any]:
+    """Counts, size and the two distances (mean over the 15 regions, and each region's) of a
+    mesh folder."""
+    from atlasmith.mesh_quality import read_obj, surface_distance
+
+    files = sorted(mesh_dir.glob("*.obj"))
+    triangles = sum(path.read_bytes().count(b"\nf ") for path in files)
     per_region = {}
-    for acronym, sid in regions.items():
+    for acronym, (sid, allen, boundary) in references(folder, resolution).items():
         points, faces = read_obj(mesh_dir / f"{sid}.obj")
         mesh = (points * scale, faces)
-        to_allen = surface_distance(read_obj(ALLEN_MESHES / f"{acronym}.obj"), mesh)[0]
-        mask, offset = masks[sid]
-        boundary = voxel_boundary(mask, (float(resolution),) * 3, offset)
-        per_region[acronym] = [to_allen, surface_distance(mesh, boundary)[0]]
+        per_region[acronym] = [
+            surface_distance(allen, mesh)[0],
+            surface_distance(mesh, boundary)[0],
+        ]
     distances = np.array(list(per_region.values()))
     return {
         "meshes": len(files),

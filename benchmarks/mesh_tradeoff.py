@@ -38,25 +38,50 @@ SWEEP = [
 
 def parse_set(text: str) -> dict[str, Any]:
     """``name=value,...`` as MeshParameters keywords (ints where they look like ints)."""
+    from dataclasses import fields
+
+    from atlasmith.meshes import MeshParameters
+
+    names = {field.name for field in fields(MeshParameters)}
     out: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        number = float(value)
-        out[name.strip()] = int(number) if number.is_integer() and "." not in value else number
+        name, _, value = (part.strip() for part in item.partition("="))
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if name not in names or number != number:
+            raise SystemExit(
+                f"--set {text!r}: {item!r} is not name=number with a name among "
+                f"{', '.join(sorted(names))}"
+            )
+        out[name] = int(number) if number.is_integer() and "." not in value else number
     return out
 
 
-def run_set(text: str, annotation: Any, tree: Any, resolution: int, folder: Path) -> dict[str, Any]:
-    """Meshes with one parameter set, timed (in-process) and measured."""
-    from atlasmith.meshes import MeshParameters, generate_meshes
+def parameter_sets(texts: list[str]) -> list[tuple[str, Any]]:
+    """Each ``--set`` as (name, MeshParameters), all checked before any work starts."""
+    from atlasmith.errors import ConfigError
+    from atlasmith.meshes import MeshParameters
 
-    parameters = MeshParameters(**parse_set(text))
+    try:
+        return [(text or "defaults", MeshParameters(**parse_set(text))) for text in texts]
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
+
+
+def run_set(
+    name: str, parameters: Any, annotation: Any, tree: Any, resolution: int, folder: Path
+) -> dict[str, Any]:
+    """Meshes with one parameter set, timed (in-process) and measured."""
+    from atlasmith.meshes import generate_meshes
+
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         generate_meshes(annotation, tree, resolution, Path(work) / "m", parameters)
         elapsed = time.perf_counter() - start
         row = measure_meshes(Path(work) / "m", folder, resolution, 1.0)
-    return {"name": text or "defaults", "time_s": elapsed, **row}
+    return {"name": name, "time_s": elapsed, **row}
 
 
 def show(row: dict[str, Any]) -> str:
@@ -79,6 +104,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "meshes")
     args = parser.parse_args()
+    sets = parameter_sets(args.sets or SWEEP)
     from atlasmith.hierarchy import StructureTree
 
     folder = prepare(args.res, args.out)
@@ -92,8 +118,8 @@ def main() -> None:
     if baseline.is_dir():
         row = measure_meshes(baseline, folder, args.res, float(args.res))
         print(show({"name": "brainglobe 2.3.1", **row}), flush=True)
-    for text in args.sets or SWEEP:
-        print(show(run_set(text, annotation, tree, args.res, folder)), flush=True)
+    for name, parameters in sets:
+        print(show(run_set(name, parameters, annotation, tree, args.res, folder)), flush=True)
 
 
 if __name__ == "__main__":
