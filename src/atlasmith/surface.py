@@ -246,8 +246,8 @@ def _cluster_keys(
     the same structures: every structure keeps a closed surface within its voxels' bounds.
     Where a cluster's normals disagree (the two sides of a thin sheet, a tiny blob), it is
     split by facing. (Label sets are compared by a 64-bit hash.) Vertices of structures
-    smaller than a few blocks are not merged here (``SlabInputs.small``): merging could leave
-    such a structure without faces; each mesh is clustered again on its own afterwards.
+    smaller than two blocks wide are not merged (``SlabInputs.small``): merging could leave
+    such a structure without faces.
     """
     block = inputs.block
     if block <= 1:
