@@ -9,8 +9,8 @@ region's, next to BrainGlobe's meshes when ``bench_meshes.py`` has left them in 
 Times here are in-process and only indicative; the benchmark is ``bench_meshes.py``.
 
     .venv/bin/python benchmarks/mesh_tradeoff.py --res 50
-    .venv/bin/python benchmarks/mesh_tradeoff.py --res 100 --set smoothing=8 \\
-        --set smoothing=4,cluster_um=100
+    .venv/bin/python benchmarks/mesh_tradeoff.py --res 100 --set smoothing_um=1600 \\
+        --set smoothing_um=400,cluster_um=150
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from bench_meshes import REPO, STRUCTURES, measure_meshes, prepare
 
 SWEEP = [
     "",  # the defaults
-    "smoothing=8",
-    "smoothing=12",
-    "cluster_um=100",
-    "cluster_um=100,smoothing=12",
-    "cluster_um=0,smoothing=16",
-    "cluster_um=0,closing=2,smoothing=8",
+    "smoothing_um=400",
+    "smoothing_um=1200",
+    "cluster_um=150",
+    "cluster_um=150,smoothing_um=1200",
+    "cluster_um=0",
+    "closing=2",
 ]
 
 

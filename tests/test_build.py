@@ -224,6 +224,13 @@ BAD_INPUTS = [
         "annotation_100um.nrrd has sha256 c1167.*, expected d1167",
     ),
     (
+        "unknown mesh parameter",
+        "ROOT_ID = 997",
+        'ROOT_ID = 997\nMESH_PARAMETERS = {"smoothing": 4}',
+        ScriptError,
+        "unexpected keyword argument 'smoothing'.*among: smoothing_um, cluster_um",
+    ),
+    (
         "ROOT_ID not the root",
         "ROOT_ID = 997",
         "ROOT_ID = 8",

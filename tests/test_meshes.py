@@ -79,7 +79,7 @@ def test_parent_is_the_union_of_its_children(allen, tmp_path):
     from the shared surface: a parent with no voxels of its own encloses exactly the sum of
     its children's volumes."""
     annotation, tree, _ = allen
-    params = MeshParameters(smoothing=0, cluster_um=0.0, closing=0)
+    params = MeshParameters(smoothing_um=0.0, cluster_um=0.0, closing=0)
     raw = {
         sid: read_obj(path)
         for sid, path in generate_meshes(annotation, tree, RES, tmp_path / "raw", params).items()
@@ -109,6 +109,55 @@ def test_placement_matches_voxel_bounds(allen, meshes):
         low, high = (index.min(axis=0) - 0.5) * RES, (index.max(axis=0) + 0.5) * RES
         assert np.all(np.abs(points.min(axis=0) - low) <= RES), tree[sid].acronym
         assert np.all(np.abs(points.max(axis=0) - high) <= RES), tree[sid].acronym
+
+
+def test_smoothing_moves_no_vertex_more_than_half_a_voxel(allen, tmp_path):
+    """Smoothing changes only where the vertices are, each by at most half a voxel per axis,
+    and rounds each mesh: its area drops, and it shrinks a little rather than swells."""
+    annotation, tree, _ = allen
+    made = {}
+    for name, smoothing in (("raw", 0.0), ("smooth", 800.0)):
+        params = MeshParameters(smoothing_um=smoothing)
+        out = generate_meshes(annotation, tree, RES, tmp_path / name, params, workers=2)
+        made[name] = {sid: read_obj(path) for sid, path in out.items()}
+    assert list(made["raw"]) == list(made["smooth"])
+    for sid, (raw_points, raw_faces) in made["raw"].items():
+        points, faces = made["smooth"][sid]
+        np.testing.assert_array_equal(faces, raw_faces)
+        assert np.abs(points - raw_points).max() <= 0.5 * RES + 0.01, tree[sid].acronym
+    for acronym in ("LGd", "VPM", "MD", "CA3", "HY"):
+        sid = tree[acronym].id
+        raw, smooth = made["raw"][sid], made["smooth"][sid]
+        assert _area(*smooth) < 0.9 * _area(*raw), acronym
+        assert 0.85 * enclosed_volume(*raw) < enclosed_volume(*smooth) <= enclosed_volume(*raw)
+
+
+def _area(points: np.ndarray, faces: np.ndarray) -> float:
+    a, b, c = (points[faces[:, k]] for k in range(3))
+    return float(np.linalg.norm(np.cross(b - a, c - a), axis=1).sum() / 2)
+
+
+@pytest.mark.parametrize(
+    ("smoothing_um", "resolution", "iterations"),
+    [(800.0, 100.0, 4), (800.0, 50.0, 8), (800.0, 25.0, 8), (1600.0, 100.0, 8), (50.0, 100.0, 1)],
+)
+def test_smoothing_reaches_the_same_length_at_every_resolution(
+    allen, tmp_path, monkeypatch, smoothing_um, resolution, iterations
+):
+    """Iterations = smoothing_um / edge, an edge being the clustering block (100 um by
+    default, at least 2 voxels): 4 at 100 um, 8 at 50 and 25 um."""
+    annotation, tree, _ = allen
+    calls = []
+
+    def recording(points, faces, count):
+        calls.append(count)
+        return points
+
+    monkeypatch.setattr(meshes_module, "smooth", recording)
+    crop = annotation[40:60, 20:40, 20:40]  # a small piece: this checks the wiring only
+    generate_meshes(crop, tree, resolution, tmp_path / "m", MeshParameters(smoothing_um), 1)
+    assert calls
+    assert set(calls) == {iterations}
 
 
 def test_same_bytes_whatever_the_number_of_workers(allen, generated, tmp_path):
@@ -188,17 +237,24 @@ def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypat
 
 
 def test_parameters_are_recorded_and_checked():
-    params = MeshParameters(smoothing=4, cluster_um=150.0, decimate=0.5, closing=1)
+    params = MeshParameters(smoothing_um=400.0, cluster_um=150.0, decimate=0.5, closing=1)
     record = params.to_dict()
-    assert {k: record[k] for k in ("smoothing", "cluster_um", "decimate", "closing")} == {
-        "smoothing": 4,
+    assert {k: record[k] for k in ("smoothing_um", "cluster_um", "decimate", "closing")} == {
+        "smoothing_um": 400.0,
         "cluster_um": 150.0,
         "decimate": 0.5,
         "closing": 1,
     }
     assert record["engine"]
     json.dumps(record)
-    for bad in ({"decimate": 0.0}, {"smoothing": -1}, {"cluster_um": -1.0}, {"closing": 1.5}):
+    bad_values = (
+        {"decimate": 0.0},
+        {"smoothing_um": -1.0},
+        {"smoothing_um": float("nan")},
+        {"cluster_um": -1.0},
+        {"closing": 1.5},
+    )
+    for bad in bad_values:
         with pytest.raises(ConfigError):
             MeshParameters(**bad)
 

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -428,7 +428,10 @@ def _mesh_parameters(options: Mapping[str, Any] | Any | None) -> Any:
     try:
         return MeshParameters(**dict(options))
     except (TypeError, ConfigError) as err:
-        raise ScriptError(f"MESH_PARAMETERS {dict(options)!r} are not valid: {err}.") from err
+        names = ", ".join(item.name for item in fields(MeshParameters))
+        raise ScriptError(
+            f"MESH_PARAMETERS {dict(options)!r} are not valid: {err}. Its keys are among: {names}."
+        ) from err
 
 
 def _write_meshes(

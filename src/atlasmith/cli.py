@@ -158,16 +158,16 @@ def new_script_command(name: str, out_dir: str) -> None:
 )
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (tcp://...).")
 @click.option(
-    "--smoothing",
-    type=click.IntRange(min=0),
-    default=4,
+    "--smoothing-um",
+    type=click.FloatRange(min=0),
+    default=800.0,
     show_default=True,
-    help="Smoothing iterations of each structure's mesh.",
+    help="How far along the surface each structure's mesh is smoothed, in um (0: none).",
 )
 @click.option(
     "--cluster-um",
     type=click.FloatRange(min=0),
-    default=150.0,
+    default=100.0,
     show_default=True,
     help="Vertex-clustering block in um (at least 2 voxels; 0: no clustering).",
 )
@@ -191,7 +191,7 @@ def meshes_command(
     out_dir: str,
     workers: int | None,
     scheduler: str | None,
-    smoothing: int,
+    smoothing_um: float,
     cluster_um: float,
     decimate: float,
     closing: int,
@@ -207,7 +207,7 @@ def meshes_command(
 
     keep_freed_memory()
     try:
-        params = MeshParameters(smoothing, cluster_um, decimate, closing)
+        params = MeshParameters(smoothing_um, cluster_um, decimate, closing)
         with Progress(TextColumn("meshes"), BarColumn(), MofNCompleteColumn()) as bar:
             task = bar.add_task("meshes", total=None)
             written = meshes_for_folder(

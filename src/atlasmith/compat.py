@@ -173,7 +173,8 @@ def construct_meshes_from_annotation(
     (:func:`atlasmith.meshes.generate_meshes`) makes them: ``closing_n_iters`` is its closing,
     ``decimate_fraction`` the fraction kept (0, "as much as possible", keeps 5%), ``smooth``
     turns its smoothing on; vertices are clustered in blocks of 2 voxels (the resolution is
-    not known here). Labels that have no structure are ignored, as BrainGlobe does.
+    not known here) and smoothed over as many blocks as the defaults do. Labels that have no
+    structure are ignored, as BrainGlobe does.
 
     Returns
     -------
@@ -197,9 +198,11 @@ def construct_meshes_from_annotation(
     labels = np.asarray(volume)
     labels = np.where(np.asarray(tree.compact(labels)) == 0, 0, labels).astype(np.uint32)
     keep = decimate_fraction if 0 < decimate_fraction <= 1 else _MIN_KEEP
-    default_smoothing = MeshParameters().smoothing
+    defaults = MeshParameters()
+    # as many clustering blocks as the defaults smooth over (where a block is cluster_um)
+    smoothing = defaults.smoothing_um / defaults.cluster_um * _CLUSTER_VOXELS
     params = MeshParameters(
-        smoothing=default_smoothing if smooth else 0,
+        smoothing_um=smoothing if smooth else 0.0,
         cluster_um=_CLUSTER_VOXELS,  # the meshes are made at 1 "um" per voxel
         decimate=keep,
         closing=int(closing_n_iters),

@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from atlasmith.closing import close_structures
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
-from atlasmith.refine import smooth
+from atlasmith.refine import smooth, smoothing_iterations
 from atlasmith.surface import (
     SharedSurface,
     SlabInputs,
@@ -66,7 +66,7 @@ __all__ = [
     "read_atlas_inputs",
 ]
 
-ENGINE = "atlasmith-surface-nets/3"  # /3: closing and smoothing per structure
+ENGINE = "atlasmith-surface-nets/4"  # /4: smoothing over a length (um), shrinking a little
 _PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
 # Boundaries (label pairs) with fewer faces than this are never decimated: the quadric pass
 # would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
@@ -85,14 +85,18 @@ class MeshParameters:
 
     Parameters
     ----------
-    smoothing : int
-        Iterations of Taubin smoothing of each structure's mesh (0: none); no vertex moves
-        more than half a voxel along any axis.
+    smoothing_um : float
+        How far along the surface each structure's mesh is smoothed, in micrometres (0:
+        none). Taubin smoothing reaches one edge further with each iteration, an edge being
+        about the clustering block (a voxel without clustering), so it runs
+        ``round(smoothing_um / edge)`` iterations, and an atlas's meshes are smoothed over
+        about the same length at every resolution. It rounds the voxels' staircase away and
+        shrinks a little; no vertex moves more than half a voxel along any axis.
     cluster_um : float
         Decimation by vertex clustering: vertices within a block of about ``cluster_um``
         micrometres (at least 2 voxels; 0: no clustering) that lie on the boundaries of the
         same structures and face the same way are merged. The block grows as voxels shrink,
-        so finer atlases do not get heavier meshes.
+        so the triangles stay about as wide at every resolution.
     decimate : float
         Fraction of the shared surface's triangles kept by a further quadric decimation, in
         (0, 1] (1: none).
@@ -106,15 +110,15 @@ class MeshParameters:
         Decimals of the vertex coordinates (micrometres) written to the OBJ files.
     """
 
-    smoothing: int = 4
-    cluster_um: float = 150.0
+    smoothing_um: float = 800.0
+    cluster_um: float = 100.0
     decimate: float = 1.0
     closing: int = 1
     decimals: int = 2
 
     def __post_init__(self) -> None:
         checks = (
-            ("smoothing", self.smoothing, isinstance(self.smoothing, int) and self.smoothing >= 0),
+            ("smoothing_um", self.smoothing_um, 0.0 <= self.smoothing_um <= 100_000.0),
             ("cluster_um", self.cluster_um, 0.0 <= self.cluster_um <= 10_000.0),
             ("decimate", self.decimate, 0.0 < self.decimate <= 1.0),
             ("closing", self.closing, isinstance(self.closing, int) and self.closing >= 0),
@@ -123,9 +127,9 @@ class MeshParameters:
         for name, value, ok in checks:
             if isinstance(value, bool) or not ok:
                 raise ConfigError(
-                    f"mesh parameter {name}={value!r} is not valid: smoothing and closing are "
-                    "integers >= 0, cluster_um is 0 to 10000, decimate is a fraction in (0, 1], "
-                    "decimals is 0 to 6."
+                    f"mesh parameter {name}={value!r} is not valid: smoothing_um is 0 to 100000, "
+                    "cluster_um is 0 to 10000, decimate is a fraction in (0, 1], closing is an "
+                    "integer >= 0, decimals is 0 to 6."
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -417,6 +421,7 @@ class _Output(NamedTuple):
     members: BoolArray  # per structure (row), which labels belong to it
     scale: npt.NDArray[np.float64]
     params: MeshParameters
+    iterations: int  # of smoothing
     ids: IntArray
     target: str | None  # folder to write into (local workers), or None to return bytes
 
@@ -428,8 +433,8 @@ def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[bytes | int]:
     out: list[bytes | int] = []
     for row in rows:
         points, faces = _select(shared.patches, shared.members[row])
-        if params.smoothing:
-            points = smooth(points, faces, params.smoothing)
+        if shared.iterations:
+            points = smooth(points, faces, shared.iterations)
         blob = obj_bytes(points * shared.scale, faces, params.decimals)
         if shared.target is None:
             out.append(blob)
@@ -650,7 +655,9 @@ def _iter_meshes(
     chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
     ids = tree.ids[kept - 1]
     local = target is not None and runner.client is None
-    shared = _Output(patches, members, scale, params, ids, str(target) if local else None)
+    iterations = smoothing_iterations(params.smoothing_um, block * float(scale.min()))
+    target_name = str(target) if local else None
+    shared = _Output(patches, members, scale, params, iterations, ids, target_name)
     done: dict[int, bytes | int] = {}
     position = 0
     for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
