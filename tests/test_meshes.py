@@ -185,6 +185,32 @@ def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_pat
         assert sliced[sid].read_bytes() == path.read_bytes(), sid
 
 
+def test_slabs_share_the_work_within_the_memory_bound(allen, monkeypatch):
+    """Cuts follow the work (label changes) per row: where the annotation is busy the cores
+    are thinner, each core holds about the same work, and none is thicker than memory
+    allows. The meshes do not depend on the cuts (the test above)."""
+    import atlasmith.surface as surface
+
+    annotation, _, _ = allen
+    work = surface.row_work(annotation)
+    assert work.shape == (annotation.shape[0],)
+    plain = surface.plan_slabs(annotation.shape, 6, 2)
+    shared = surface.plan_slabs(annotation.shape, 6, 2, work)
+    assert [s.core_stop - s.core_start for s in plain] == [67, 67]
+    padded = np.concatenate([[0.0], work, [0.0]])
+    load = [padded[s.core_start : s.core_stop].sum() for s in shared]
+    assert abs(load[0] - load[1]) < 0.05 * sum(load)
+    assert abs(load[0] - load[1]) < abs(np.subtract(*[padded[:67].sum(), padded[67:].sum()]))
+    plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
+    monkeypatch.setattr(surface, "SLAB_VOXELS", plane * (2 * 6 + 40))
+    bounded = surface.plan_slabs(annotation.shape, 6, 2, work)
+    assert len(bounded) == 4
+    assert max(s.core_stop - s.core_start for s in bounded) <= 40
+    assert [s.core_start for s in bounded[1:]] == [s.core_stop for s in bounded[:-1]]
+    assert bounded[0].core_start == 0
+    assert bounded[-1].core_stop == annotation.shape[0] + 2
+
+
 def test_slabs_in_memory_at_once_follow_the_available_memory(
     allen, generated, tmp_path, monkeypatch
 ):
@@ -211,7 +237,7 @@ def test_slabs_in_memory_at_once_follow_the_available_memory(
 
     monkeypatch.setattr(meshes_module._Runner, "map", spy)
     one_at_a_time = generate_meshes(annotation, tree, RES, tmp_path / "low", workers=2)
-    assert ("slab_surface", 5, 1) in seen
+    assert ("slab_surface", 6, 1) in seen  # 5 by memory, made a multiple of the 2 workers
     for sid, path in generated.items():
         assert one_at_a_time[sid].read_bytes() == path.read_bytes(), sid
 

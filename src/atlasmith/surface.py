@@ -36,6 +36,7 @@ SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _HALVES = 2  # triangles per quad
+_WORK_PER_VOXEL = 0.005  # a voxel's share of a slab's work, against a label change's
 
 
 class SharedSurface(NamedTuple):
@@ -76,9 +77,19 @@ def margin(block: int) -> int:
     return block + 4
 
 
-def plan_slabs(shape: Sequence[int], margin_rows: int, workers: int) -> list[Slab]:
+def plan_slabs(
+    shape: Sequence[int],
+    margin_rows: int,
+    workers: int,
+    work: npt.NDArray[np.float64] | None = None,
+) -> list[Slab]:
     """Cut the padded volume's rows into cores of at most SLAB_VOXELS voxels with their
-    margins, and into at least ``workers`` cores when the volume is thick enough."""
+    margins, and into at least ``workers`` cores when the volume is thick enough (a multiple
+    of ``workers`` when more are needed, so that every worker gets as many).
+
+    ``work`` (per row of the volume, e.g. ``row_work``) moves the cuts so that the cores
+    hold about equal work, as long as no core gets thicker than the memory bound allows.
+    """
     rows = int(shape[0]) + 2
     plane = (int(shape[1]) + 2) * (int(shape[2]) + 2)
     budget = max(1, SLAB_VOXELS // plane - 2 * margin_rows)
@@ -86,11 +97,43 @@ def plan_slabs(shape: Sequence[int], margin_rows: int, workers: int) -> list[Sla
     count = math.ceil(rows / core)
     if count < workers and rows >= workers * _MIN_CORE_MARGINS * margin_rows:
         count = workers
+    elif count > workers and rows >= math.ceil(count / workers) * workers * margin_rows:
+        count = math.ceil(count / workers) * workers
     edges = [round(k * rows / count) for k in range(count + 1)]
+    if work is not None and count > 1:
+        edges = _balanced_edges(work, count, margin_rows, core)
     return [
         Slab(max(0, lo - margin_rows), min(rows, hi + margin_rows), lo, hi)
         for lo, hi in zip(edges[:-1], edges[1:], strict=True)
     ]
+
+
+def _balanced_edges(
+    work: npt.NDArray[np.float64], count: int, thinnest: int, thickest: int
+) -> list[int]:
+    """Edges of ``count`` cores of the padded rows with about equal ``work`` each, every
+    core ``thinnest`` to ``thickest`` rows thick (where the rows allow it)."""
+    total = np.cumsum(np.concatenate([[0.0, 0.0], work, [0.0]]))  # padded rows, cumulative
+    rows = len(total) - 1
+    edges = [0]
+    for k in range(1, count):
+        wanted = int(np.searchsorted(total, k / count * total[-1]))
+        low = max(edges[-1] + thinnest, rows - (count - k) * thickest)
+        high = min(edges[-1] + thickest, rows - (count - k) * thinnest)
+        edges.append(min(max(wanted, low), high) if low <= high else round(k * rows / count))
+    return [*edges, rows]
+
+
+def row_work(volume: np.ndarray[Any, Any]) -> npt.NDArray[np.float64]:
+    """An estimate of each row's share of the surface-nets work (along axis 0): its label
+    changes along the last axis, plus a little per voxel. Reads a block of rows at a time."""
+    out = np.empty(len(volume), dtype=np.float64)
+    step = max(1, (1 << 24) // max(1, volume[0].size))
+    for start in range(0, len(volume), step):
+        part = np.asarray(volume[start : start + step])
+        changes = np.count_nonzero(part[:, :, 1:] != part[:, :, :-1], axis=(1, 2))
+        out[start : start + len(part)] = changes + _WORK_PER_VOXEL * part[0].size
+    return out
 
 
 def slab_labels(inputs: SlabInputs, slab: Slab) -> npt.NDArray[Any]:
@@ -285,7 +328,8 @@ def extract(
     """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map taking
     ``(fn, items, shared, limit)``; ``limit`` bounds how many slabs are in memory at once)."""
     shape = inputs.volume.shape
-    slabs = plan_slabs(shape, margin(inputs.block), workers)
+    work = row_work(inputs.volume) if workers > 1 else None
+    slabs = plan_slabs(shape, margin(inputs.block), workers, work)
     if len(slabs) == 1:
         return stitch([slab_surface(slabs[0], inputs)])
     plane = (shape[1] + 2) * (shape[2] + 2)
