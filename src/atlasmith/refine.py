@@ -46,12 +46,12 @@ def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:
     from scipy.sparse import coo_matrix
 
     n = len(points)
-    start, stop = faces.ravel(), faces[:, [1, 2, 0]].ravel()
-    weight = 1.0 / np.maximum(np.bincount(start, minlength=n), 1)
+    corners = faces.astype(np.int32 if n < 2**31 else np.int64)
+    start, stop = corners.ravel(), corners[:, [1, 2, 0]].ravel()
+    weight = (1.0 / np.maximum(np.bincount(start, minlength=n), 1)).astype(np.float32)
     mean_of_neighbours = coo_matrix((weight[start], (start, stop)), shape=(n, n))
-    out = points.astype(np.float64)
+    out = points.astype(np.float32)  # a copy: float32 is ample for moves within a voxel
     for step in range(iterations):
-        out += _PASS_BAND[step % 2] * (mean_of_neighbours @ out - out)
+        out += np.float32(_PASS_BAND[step % 2]) * (mean_of_neighbours @ out - out)
     np.clip(out, points - REACH, points + REACH, out=out)
-    smoothed: FloatArray = out.astype(np.float32)
-    return smoothed
+    return out
