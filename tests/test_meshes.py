@@ -209,6 +209,8 @@ def test_slabs_share_the_work_within_the_memory_bound(allen, monkeypatch):
     assert [s.core_start for s in bounded[1:]] == [s.core_stop for s in bounded[:-1]]
     assert bounded[0].core_start == 0
     assert bounded[-1].core_stop == annotation.shape[0] + 2
+    # bounds that cannot all hold (4 cores of 3 to 5 of 10 rows): equal rows, never overlaps
+    assert surface._balanced_edges(np.ones(8), 4, 3, 5) == [0, 2, 5, 8, 10]
 
 
 def test_slabs_in_memory_at_once_follow_the_available_memory(

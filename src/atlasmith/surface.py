@@ -120,7 +120,9 @@ def _balanced_edges(
         wanted = int(np.searchsorted(total, k / count * total[-1]))
         low = max(edges[-1] + thinnest, rows - (count - k) * thickest)
         high = min(edges[-1] + thickest, rows - (count - k) * thinnest)
-        edges.append(min(max(wanted, low), high) if low <= high else round(k * rows / count))
+        if low > high:  # the bounds cannot all hold: equal rows, as without the work
+            return [round(k * rows / count) for k in range(count + 1)]
+        edges.append(min(max(wanted, low), high))
     return [*edges, rows]
 
 
