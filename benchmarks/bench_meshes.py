@@ -79,16 +79,10 @@ def run_measured(
     process = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    if not sample:
-        out, err = process.communicate()
-        elapsed = time.perf_counter() - start
-        if process.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{err[-3000:]}")
-        return {"wall_s": elapsed, "peak_mb": None, "stdout": out}
     peak = 0
     watcher = psutil.Process(process.pid)
 
-    def sample() -> None:
+    def watch() -> None:
         nonlocal peak
         while process.poll() is None:
             try:
@@ -98,14 +92,16 @@ def run_measured(
                 pass
             time.sleep(0.05)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    thread = threading.Thread(target=watch, daemon=True)
+    if sample:
+        thread.start()
     out, err = process.communicate()
     elapsed = time.perf_counter() - start
-    thread.join()
+    if sample:
+        thread.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{err[-3000:]}")
-    return {"wall_s": elapsed, "peak_mb": peak / 2**20, "stdout": out}
+    return {"wall_s": elapsed, "peak_mb": peak / 2**20 if sample else None, "stdout": out}
 
 
 def _rss(process: Any) -> int:
