@@ -53,6 +53,7 @@ from atlasmith.surface import (
     _block,
     compact_labels,
     extract,
+    row_blocks,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,8 +154,7 @@ class _Patches(NamedTuple):
 
 def _any_label(annotation: np.ndarray[Any, Any]) -> bool:
     """Whether any voxel is labelled, reading as few rows as needed (memory-mapped stacks)."""
-    step = max(1, (1 << 24) // max(1, annotation[0].size))
-    return any(bool(np.any(annotation[k : k + step])) for k in range(0, len(annotation), step))
+    return any(bool(np.any(part)) for _, part in row_blocks(annotation))
 
 
 def _check_annotation(annotation: np.ndarray[Any, Any]) -> None:
@@ -589,10 +589,8 @@ def _membership(tree: StructureTree, present_labels: IntArray) -> tuple[IntArray
 def _label_counts(annotation: np.ndarray[Any, Any], tree: StructureTree) -> IntArray:
     """Voxels per compact label, reading the annotation a block of rows at a time."""
     counts = np.zeros(len(tree) + 1, dtype=np.int64)
-    step = max(1, (1 << 24) // max(1, annotation[0].size))
-    for start in range(0, len(annotation), step):
-        labels = compact_labels(np.asarray(annotation[start : start + step]), tree)
-        counts += np.bincount(labels.ravel(), minlength=len(counts))
+    for _, part in row_blocks(annotation):
+        counts += np.bincount(compact_labels(part, tree).ravel(), minlength=len(counts))
     return counts
 
 

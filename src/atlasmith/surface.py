@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -37,6 +37,7 @@ _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memor
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _HALVES = 2  # triangles per quad
 _WORK_PER_VOXEL = 0.005  # a voxel's share of a slab's work, against a label change's
+_BLOCK_VOXELS = 1 << 24  # voxels read at once by whole-volume passes (row_blocks)
 
 
 class SharedSurface(NamedTuple):
@@ -130,12 +131,18 @@ def row_work(volume: np.ndarray[Any, Any]) -> npt.NDArray[np.float64]:
     """An estimate of each row's share of the surface-nets work (along axis 0): its label
     changes along the last axis, plus a little per voxel. Reads a block of rows at a time."""
     out = np.empty(len(volume), dtype=np.float64)
-    step = max(1, (1 << 24) // max(1, volume[0].size))
-    for start in range(0, len(volume), step):
-        part = np.asarray(volume[start : start + step])
+    for start, part in row_blocks(volume):
         changes = np.count_nonzero(part[:, :, 1:] != part[:, :, :-1], axis=(1, 2))
         out[start : start + len(part)] = changes + _WORK_PER_VOXEL * part[0].size
     return out
+
+
+def row_blocks(volume: np.ndarray[Any, Any]) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
+    """``(first row, rows)`` of the volume, a block of about _BLOCK_VOXELS voxels at a time,
+    read into memory (so a memory-mapped stack is never read whole)."""
+    step = max(1, _BLOCK_VOXELS // max(1, volume[0].size))
+    for start in range(0, len(volume), step):
+        yield start, np.asarray(volume[start : start + step])
 
 
 def slab_labels(inputs: SlabInputs, slab: Slab) -> npt.NDArray[Any]:
