@@ -13,7 +13,7 @@ What is measured (the same archive, served by the same loopback HTTP server):
 
 The package: annotation from ``allen_ccf2017_25um/annotation_25.nrrd``, the 100 um BrainGlobe
 reference upsampled 4x, structures and metadata of the bundled 100 um atlas, BrainGlobe's
-meshes; archived with :func:`atlasmith.archive.make_archive`.
+meshes; archived with :func:`atlasmith.package.make_archive`.
 
 Usage::
 
@@ -88,7 +88,7 @@ def build_folder(shared: Path, out: Path) -> Path:
 
 def build_repository(shared: Path, out: Path) -> Path:
     """``out/repo`` with the archive, index.json and both .conf files (built once)."""
-    from atlasmith.archive import make_archive, sha256_file, write_manifest
+    from atlasmith.package import make_archive, sha256_file, write_manifest
     from atlasmith.repository import IndexEntry, RepositoryIndex
 
     repo = out / "repo"
@@ -185,7 +185,7 @@ def check_result(folder: Path, expected: dict[str, int]) -> None:
 
 
 def expected_files(archive: Path) -> dict[str, int]:
-    from atlasmith.archive import inspect_archive
+    from atlasmith.package import inspect_archive
 
     return dict(inspect_archive(archive).files)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from atlasmith.archive import make_archive, write_manifest
+from atlasmith.package import make_archive, write_manifest
 
 #: Depth at which the real Allen annotation is coarsened for the repository tests: meshing 840
 #: structures for every package would dominate the test time; ~20 top-level regions do not.

@@ -13,10 +13,10 @@ import pytest
 from brainglobe_atlasapi import core as bg_core
 
 from atlasmith import Atlas
-from atlasmith.archive import safe_extract
 from atlasmith.build import BuildResult, build_atlas
 from atlasmith.hierarchy import StructureTree
 from atlasmith.orientation import reorient_stack
+from atlasmith.package import safe_extract
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "atlas_scripts"

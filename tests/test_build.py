@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from atlasmith.archive import verify_folder
 from atlasmith.build import BuildResult, build_atlas, readme_text
 from atlasmith.cli import main
 from atlasmith.errors import (
@@ -25,6 +24,7 @@ from atlasmith.errors import (
     SourceError,
     ValidationError,
 )
+from atlasmith.package import verify_folder
 from atlasmith.validation import validate_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -381,7 +381,7 @@ def test_cli_build_prints_sha256_and_validate(tmp_path: Path) -> None:
     result = runner.invoke(main, ["build", str(DSURQE), "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
     archive = out / "dsurqe_mouse_200um_v1.0.tar.gz"
-    from atlasmith.archive import sha256_file
+    from atlasmith.package import sha256_file
 
     assert f"sha256:  {sha256_file(archive)}" in result.output
     checked = runner.invoke(main, ["validate", str(archive)])

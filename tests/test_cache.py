@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlasmith.archive import sha256_file, verify_folder
 from atlasmith.atlas import Atlas
 from atlasmith.cache import (
     AtlasCache,
@@ -30,6 +29,7 @@ from atlasmith.errors import (
     IntegrityError,
     OfflineError,
 )
+from atlasmith.package import sha256_file, verify_folder
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
 from test_download import Fault, RepoServer, make_package, write_repository
 
@@ -387,7 +387,7 @@ def test_install_archive_checks_the_hash_of_a_known_version(
 def test_install_archive_checks_its_manifest(
     example_atlas_dir: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from atlasmith.archive import make_archive, write_manifest
+    from atlasmith.package import make_archive, write_manifest
 
     folder = tmp_path / f"{NAME}_v1.5"
     shutil.copytree(example_atlas_dir, folder)

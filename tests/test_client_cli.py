@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from atlasmith.archive import verify_folder
 from atlasmith.cache import AtlasCache
 from atlasmith.cli import main
 from atlasmith.config import load_settings
+from atlasmith.package import verify_folder
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
 from test_download import RepoServer, write_repository
 

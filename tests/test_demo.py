@@ -9,8 +9,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from atlasmith import Atlas
-from atlasmith.archive import sha256_file, verify_folder
 from atlasmith.cli import main
+from atlasmith.package import sha256_file, verify_folder
 
 
 def test_demo_builds_publishes_serves_fetches_and_queries(tmp_path: Path) -> None:

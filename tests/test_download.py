@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from atlasmith.archive import make_archive, sha256_file, write_manifest
 from atlasmith.download import backoff_delay, download_file, fetch_bytes, join_location
 from atlasmith.errors import DownloadError, IntegrityError
+from atlasmith.package import make_archive, sha256_file, write_manifest
 
 # --- a real static server with Range, throttling and faults -------------------------------
 

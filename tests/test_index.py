@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from atlasmith.errors import AtlasExistsError, AtlasNotFoundError, RepositoryError
-from atlasmith.repository import IndexEntry, RepositoryIndex, parse_version
+from atlasmith.names import parse_version
+from atlasmith.repository import IndexEntry, RepositoryIndex
 
 
 def entry(name: str = "allen_mouse_25um", version: str = "1.2", **kw: object) -> IndexEntry:

@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from atlasmith.archive import make_archive
 from atlasmith.cli import main
 from atlasmith.errors import AtlasFormatError, AtlasNotFoundError
 from atlasmith.inspection import (
@@ -25,6 +24,7 @@ from atlasmith.inspection import (
     open_edges,
     region_stats,
 )
+from atlasmith.package import make_archive
 from atlasmith.previews import load_atlas_files, read_obj
 from test_previews import shared_meshed_atlas
 

@@ -1,4 +1,4 @@
-"""AtlasMetadata: parsing the real bundled metadata, validation errors, round trips, naming."""
+"""AtlasMetadata: parsing the real bundled metadata, validation errors, round trips."""
 
 from __future__ import annotations
 
@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brainglobe_atlasapi import utils as bg_utils
 from hypothesis import given
 from hypothesis import strategies as st
 
 from atlasmith.errors import MetadataError
-from atlasmith.metadata import (
-    METADATA_KEYS,
-    AtlasMetadata,
-    atlas_name_from_repr,
-    format_resolution,
-    parse_atlas_name,
-)
+from atlasmith.metadata import METADATA_KEYS, AtlasMetadata
 
 
 def _real(bundled_data: Path) -> dict[str, Any]:
@@ -145,51 +138,6 @@ def test_round_trips_through_json(d: dict[str, Any]) -> None:
     again = AtlasMetadata.from_dict(json.loads(json.dumps(meta.to_dict())))
     assert again == meta
     assert meta.to_dict() == d  # these dicts are already in BrainGlobe's key order
-
-
-@pytest.mark.parametrize(
-    ("name", "res", "major", "minor"),
-    [("allen_mouse", 25, None, None), ("allen_mouse", 25, 1, 2), ("kim_dev_mouse", 31.5, 1, 3),
-     ("kocher_bumblebee", 2.542, None, None)],
-)  # fmt: skip
-def test_atlas_name_from_repr_matches_brainglobe(
-    name: str, res: float, major: int | None, minor: int | None
-) -> None:
-    ours = atlas_name_from_repr(name, float(res), major, minor)
-    assert ours == bg_utils.atlas_name_from_repr(name, res, major, minor)
-
-
-@pytest.mark.parametrize(
-    "text", ["allen_mouse_25um", "allen_mouse_25um_v1.2", "kim_dev_mouse_e11-5_mri-adc_31.5um",
-             "kocher_bumblebee_2.542um_v1.0"]
-)  # fmt: skip
-def test_parse_atlas_name_matches_brainglobe(text: str) -> None:
-    name, res, version = parse_atlas_name(text)
-    bg = bg_utils.atlas_repr_from_name(text)
-    assert name == bg["name"]
-    assert res == float(bg["resolution"])
-    expected = None if bg["major_vers"] is None else f"{bg['major_vers']}.{bg['minor_vers']}"
-    assert version == expected
-    assert atlas_name_from_repr(name, res, *(version.split(".") if version else ())) == text
-
-
-@pytest.mark.parametrize("text", ["allen_mouse", "allen_mouse_25", "_25um", "allen_mouse_25um_v1"])
-def test_parse_atlas_name_rejects(text: str) -> None:
-    with pytest.raises(MetadataError, match="not an atlas name"):
-        parse_atlas_name(text)
-
-
-@pytest.mark.parametrize(
-    ("um", "text"), [(100.0, "100"), (100, "100"), (31.5, "31.5"), (2.542, "2.542"), (0.5, "0.5")]
-)
-def test_format_resolution(um: float, text: str) -> None:
-    assert format_resolution(um) == text
-
-
-@pytest.mark.parametrize("um", [0, -1.0, float("nan"), float("inf")])
-def test_format_resolution_rejects(um: float) -> None:
-    with pytest.raises(MetadataError, match="positive finite"):
-        format_resolution(um)
 
 
 def test_hashable_and_extra_compared(bundled_data: Path) -> None:

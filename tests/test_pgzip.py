@@ -6,7 +6,7 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlasmith.pgzip import ParallelGzipWriter
+from atlasmith.package._pgzip import ParallelGzipWriter
 
 
 def _pack(data: bytes, threads: int, block_size: int, pieces: int = 7) -> bytes:

@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from atlasmith.archive import make_archive, sha256_file, write_manifest
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
@@ -33,6 +32,7 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
+from atlasmith.package import make_archive, sha256_file, write_manifest
 from atlasmith.repository import (
     HttpRepository,
     LocalRepository,

@@ -143,6 +143,37 @@ def test_source_in_cache_and_missing(
         SourceResolver({"a": remote}, [tmp_path], cache_dir=cache).path("a")
 
 
+def test_sources_are_downloaded_unless_offline_and_verified(
+    tmp_path: Path, bundled_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_download import RepoServer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(bundled_data / "annotation_100um.nrrd", served / "ann.nrrd")
+    (served / "other.nrrd").write_bytes(b"a different file")
+    server = RepoServer(served).start()
+    try:
+        good = Source("x/ann.nrrd", ANNOTATION_SHA, url=server.url + "ann.nrrd")
+        bad = Source("x/other.nrrd", ANNOTATION_SHA, url=server.url + "other.nrrd")
+        sources = {"good": good, "bad": bad}
+        cache = tmp_path / "cache"
+        # "false" is a valid way to say "not offline" (it was once read as offline)
+        monkeypatch.setenv("ATLASMITH_OFFLINE", "false")
+        found = SourceResolver(sources, [tmp_path / "nowhere"], cache_dir=cache).path("good")
+        assert found == cache / ANNOTATION_SHA / "ann.nrrd"
+        assert hashlib.sha256(found.read_bytes()).hexdigest() == ANNOTATION_SHA
+        with pytest.raises(SourceError, match="not the file the script declares"):
+            SourceResolver(sources, [], cache_dir=tmp_path / "cache2").path("bad")
+        assert not any(p.is_file() for p in (tmp_path / "cache2").rglob("*"))
+        monkeypatch.setenv("ATLASMITH_OFFLINE", "true")
+        with pytest.raises(OfflineError, match="offline mode is on"):
+            SourceResolver(sources, [], cache_dir=tmp_path / "cache3").path("good")
+        assert server.gets("ann.nrrd") == [None]  # one download, none while offline
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -17,8 +17,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from atlasmith.archive import sha256_file
 from atlasmith.errors import ConfigError
+from atlasmith.package import sha256_file
 from atlasmith.repository import IndexEntry, LocalRepository
 from atlasmith.server import make_app, serve_in_thread
 from atlasmith.tokens import TokenStore
@@ -168,7 +168,7 @@ def test_upload_refusals_change_nothing(served: Served, packages: PackageFactory
 def test_upload_failing_validation_says_why(
     served: Served, packages: PackageFactory, tmp_path: Path
 ) -> None:
-    from atlasmith.archive import make_archive, write_manifest
+    from atlasmith.package import make_archive, write_manifest
 
     folder = tmp_path / "broken_mouse_100um_v1.0"
     shutil.copytree(packages.valid_folder, folder)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from atlasmith.config import token_file
 from atlasmith.errors import AtlasExistsError, ConfigError
-from atlasmith.tokens import TokenStore, default_token_file
+from atlasmith.tokens import TokenStore
 
 
 def test_token_is_checked_and_stored_only_as_hash(tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_default_location_is_the_user_config_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
-    assert default_token_file() == tmp_path / "cfg" / "atlasmith" / "tokens.json"
+    assert token_file() == tmp_path / "cfg" / "atlasmith" / "tokens.json"
     monkeypatch.setenv("ATLASMITH_TOKEN_FILE", str(tmp_path / "elsewhere.json"))
     assert TokenStore().path == tmp_path / "elsewhere.json"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from atlasmith.archive import make_archive, sha256_file, write_manifest
+from atlasmith.package import make_archive, sha256_file, write_manifest
 from atlasmith.previews import write_package_preview
 from atlasmith.repository import IndexEntry, RepositoryIndex
 from atlasmith.repository._check import summary_metadata

@@ -18,7 +18,6 @@ The steps, each a small function:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,16 +31,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._fs import replace_path
+from atlasmith.config import source_date_epoch
 from atlasmith.errors import (
     AtlasExistsError,
     ConfigError,
     HierarchyError,
-    MetadataError,
     ScriptError,
     ValidationError,
 )
 from atlasmith.hierarchy import Structure, StructureTree
-from atlasmith.metadata import METADATA_KEYS, AtlasMetadata, atlas_name_from_repr
+from atlasmith.metadata import METADATA_KEYS, AtlasMetadata, check_citation
+from atlasmith.names import atlas_name, check_base_name, folder_name
 from atlasmith.validation import ValidationReport, require_valid, validate_folder
 
 __all__ = [
@@ -254,9 +255,7 @@ def _tree(raw: RawAtlas, annotation: Array) -> tuple[StructureTree, tuple[Struct
 def _metadata(
     raw: RawAtlas, shape: tuple[int, ...], symmetric: bool, refs: Sequence[str]
 ) -> AtlasMetadata:
-    from atlasmith.script import check_atlas_name, check_citation
-
-    check_atlas_name(raw.name, "atlas name")
+    check_base_name(raw.name, "atlas name")
     check_citation(raw.citation, "citation")
     return AtlasMetadata.from_dict(
         {
@@ -362,12 +361,10 @@ def structures_csv(tree: StructureTree) -> str:
 
 
 def _generated_on() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if not epoch:
+    epoch = source_date_epoch()
+    if epoch is None:
         return ""
-    if not epoch.isdigit():
-        raise MetadataError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}.")
-    date = datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%d/%m/%Y")
+    date = datetime.fromtimestamp(epoch, tz=UTC).strftime("%d/%m/%Y")
     return f"Generated on: {date}\n"
 
 
@@ -477,14 +474,6 @@ def _check_free(targets: Sequence[Path], overwrite: bool) -> None:
         )
 
 
-def _replace(staged: Path, final: Path) -> None:
-    if final.is_dir():
-        shutil.rmtree(final)
-    elif final.exists():
-        final.unlink()
-    os.replace(staged, final)
-
-
 def write_package(
     inputs: AtlasInputs,
     out_dir: str | Path,
@@ -505,7 +494,7 @@ def write_package(
     ValidationError
         The written package fails a check (the error carries the report).
     """
-    from atlasmith.archive import make_archive, sha256_file, write_manifest
+    from atlasmith.package import make_archive, sha256_file, write_manifest
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -540,9 +529,9 @@ def write_package(
         report = ValidationReport(checked.results, str(final))  # named as it will be
         require_valid(report)
         _check_free([final, final_archive] if compress else [final], overwrite)
-        _replace(folder, final)
+        replace_path(folder, final)
         if archive is not None:
-            _replace(archive, final_archive)
+            replace_path(archive, final_archive)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     digest = sha256_file(final_archive) if compress else None
@@ -618,7 +607,7 @@ def build_atlas(
     >>> result.archive.name  # doctest: +SKIP
     'allen_mouse_100um_v1.2.tar.gz'
     """
-    from atlasmith.archive import sha256_file
+    from atlasmith.package import sha256_file
     from atlasmith.script import load_script, make_context
 
     def step(label: str) -> None:
@@ -629,8 +618,8 @@ def build_atlas(
     parsed = load_script(script)
     res = parsed.pick_resolution(resolution)
     out = Path(out_dir)
-    folder_name = atlas_name_from_repr(parsed.name, res[0], 1, parsed.minor_version)
-    _check_free([out / folder_name, out / f"{folder_name}.tar.gz"], overwrite)
+    folder = folder_name(atlas_name(parsed.name, res[0]), parsed.version)
+    _check_free([out / folder, out / f"{folder}.tar.gz"], overwrite)
     ctx = make_context(parsed, res, None if source_dir is None else Path(source_dir))
     step("loading sources")
     raw = load_raw_atlas(parsed, ctx)

@@ -26,7 +26,6 @@ import configparser
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -38,14 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
-from atlasmith.archive import (
-    MANIFEST_NAME,
-    read_manifest,
-    safe_extract,
-    sha256_file,
-    top_folder,
-    verify_folder,
-)
+from atlasmith._fs import atomic_write
 from atlasmith.config import Settings, load_settings
 from atlasmith.download import (
     GrowingFile,
@@ -64,6 +56,16 @@ from atlasmith.errors import (
     RepositoryError,
     UnknownAtlasError,
 )
+from atlasmith.limits import DISK_MARGIN_BYTES
+from atlasmith.names import check_atlas_name, parse_version, split_folder_name
+from atlasmith.package import (
+    MANIFEST_NAME,
+    read_manifest,
+    safe_extract,
+    sha256_file,
+    top_folder,
+    verify_folder,
+)
 
 if TYPE_CHECKING:  # the reader (numpy...) is imported on first use, so the CLI starts fast
     from atlasmith.atlas import Atlas
@@ -79,7 +81,6 @@ __all__ = [
     "Release",
     "UnknownAtlasError",
     "atlas_info",
-    "check_name",
     "fetch",
     "install_target",
     "list_rows",
@@ -87,57 +88,11 @@ __all__ = [
     "progress_bar",
     "settings_info",
     "status_rows",
-    "version_key",
 ]
 
 Action = Literal["install", "update", "use"]
 _STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
-_DISK_MARGIN = 64 * 1024**2
-
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it can be an atlas name; UnknownAtlasError otherwise.
-
-    Names become file names in the cache, so separators, ``..`` and leading dots are refused.
-
-    >>> check_name("kim_dev_mouse_e11-5_mri-adc_31.5um")
-    'kim_dev_mouse_e11-5_mri-adc_31.5um'
-    """
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
-        raise UnknownAtlasError(
-            f"{name!r} is not a valid atlas name: expected letters, digits and _ . - only, "
-            "like 'allen_mouse_25um'. Run `atlasmith list` to see the atlases."
-        )
-    return name
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    """``"1.10"`` -> ``(1, 10)``, so versions compare numerically.
-
-    >>> version_key("1.10") > version_key("1.9")
-    True
-    """
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError as err:
-        raise RepositoryError(f"{version!r} is not a version ('<major>.<minor>').") from err
-
-
-def split_folder_name(folder: str) -> tuple[str, str] | None:
-    """``"allen_mouse_25um_v1.2"`` -> ``("allen_mouse_25um", "1.2")``; None if not an atlas.
-
-    >>> split_folder_name("allen_mouse_25um_v1.2"), split_folder_name("notes")
-    (('allen_mouse_25um', '1.2'), None)
-    """
-    name, sep, version = folder.rpartition("_v")
-    parts = version.split(".")
-    if not sep or not name or len(parts) != 2 or not all(p.isdigit() for p in parts):
-        return None
-    return name, version
 
 
 # --- what the repository offers ------------------------------------------------------------
@@ -216,7 +171,7 @@ class Catalog:
     def versions(self, name: str) -> list[Release]:
         """Every release of ``name``, oldest first."""
         found = [r for r in self.releases if r.atlas_name == name]
-        return sorted(found, key=lambda r: version_key(r.version))
+        return sorted(found, key=lambda r: parse_version(r.version))
 
     def latest(self, name: str) -> Release | None:
         """Highest non-yanked release of ``name``, or None."""
@@ -322,7 +277,7 @@ class AtlasStatus:
         """Whether the installed version is the latest (None when either is unknown)."""
         if self.local_version is None or self.latest_version is None:
             return None
-        return version_key(self.local_version) >= version_key(self.latest_version)
+        return parse_version(self.local_version) >= parse_version(self.latest_version)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready row."""
@@ -407,7 +362,7 @@ class AtlasCache:
             parsed = split_folder_name(path.name)
             if parsed and path.is_dir() and not path.name.startswith("."):
                 found.append(InstalledAtlas(parsed[0], parsed[1], path))
-        return sorted(found, key=lambda a: (a.atlas_name, version_key(a.version)))
+        return sorted(found, key=lambda a: (a.atlas_name, parse_version(a.version)))
 
     def find(self, name: str) -> InstalledAtlas | None:
         """The installed version of ``name``, or None.
@@ -417,7 +372,7 @@ class AtlasCache:
         AtlasExistsError
             When several versions are installed (BrainGlobe's FileExistsError).
         """
-        check_name(name)
+        check_atlas_name(name)
         found = [a for a in self.installed() if a.atlas_name == name]
         if len(found) > 1:
             listed = ", ".join(a.path.name for a in found)
@@ -764,22 +719,22 @@ class AtlasCache:
     # --- small effects ----------------------------------------------------------------------------
 
     def _state(self, *parts: str) -> Path:
-        path = self.root.joinpath(_STATE, *(check_name(part) for part in parts))
+        path = self.root.joinpath(_STATE, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def _write_state(self, name: str, data: bytes) -> None:
-        _write_atomic(self._state() / name, data)
+        atomic_write(self._state() / name, data)
 
     def _write_conf(self, catalog: Catalog) -> None:
         """Keep BrainGlobe's cached ``last_versions.conf`` in step (its offline fallback)."""
         latest = (catalog.latest(n) for n in catalog.names())
         lines = ["[atlases]", *(f"{r.atlas_name} = {r.version}" for r in latest if r)]
-        _write_atomic(self.root / "last_versions.conf", ("\n".join(lines) + "\n").encode())
+        atomic_write(self.root / "last_versions.conf", ("\n".join(lines) + "\n").encode())
 
     def _check_space(self, folder: Path, needed: int) -> None:
         free = shutil.disk_usage(folder).free
-        if needed + _DISK_MARGIN > free:
+        if needed + DISK_MARGIN_BYTES > free:
             raise OSError(
                 f"Not enough disk space in {folder}: the download needs {needed} bytes, "
                 f"{free} are free. Free some space or set ATLASMITH_CACHE_DIR to a larger disk."
@@ -789,7 +744,7 @@ class AtlasCache:
     def _lock(self, name: str) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
-        check_name(name)
+        check_atlas_name(name)
         path = self._state("locks") / f"{name}.lock"
         try:
             with FileLock(str(path), timeout=_LOCK_TIMEOUT):
@@ -814,17 +769,6 @@ def _both(first: ProgressCallback | None, second: ProgressCallback) -> ProgressC
         second(completed, total)
 
     return update
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_installed_metadata(folder: Path) -> dict[str, Any]:
@@ -1029,13 +973,13 @@ def _brainglobe_atlas_class() -> type[Atlas]:
         def local_version(self) -> tuple[int, ...] | None:
             """Installed version as integers, e.g. ``(1, 2)``, or None."""
             found = self._cache.find(self.atlas_name)
-            return version_key(found.version) if found else None
+            return parse_version(found.version) if found else None
 
         @property
         def remote_version(self) -> tuple[int, ...] | None:
             """The repository's latest version as integers; None when it cannot be read."""
             latest = self._cache.latest_version(self.atlas_name)
-            return version_key(latest) if latest else None
+            return parse_version(latest) if latest else None
 
         @property
         def remote_url(self) -> str | None:

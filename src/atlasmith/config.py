@@ -8,6 +8,9 @@ Sources, later ones winning:
    ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``;
 4. explicit arguments (command-line options).
 
+This module is the only reader of atlasmith's environment variables (and of
+``SOURCE_DATE_EPOCH``, the reproducible-builds convention for the date packages carry).
+
 The config file is TOML with these keys, all optional::
 
     repository = "https://atlases.example.org/"   # URL or folder
@@ -31,16 +34,20 @@ from pathlib import Path
 from typing import Any
 
 from atlasmith.errors import ConfigError
+from atlasmith.limits import MAX_EXTRACTED_BYTES
 
 __all__ = [
     "DEFAULT_REPOSITORY",
     "ENV_VARS",
+    "TOKEN_FILE_ENV",
     "Settings",
     "config_path",
     "load_settings",
     "parse_bool",
     "read_config_file",
     "resolve_settings",
+    "source_date_epoch",
+    "token_file",
 ]
 
 #: BrainGlobe's atlas repository (GIN). It has no index.json: atlases from it are installed
@@ -54,6 +61,9 @@ ENV_VARS = {
     "token": "ATLASMITH_TOKEN",
     "max_archive_bytes": "ATLASMITH_MAX_ARCHIVE_BYTES",
 }
+#: Environment variable that moves the members' token file (server side).
+TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
+_EPOCH_ENV = "SOURCE_DATE_EPOCH"
 _KEYS = ("repository", "cache_dir", "offline", "token", "timeout", "retries", "max_archive_bytes")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -87,7 +97,7 @@ class Settings:
     token: str | None = None
     timeout: float = 30.0
     retries: int = 5
-    max_archive_bytes: int = 64 * 1024**3
+    max_archive_bytes: int = MAX_EXTRACTED_BYTES
 
 
 def config_path() -> Path:
@@ -243,3 +253,36 @@ def load_settings(
     }
     environ = os.environ if env is None else env
     return resolve_settings(read_config_file(path), environ, overrides, str(path))
+
+
+def source_date_epoch(env: Mapping[str, str] | None = None) -> int | None:
+    """``SOURCE_DATE_EPOCH`` (seconds since 1970) when set, else None.
+
+    Packages carry this date (archive member times, README's "Generated on") so that the
+    same inputs give the same bytes (https://reproducible-builds.org/specs/source-date-epoch/).
+
+    Raises
+    ------
+    ConfigError
+        When it is set to something other than whole seconds.
+    """
+    value = (os.environ if env is None else env).get(_EPOCH_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ConfigError(
+            f"{_EPOCH_ENV} must be whole seconds since 1970, got {value!r}. Unset it or set "
+            "it to e.g. 1700000000."
+        )
+    return int(value)
+
+
+def token_file(env: Mapping[str, str] | None = None) -> Path:
+    """The members' token file: ``$ATLASMITH_TOKEN_FILE``, else ``tokens.json`` in the user
+    config folder (platformdirs). It must never be inside a served repository."""
+    value = (os.environ if env is None else env).get(TOKEN_FILE_ENV)
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path("atlasmith") / "tokens.json"

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._fs import FOLDER_MODE, replace_path
 from atlasmith.errors import AtlasExistsError, AtlasmithError, AtlasNotFoundError, MeshError
 from atlasmith.previews import (
     AtlasFiles,
@@ -121,7 +122,7 @@ def atlas_folder(source: str | Path) -> Iterator[Path]:
         yield path
         return
     if path.is_file() and _ARCHIVE_RE.search(path.name):
-        from atlasmith.archive import safe_extract
+        from atlasmith.package import safe_extract
 
         with tempfile.TemporaryDirectory(prefix="atlasmith-inspect-") as tmp:
             yield safe_extract(path, Path(tmp))
@@ -354,8 +355,8 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
         validation = _validate(folder)
         html = report_html(atlas, stats, checks, validation, tmp)
         (tmp / "report.html").write_text(html, encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        _replace(tmp, out)
+        os.chmod(tmp, FOLDER_MODE)
+        replace_path(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -386,16 +387,6 @@ def _check_target(out: Path) -> None:
             f"{out} exists and is not a previous inspection output: choose another --out "
             "folder, or remove it first."
         )
-
-
-def _replace(new: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(new, out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    os.replace(new, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _validate(folder: Path) -> Any:

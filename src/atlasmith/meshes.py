@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._fs import FOLDER_MODE, replace_path
 from atlasmith.closing import close_structures
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
 from atlasmith.refine import smooth, smoothing_iterations
@@ -736,7 +737,8 @@ def generate_meshes(
             written[sid] = out_dir / f"{sid}.obj"
             if progress is not None:
                 progress(len(written), total)
-        _replace(temp, out_dir)
+        temp.chmod(FOLDER_MODE)
+        replace_path(temp, out_dir)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -754,18 +756,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
             f"{out_dir} exists and is not empty: choose another folder or pass overwrite=True "
             "(--overwrite) to replace it."
         )
-
-
-def _replace(temp: Path, out_dir: Path) -> None:
-    """Move the finished folder into place (the old one, if any, is removed after)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-    temp.chmod(0o755)
-    temp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def read_atlas_inputs(

@@ -17,15 +17,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from atlasmith.errors import MetadataError
+from atlasmith.errors import MetadataError, ScriptError
+from atlasmith.names import atlas_name, folder_name, is_version
 from atlasmith.orientation import check_origin
 
-__all__ = [
-    "AtlasMetadata",
-    "atlas_name_from_repr",
-    "format_resolution",
-    "parse_atlas_name",
-]
+__all__ = ["METADATA_KEYS", "AtlasMetadata", "check_citation", "read_json_file"]
 
 #: Keys in the order BrainGlobe 2.3.1 writes them (``generate_metadata_dict``).
 METADATA_KEYS: tuple[str, ...] = (
@@ -42,60 +38,27 @@ METADATA_KEYS: tuple[str, ...] = (
     "atlas_packager",
 )
 _REQUIRED = METADATA_KEYS[:9]
-_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 _NAME_RE = re.compile(r"^[a-z0-9_.-]+$")
-_ATLAS_NAME_RE = re.compile(
-    r"^(?P<name>.+)_(?P<res>[0-9]+(?:\.[0-9]+)?)um(?:_v(?P<ver>[0-9]+\.[0-9]+))?$"
-)
+_DOI_RE = re.compile(r"(https?://(dx\.)?doi\.org/|doi:\s*)10\.\d{4,9}/\S+", re.IGNORECASE)
 
 
-def format_resolution(um: float) -> str:
-    """Format a resolution in micrometres the way atlas names show it.
+def check_citation(citation: object, where: str = "CITATION") -> str:
+    """Return ``citation`` when it holds a DOI or is exactly ``"unpublished"``, else raise.
 
-    >>> format_resolution(100.0), format_resolution(31.5), format_resolution(2.542)
-    ('100', '31.5', '2.542')
+    >>> check_citation("Wang et al 2020, https://doi.org/10.1016/j.cell.2020.04.007")[-5:]
+    '04.007'
+
+    Raises
+    ------
+    ScriptError
+        Naming ``where`` the citation came from.
     """
-    value = float(um)
-    if not math.isfinite(value) or value <= 0:
-        raise MetadataError(
-            f"resolution must be a positive finite number of micrometres, got {um!r}."
+    if not isinstance(citation, str) or not (citation == "unpublished" or _DOI_RE.search(citation)):
+        raise ScriptError(
+            f"{where} must contain a DOI written as 'https://doi.org/10....' or 'doi:10....', "
+            f"or be exactly 'unpublished'; got {citation!r}."
         )
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def atlas_name_from_repr(
-    name: str,
-    resolution: float | str,
-    major: int | str | None = None,
-    minor: int | str | None = None,
-) -> str:
-    """Build an atlas name (``allen_mouse_25um``) or folder name (``allen_mouse_25um_v1.2``).
-
-    >>> atlas_name_from_repr("allen_mouse", 25.0, 1, 2)
-    'allen_mouse_25um_v1.2'
-    """
-    res = resolution if isinstance(resolution, str) else format_resolution(resolution)
-    if major is None and minor is None:
-        return f"{name}_{res}um"
-    return f"{name}_{res}um_v{major}.{minor}"
-
-
-def parse_atlas_name(text: str) -> tuple[str, float, str | None]:
-    """Split an atlas or folder name into (name, resolution in um, version or None).
-
-    >>> parse_atlas_name("allen_mouse_100um_v1.2")
-    ('allen_mouse', 100.0, '1.2')
-    >>> parse_atlas_name("kim_dev_mouse_e11-5_mri-adc_31.5um")
-    ('kim_dev_mouse_e11-5_mri-adc', 31.5, None)
-    """
-    match = _ATLAS_NAME_RE.match(text)
-    if match is None:
-        raise MetadataError(
-            f"{text!r} is not an atlas name: expected '<author>_<species>_<res>um' "
-            "optionally followed by '_v<major>.<minor>', e.g. 'allen_mouse_25um' or "
-            "'allen_mouse_25um_v1.2'."
-        )
-    return match["name"], float(match["res"]), match["ver"]
+    return citation
 
 
 def _fail(key: str, expected: str, got: Any) -> MetadataError:
@@ -239,13 +202,12 @@ class AtlasMetadata:
     @property
     def atlas_name(self) -> str:
         """Atlas name with resolution, e.g. ``"allen_mouse_100um"`` (named after axis 0)."""
-        return atlas_name_from_repr(self.name, self.resolution[0])
+        return atlas_name(self.name, self.resolution[0])
 
     @property
     def folder_name(self) -> str:
         """Folder (and archive stem) name, e.g. ``"allen_mouse_100um_v1.2"``."""
-        major, minor = self.version.split(".")
-        return atlas_name_from_repr(self.name, self.resolution[0], major, minor)
+        return folder_name(self.atlas_name, self.version)
 
 
 def _parse_fields(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,7 +217,7 @@ def _parse_fields(d: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(d["symmetric"], bool):
         raise _fail("symmetric", "true or false", d["symmetric"])
     version = d["version"]
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    if not is_version(version):
         raise _fail("version", "a string '<major>.<minor>' such as '1.2'", version)
     return {
         "name": name,

@@ -17,9 +17,7 @@ The panel layout and its labels are also written into each PNG as a text chunk
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._fs import atomic_file
 from atlasmith.errors import AtlasFormatError, MeshError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -434,10 +433,7 @@ def _save(fig: Figure, path: Path, dpi: int, panels: list[dict[str, Any]]) -> No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(
             tmp,
             format="png",
@@ -447,11 +443,6 @@ def _save(fig: Figure, path: Path, dpi: int, panels: list[dict[str, Any]]) -> No
             pad_inches=0.06,
             metadata={"Software": None, PANELS_KEY: json.dumps(panels, sort_keys=True)},
         )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_panels(path: str | Path) -> list[dict[str, Any]]:

@@ -156,8 +156,8 @@ def _release_script(
     work: Path,
     all_resolutions: bool,
 ) -> Iterable[ReleaseOutcome]:
-    from atlasmith.archive import sha256_file
-    from atlasmith.metadata import atlas_name_from_repr
+    from atlasmith.names import atlas_name
+    from atlasmith.package import sha256_file
     from atlasmith.script import load_script
 
     try:
@@ -168,7 +168,7 @@ def _release_script(
     digest = sha256_file(script)
     resolutions = parsed.resolutions if all_resolutions else parsed.resolutions[:1]
     for res in resolutions:
-        name = atlas_name_from_repr(parsed.name, res[0])
+        name = atlas_name(parsed.name, res[0])
         index = repository.read_index()
         yield _one(
             script, name, parsed.version, res[0], digest, index, repository, source_dir, work

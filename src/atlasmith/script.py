@@ -43,13 +43,14 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from atlasmith.errors import AtlasmithError, ScriptError
+from atlasmith.metadata import check_citation
+from atlasmith.names import check_base_name, format_resolution
 from atlasmith.sources import Source, SourceResolver
 
 __all__ = [
     "AtlasScript",
     "ScriptContext",
-    "check_atlas_name",
-    "check_citation",
+    "as_resolution",
     "load_script",
     "make_context",
     "write_script_template",
@@ -70,39 +71,6 @@ REQUIRED_CONSTANTS = (
 )
 REQUIRED_LOADERS = ("load_reference", "load_annotation", "load_structures")
 OPTIONAL_LOADERS = ("load_hemispheres", "load_additional_references", "load_meshes")
-
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*(_[a-z0-9.-]+)+$")
-_RES_SUFFIX_RE = re.compile(r"_\d+(\.\d+)?(nm|um|mm)$")
-_DOI_RE = re.compile(r"(https?://(dx\.)?doi\.org/|doi:\s*)10\.\d{4,9}/\S+", re.IGNORECASE)
-
-
-def check_atlas_name(name: object, where: str = "ATLAS_NAME") -> str:
-    """Return ``name`` when it is a valid ``author_species`` atlas name, else raise ScriptError.
-
-    >>> check_atlas_name("allen_mouse")
-    'allen_mouse'
-    """
-    if not isinstance(name, str) or not _NAME_RE.match(name) or _RES_SUFFIX_RE.search(name):
-        raise ScriptError(
-            f"{where} must be 'author_species' (at least two '_'-separated parts of lowercase "
-            f"letters, digits, '.' or '-', without a resolution suffix), e.g. 'allen_mouse'; "
-            f"got {name!r}."
-        )
-    return name
-
-
-def check_citation(citation: object, where: str = "CITATION") -> str:
-    """Return ``citation`` when it holds a DOI or is exactly ``"unpublished"``, else raise.
-
-    >>> check_citation("Wang et al 2020, https://doi.org/10.1016/j.cell.2020.04.007")[-5:]
-    '04.007'
-    """
-    if not isinstance(citation, str) or not (citation == "unpublished" or _DOI_RE.search(citation)):
-        raise ScriptError(
-            f"{where} must contain a DOI written as 'https://doi.org/10....' or 'doi:10....', "
-            f"or be exactly 'unpublished'; got {citation!r}."
-        )
-    return citation
 
 
 @dataclass(frozen=True)
@@ -167,7 +135,7 @@ class AtlasScript:
         for res in self.resolutions:
             if math.isclose(res[0], float(um)):
                 return res
-        offered = [_fmt(r[0]) for r in self.resolutions]
+        offered = [format_resolution(r[0]) for r in self.resolutions]
         raise ScriptError(
             f"script {self.path.name} cannot build at {um} um; it offers {offered} um "
             "(RESOLUTIONS). Pick one of those with --resolution."
@@ -189,10 +157,6 @@ class AtlasScript:
     def has(self, loader: str) -> bool:
         """True when the script defines ``loader``."""
         return loader in self.loaders
-
-
-def _fmt(um: float) -> str:
-    return str(int(um)) if float(um).is_integer() else repr(float(um))
 
 
 def load_script(path: str | Path) -> AtlasScript:
@@ -250,7 +214,7 @@ def parse_module(module: ModuleType, path: Path) -> AtlasScript:
         )
     return AtlasScript(
         path=path,
-        name=check_atlas_name(ns["ATLAS_NAME"]),
+        name=check_base_name(ns["ATLAS_NAME"]),
         species=_text(ns, "SPECIES"),
         atlas_link=_link(ns["ATLAS_LINK"]),
         citation=check_citation(ns["CITATION"]),
@@ -378,7 +342,7 @@ def write_script_template(name: str, out_dir: str | Path = ".") -> Path:
 
     from atlasmith.errors import AtlasExistsError
 
-    check_atlas_name(name, "the new script's name")
+    check_base_name(name, "the new script's name")
     target = Path(out_dir) / f"{name}.py"
     if target.exists():
         raise AtlasExistsError(f"{target} already exists: choose another name or folder.")

@@ -34,7 +34,8 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
-from atlasmith.repository import LocalRepository, split_archive_name
+from atlasmith.names import split_archive_name
+from atlasmith.repository import LocalRepository
 from atlasmith.repository._base import render_pages
 from atlasmith.tokens import TokenStore
 
@@ -331,7 +332,7 @@ def serve_in_thread(
     host, port
         Where to listen; port 0 picks a free port.
     token_file
-        The members' token file (default: :func:`atlasmith.tokens.default_token_file`).
+        The members' token file (default: :func:`atlasmith.config.token_file`).
     max_upload_bytes
         Upload size cap.
     access_log

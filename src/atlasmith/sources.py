@@ -11,26 +11,25 @@ source is looked up, in order, under ``--source-dir`` (the layout of ``../shared
 the script, in the project the script lives in and its ``data/`` folder (the folder above
 ``atlas_scripts/``, so that bundled scripts find the project's own copies under the same
 relative paths as in ``../shared/data``), and in the download cache. When none has it and the source
-declares a ``url``, it is downloaded into the cache (never while ``ATLASMITH_OFFLINE=1``). Every
+declares a ``url``, it is downloaded into the cache by atlasmith's download engine (resumed,
+retried; never in offline mode, ``ATLASMITH_OFFLINE=1`` or the config file's ``offline``). Every
 file is checked against its sha256 before a loader sees it: a wrong hash is a
 :class:`~atlasmith.errors.SourceError`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from atlasmith.archive import sha256_file
-from atlasmith.errors import DownloadError, OfflineError, SourceError
+from atlasmith.errors import IntegrityError, OfflineError, SourceError
+from atlasmith.package import sha256_file
 
 __all__ = ["Source", "SourceResolver", "source_cache_dir"]
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -111,12 +110,7 @@ class SourceResolver:
         source = self._declared(key)
         found = self._find(source)
         if found is None:
-            found = self._download(key, source)
-            try:
-                check_hash(found, source, key)
-            except SourceError:
-                found.unlink(missing_ok=True)  # never keep a wrong download in the cache
-                raise
+            found = self._download(key, source)  # verified: a wrong download is never kept
         else:
             check_hash(found, source, key)
         self.resolved[key] = found
@@ -147,13 +141,32 @@ class SourceResolver:
                 f"source {key!r} ({source.path}) was not found; looked at: {searched}. Pass "
                 "--source-dir pointing at a folder that holds it (e.g. ../shared/data)."
             )
-        if os.environ.get("ATLASMITH_OFFLINE", "") not in ("", "0"):
+        from atlasmith.config import load_settings
+        from atlasmith.download import download_file
+
+        settings = load_settings()
+        if settings.offline:
             raise OfflineError(
                 f"source {key!r} ({source.path}) is not available locally (looked at: "
-                f"{searched}) and ATLASMITH_OFFLINE is set, so {source.url} is not downloaded. "
-                "Pass --source-dir, or unset ATLASMITH_OFFLINE."
+                f"{searched}) and offline mode is on (ATLASMITH_OFFLINE is set, or offline in "
+                f"the config file), so {source.url} is not downloaded. Pass --source-dir, or "
+                "unset ATLASMITH_OFFLINE."
             )
-        return _fetch(source, self._cache() / source.sha256 / source.name)
+        target = self._cache() / source.sha256 / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return download_file(
+                source.url,
+                target,
+                sha256=source.sha256,
+                timeout=settings.timeout,
+                retries=settings.retries,
+            )
+        except IntegrityError as err:
+            raise SourceError(
+                f"source {key!r} downloaded from {source.url} is not the file the script "
+                f"declares: {err} Check the url and sha256 in the script's SOURCES."
+            ) from err
 
 
 def check_hash(path: Path, source: Source, key: str) -> None:
@@ -165,26 +178,3 @@ def check_hash(path: Path, source: Source, key: str) -> None:
             "is corrupt or a different version: replace it with the file the script expects, "
             "or (if the new file is right) update the sha256 in the script's SOURCES."
         )
-
-
-def _fetch(source: Source, target: Path) -> Path:
-    """Download ``source.url`` to ``target`` (through a temporary file, renamed when whole)."""
-    import httpx
-
-    url = str(source.url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
-            response.raise_for_status()
-            with open(partial, "wb") as handle:
-                for chunk in response.iter_bytes(_CHUNK):
-                    handle.write(chunk)
-    except httpx.HTTPError as err:
-        partial.unlink(missing_ok=True)
-        raise DownloadError(
-            f"downloading source {source.path} from {source.url} failed ({err}). Check the "
-            "connection, or put the file under --source-dir."
-        ) from err
-    os.replace(partial, target)
-    return target

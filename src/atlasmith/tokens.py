@@ -10,31 +10,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
+from atlasmith._fs import atomic_write
+from atlasmith.config import token_file
 from atlasmith.errors import AtlasExistsError, ConfigError
 
-__all__ = ["TOKEN_FILE_ENV", "TokenStore", "default_token_file"]
+__all__ = ["TokenStore"]
 
-#: Environment variable that moves the token file.
-TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
 _FORMAT = "atlasmith-tokens/1"
 _PREFIX = "atm_"
-
-
-def default_token_file() -> Path:
-    """``$ATLASMITH_TOKEN_FILE``, else ``tokens.json`` in the user config folder (platformdirs)."""
-    if os.environ.get(TOKEN_FILE_ENV):
-        return Path(os.environ[TOKEN_FILE_ENV]).expanduser()
-    import platformdirs
-
-    return platformdirs.user_config_path("atlasmith") / "tokens.json"
 
 
 def _digest(token: str) -> str:
@@ -47,7 +36,7 @@ class TokenStore:
     Parameters
     ----------
     path
-        The token file; default :func:`default_token_file`.
+        The token file; default :func:`atlasmith.config.token_file`.
 
     Examples
     --------
@@ -59,7 +48,7 @@ class TokenStore:
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_token_file()
+        self.path = Path(path).expanduser() if path is not None else token_file()
         self.path = self.path.absolute()
 
     def __repr__(self) -> str:
@@ -114,16 +103,8 @@ class TokenStore:
         return dict(data.get("tokens", {}))
 
     def _write(self, tokens: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": _FORMAT, "tokens": tokens}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as stream:
-                stream.write(text + "\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(self.path, (text + "\n").encode(), mode=0o600)  # readable by its owner only
 
     def _lock(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)

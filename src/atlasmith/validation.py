@@ -208,10 +208,10 @@ def check_metadata(p: _Package) -> str:
 
 
 def check_atlas_name(p: _Package) -> str:
-    from atlasmith.script import check_atlas_name as check_name
+    from atlasmith.names import check_base_name
 
     meta = p.parsed_metadata
-    check_name(meta.name, "metadata name")
+    check_base_name(meta.name, "metadata name")
     if p.folder.name.startswith(meta.atlas_name + "_v"):
         _need(
             p.folder.name == meta.folder_name,
@@ -221,7 +221,7 @@ def check_atlas_name(p: _Package) -> str:
 
 
 def check_citation(p: _Package) -> str:
-    from atlasmith.script import check_citation as check_cite
+    from atlasmith.metadata import check_citation as check_cite
 
     check_cite(p.metadata.get("citation"), "metadata citation")
     return "citation has a DOI or is 'unpublished'"
@@ -366,7 +366,7 @@ def check_mesh_bounds(p: _Package) -> str:
 
 
 def check_manifest(p: _Package) -> str:
-    from atlasmith.archive import MANIFEST_NAME, verify_folder
+    from atlasmith.package import MANIFEST_NAME, verify_folder
 
     if not (p.folder / MANIFEST_NAME).is_file():
         return "no manifest.json (not built by atlasmith): nothing to verify"
@@ -431,7 +431,7 @@ def validate_folder(folder: str | Path) -> ValidationReport:
 
 def validate_archive(path: str | Path) -> ValidationReport:
     """Extract an archive safely into a temporary folder and validate the package in it."""
-    from atlasmith.archive import safe_extract
+    from atlasmith.package import safe_extract
 
     archive = Path(path)
     with tempfile.TemporaryDirectory(prefix="atlasmith-validate-") as tmp:

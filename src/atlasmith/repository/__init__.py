@@ -11,9 +11,9 @@ from pathlib import Path
 
 from atlasmith.errors import RepositoryError
 from atlasmith.repository._base import CONF_NAMES, INDEX_NAME, Repository, StorageRepository
-from atlasmith.repository._check import CheckedArchive, check_archive, split_archive_name
+from atlasmith.repository._check import CheckedArchive, check_archive
 from atlasmith.repository._http import HttpRepository
-from atlasmith.repository._index import IndexEntry, RepositoryIndex, parse_version
+from atlasmith.repository._index import IndexEntry, RepositoryIndex
 from atlasmith.repository._local import LocalRepository
 from atlasmith.repository._s3 import S3Repository
 
@@ -31,8 +31,6 @@ __all__ = [
     "check_archive",
     "open_configured_repository",
     "open_repository",
-    "parse_version",
-    "split_archive_name",
 ]
 
 

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Self
 
+from atlasmith._fs import is_safe_relpath
 from atlasmith.errors import AtlasNotFoundError, RepositoryError
-from atlasmith.repository._check import DEFAULT_MAX_BYTES, CheckedArchive, check_archive
-from atlasmith.repository._index import IndexEntry, RepositoryIndex, _safe_relpath, utc_now
+from atlasmith.limits import MAX_PUBLISHED_BYTES
+from atlasmith.names import archive_name
+from atlasmith.repository._check import CheckedArchive, check_archive
+from atlasmith.repository._index import IndexEntry, RepositoryIndex, utc_now
 
 __all__ = ["CONF_NAMES", "INDEX_NAME", "Repository", "StorageRepository", "check_name"]
 
@@ -23,7 +26,7 @@ _log = logging.getLogger("atlasmith.repository")
 
 def check_name(name: str) -> str:
     """Refuse a repository file name that could leave the repository (``..``, absolute)."""
-    if not isinstance(name, str) or not _safe_relpath(name) or name.startswith("."):
+    if not isinstance(name, str) or not is_safe_relpath(name) or name.startswith("."):
         raise RepositoryError(
             f"{name!r} is not a file of the repository layout: names are relative paths such "
             "as 'index.json' or 'previews/allen_mouse_25um_v1.2.png', without '..'."
@@ -97,7 +100,7 @@ class StorageRepository(Repository):
     from it.
     """
 
-    max_bytes: int = DEFAULT_MAX_BYTES
+    max_bytes: int = MAX_PUBLISHED_BYTES
 
     def scratch_dir(self) -> Path | None:
         """A folder for temporary files on the repository's disk (None: the system's)."""
@@ -135,7 +138,7 @@ class StorageRepository(Repository):
         return index.entry(atlas_name, version)
 
     def _store_files(self, checked: CheckedArchive) -> None:
-        self._write_file(f"{checked.stem}.tar.gz", checked.path)
+        self._write_file(archive_name(checked.atlas_name, checked.version), checked.path)
         self._write_bytes(f"structures/{checked.stem}.json", checked.structures_json)
         if checked.preview_png is not None:
             self._write_bytes(f"previews/{checked.stem}.png", checked.preview_png)

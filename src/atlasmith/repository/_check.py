@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,38 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from atlasmith.errors import ArchiveError, AtlasmithError, IntegrityError, ValidationError
+from atlasmith.limits import MAX_PUBLISHED_BYTES
+from atlasmith.names import archive_name, folder_name, split_archive_name
 from atlasmith.repository._index import IndexEntry
 
-__all__ = [
-    "ARCHIVE_RE",
-    "DEFAULT_MAX_BYTES",
-    "CheckedArchive",
-    "check_archive",
-    "split_archive_name",
-]
+__all__ = ["CheckedArchive", "check_archive", "summary_metadata"]
 
-#: Largest archive (and largest extracted size) a repository accepts by default: 20 GiB.
-DEFAULT_MAX_BYTES = 20 * 1024**3
-ARCHIVE_RE = re.compile(
-    r"^(?P<atlas>[a-z0-9][a-z0-9_.-]*_[0-9]+(?:\.[0-9]+)?um)_v(?P<ver>[0-9]+\.[0-9]+)\.tar\.gz$"
-)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def split_archive_name(file_name: str) -> tuple[str, str]:
-    """``"allen_mouse_100um_v1.2.tar.gz"`` -> ``("allen_mouse_100um", "1.2")``; ArchiveError else.
-
-    >>> split_archive_name("allen_mouse_100um_v1.2.tar.gz")
-    ('allen_mouse_100um', '1.2')
-    """
-    match = ARCHIVE_RE.match(file_name)
-    if match is None:
-        raise ArchiveError(
-            f"{file_name!r} is not an atlas archive name: expected "
-            "'<author>_<species>_<res>um_v<major>.<minor>.tar.gz', e.g. "
-            "'allen_mouse_25um_v1.2.tar.gz' (as `atlasmith build` writes it)."
-        )
-    return match["atlas"], match["ver"]
 
 
 @dataclass(frozen=True)
@@ -63,14 +37,14 @@ class CheckedArchive:
     @property
     def stem(self) -> str:
         """``<atlas_name>_v<version>``."""
-        return f"{self.atlas_name}_v{self.version}"
+        return folder_name(self.atlas_name, self.version)
 
     def entry(self, published: str) -> IndexEntry:
         """The index entry for this archive, published at ``published``."""
         return IndexEntry(
             atlas_name=self.atlas_name,
             version=self.version,
-            archive=f"{self.stem}.tar.gz",
+            archive=archive_name(self.atlas_name, self.version),
             sha256=self.sha256,
             size=self.size,
             published=published,
@@ -84,7 +58,7 @@ class CheckedArchive:
 def check_archive(
     path: str | Path,
     preview: str | Path | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int = MAX_PUBLISHED_BYTES,
     work_dir: Path | None = None,
 ) -> CheckedArchive:
     """Check an archive the way a repository must before accepting it.
@@ -113,7 +87,7 @@ def check_archive(
     ValidationError
         A package that fails validation (``.report`` has every check).
     """
-    from atlasmith.archive import sha256_file
+    from atlasmith.package import sha256_file
 
     path = Path(path)
     atlas_name, version = split_archive_name(path.name)
@@ -122,7 +96,7 @@ def check_archive(
     size = path.stat().st_size
     if size > max_bytes:
         raise ArchiveError(f"{path.name} is {size} bytes, over the limit of {max_bytes} bytes.")
-    contents = _check_contents(path, f"{atlas_name}_v{version}", max_bytes, work_dir)
+    contents = _check_contents(path, folder_name(atlas_name, version), max_bytes, work_dir)
     return CheckedArchive(
         path=path,
         atlas_name=atlas_name,
@@ -138,7 +112,7 @@ def check_archive(
 
 def _check_contents(path: Path, stem: str, max_bytes: int, work_dir: Path | None) -> dict[str, Any]:
     """Extract to a temporary folder, verify and validate it, and read what the index needs."""
-    from atlasmith.archive import safe_extract
+    from atlasmith.package import safe_extract
 
     with tempfile.TemporaryDirectory(prefix=".atlasmith-check-", dir=work_dir) as tmp:
         try:
@@ -158,12 +132,12 @@ def _check_contents(path: Path, stem: str, max_bytes: int, work_dir: Path | None
 
 
 def _verify(folder: Path, archive_name: str) -> None:
-    from atlasmith.archive import MANIFEST_NAME, verify_folder
+    from atlasmith.package import MANIFEST_NAME, verify_folder
 
     if not (folder / MANIFEST_NAME).is_file():
         raise ArchiveError(
             f"{archive_name} has no {MANIFEST_NAME}: only packages made by `atlasmith build` "
-            "(or with atlasmith.archive.write_manifest) can be published."
+            "(or with atlasmith.package.write_manifest) can be published."
         )
     problems = verify_folder(folder)
     if problems:
@@ -193,8 +167,8 @@ def _require_files(folder: Path, archive_name: str) -> None:
 
 
 def _read_contents(folder: Path) -> dict[str, Any]:
-    from atlasmith.archive import MANIFEST_NAME
     from atlasmith.metadata import AtlasMetadata
+    from atlasmith.package import MANIFEST_NAME
 
     metadata = AtlasMetadata.from_file(folder / "metadata.json")
     if metadata.folder_name != folder.name:

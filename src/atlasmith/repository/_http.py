@@ -3,7 +3,6 @@ server (``PUT /atlases/<archive>`` with a member's bearer token)."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,8 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
+from atlasmith.names import split_archive_name
 from atlasmith.repository._base import Repository
-from atlasmith.repository._check import split_archive_name
 from atlasmith.repository._index import IndexEntry
 
 __all__ = ["HttpRepository"]
@@ -49,7 +48,8 @@ class HttpRepository(Repository):
     url
         Base URL of the repository (the folder that holds ``index.json``).
     token
-        A member's upload token (default: ``$ATLASMITH_TOKEN``); needed to publish or yank.
+        A member's upload token (default: the configured one, ``ATLASMITH_TOKEN`` or the
+        config file's ``token``); needed to publish or yank.
     client
         An ``httpx.Client`` to use (e.g. with a custom transport); one with timeouts is
         created otherwise.
@@ -63,7 +63,7 @@ class HttpRepository(Repository):
         timeout: float = 60.0,
     ) -> None:
         self.location = url.rstrip("/")
-        self.token = token if token is not None else os.environ.get("ATLASMITH_TOKEN") or None
+        self.token = token
         self.client = client or httpx.Client(timeout=timeout, follow_redirects=True)
 
     def __repr__(self) -> str:
@@ -140,6 +140,10 @@ class HttpRepository(Repository):
         return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])
 
     def _auth(self) -> dict[str, str]:
+        if not self.token:
+            from atlasmith.config import load_settings
+
+            self.token = load_settings().token
         if not self.token:
             raise AuthenticationError(
                 f"Publishing to {self.location} needs a member's token: pass --token, or set "

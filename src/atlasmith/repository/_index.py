@@ -14,28 +14,14 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from atlasmith._fs import is_safe_relpath
 from atlasmith.errors import AtlasExistsError, AtlasNotFoundError, RepositoryError
+from atlasmith.names import archive_name, folder_name, is_atlas_name, is_version, parse_version
 
-__all__ = ["INDEX_FORMAT", "IndexEntry", "RepositoryIndex", "parse_version", "utc_now"]
+__all__ = ["INDEX_FORMAT", "IndexEntry", "RepositoryIndex", "utc_now"]
 
 INDEX_FORMAT = "atlasmith-index/1"
-_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*_[0-9]+(?:\.[0-9]+)?um$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def parse_version(version: str) -> tuple[int, int]:
-    """Turn ``"1.10"`` into ``(1, 10)`` so versions compare numerically.
-
-    >>> parse_version("1.10") > parse_version("1.9")
-    True
-    """
-    if not isinstance(version, str) or _VERSION_RE.match(version) is None:
-        raise RepositoryError(
-            f"{version!r} is not an atlas data version: expected '<major>.<minor>', e.g. '1.2'."
-        )
-    major, minor = version.split(".")
-    return int(major), int(minor)
 
 
 def utc_now() -> str:
@@ -98,17 +84,18 @@ class IndexEntry:
 
     def __post_init__(self) -> None:
         where = f"{self.atlas_name} {self.version}"
-        if _NAME_RE.match(self.atlas_name) is None:
+        if not is_atlas_name(self.atlas_name):
             raise _bad(where, "the atlas name must look like 'allen_mouse_25um'")
-        parse_version(self.version)
-        if self.archive != f"{self.folder_name}.tar.gz":
-            raise _bad(where, f"archive must be {self.folder_name + '.tar.gz'!r}")
+        if not is_version(self.version):
+            raise _bad(where, "the version must be '<major>.<minor>', e.g. '1.2'")
+        if self.archive != archive_name(self.atlas_name, self.version):
+            raise _bad(where, f"archive must be {archive_name(self.atlas_name, self.version)!r}")
         if _SHA256_RE.match(self.sha256) is None:
             raise _bad(where, "sha256 must be 64 lowercase hex digits")
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
             raise _bad(where, "size must be a non-negative integer")
         for path in (self.preview, self.structures):
-            if path is not None and not _safe_relpath(path):
+            if path is not None and not is_safe_relpath(path):
                 raise _bad(where, f"{path!r} is not a safe relative path")
         object.__setattr__(self, "metadata", _frozen(self.metadata))
         object.__setattr__(self, "build", _frozen(self.build))
@@ -116,7 +103,7 @@ class IndexEntry:
     @property
     def folder_name(self) -> str:
         """Folder (and archive stem) name, e.g. ``allen_mouse_100um_v1.2``."""
-        return f"{self.atlas_name}_v{self.version}"
+        return folder_name(self.atlas_name, self.version)
 
     @property
     def version_key(self) -> tuple[int, int]:
@@ -168,11 +155,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def _safe_relpath(path: str) -> bool:
-    parts = path.split("/")
-    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
 
 
 def _sort_key(entry: IndexEntry) -> tuple[str, tuple[int, int]]:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from filelock import FileLock
 
+from atlasmith._fs import atomic_file, atomic_write
 from atlasmith.errors import RepositoryError
 from atlasmith.repository._base import StorageRepository, check_name
 
@@ -73,27 +72,11 @@ class LocalRepository(StorageRepository):
         return path.open("rb")
 
     def _write_bytes(self, name: str, data: bytes) -> None:
-        with self._temporary(name) as tmp:
-            tmp.write_bytes(data)
+        atomic_write(self.path(name), data)  # hidden temporary names are never served
 
     def _write_file(self, name: str, source: Path) -> None:
-        with self._temporary(name) as tmp:
+        with atomic_file(self.path(name)) as tmp:
             shutil.copyfile(source, tmp)
-
-    @contextlib.contextmanager
-    def _temporary(self, name: str) -> Iterator[Path]:
-        """A hidden temporary file beside the target, renamed over it when the block succeeds."""
-        target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            yield tmp
-            tmp.chmod(0o644)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

@@ -1,13 +1,7 @@
-"""The package format: ``manifest.json``, deterministic ``.tar.gz`` archives, and safe
-inspection and extraction of archives that come from anywhere.
+"""Safe reading of archives that come from anywhere: inspection and extraction.
 
-An atlas package is one folder (``NAME_RESum_vM.m/``) in BrainGlobe's v1.2 layout plus a
-``manifest.json`` that records the sha256 and size of every other file and how the package was
-built. :func:`make_archive` turns the folder into a byte-reproducible ``NAME_RESum_vM.m.tar.gz``.
-
-Archives are untrusted. :func:`inspect_archive` and :func:`safe_extract` accept only regular
-files and folders under one top-level folder and refuse everything else with an
-:class:`~atlasmith.errors.ArchiveError`:
+:func:`inspect_archive` and :func:`safe_extract` accept only regular files and folders under
+one top-level folder and refuse everything else with an :class:`~atlasmith.errors.ArchiveError`:
 
 * absolute paths, ``..`` components, backslashes and drive letters;
 * symbolic links and hard links (wherever they point: a package never needs them),
@@ -26,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
-import hashlib
 import io
-import json
 import os
 import queue
 import shutil
@@ -36,46 +28,22 @@ import tarfile
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
-from atlasmith.errors import ArchiveError, AtlasFormatError
-from atlasmith.pgzip import ParallelGzipWriter
+from atlasmith._fs import FILE_MODE, FOLDER_MODE
+from atlasmith._types import PathLike
+from atlasmith.errors import ArchiveError
+from atlasmith.limits import DISK_MARGIN_BYTES, MAX_ARCHIVE_MEMBERS, MAX_EXTRACTED_BYTES
+from atlasmith.package._hashes import CHUNK
+from atlasmith.package._manifest import MANIFEST_NAME
 
-__all__ = [
-    "DEFAULT_MAX_BYTES",
-    "DEFAULT_MAX_MEMBERS",
-    "MANIFEST_FORMAT",
-    "MANIFEST_NAME",
-    "ArchiveInfo",
-    "inspect_archive",
-    "make_archive",
-    "read_manifest",
-    "safe_extract",
-    "sha256_file",
-    "top_folder",
-    "verify_folder",
-    "write_manifest",
-]
+__all__ = ["ArchiveInfo", "inspect_archive", "safe_extract", "top_folder"]
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "atlasmith-manifest/1"
-#: Cap on the uncompressed size of an archive (a 10 um Allen atlas with meshes is ~10 GB).
-DEFAULT_MAX_BYTES = 64 * 1024**3
-#: Cap on the number of members (a package has a few thousand meshes at most).
-DEFAULT_MAX_MEMBERS = 200_000
-CHUNK = 1024 * 1024
-#: Level 4 packs an atlas 4 % larger than level 6 in a third of the time (measured on the
-#: Allen 100 um package: 35.6 MB in 1.2 s against 34.1 MB in 4.0 s, two cores).
-_GZIP_LEVEL = 4
-_FILE_MODE = 0o644
 _EXEC_MODE = 0o755
-_DIR_MODE = 0o755
-#: Free space kept on the disk after every extracted file.
-_DISK_MARGIN = 64 * 1024**2
+Source = str | Path | IO[bytes]
 
 
 @dataclass(frozen=True)
@@ -103,272 +71,6 @@ class ArchiveInfo:
     def has_manifest(self) -> bool:
         """Whether the archive carries a ``manifest.json`` next to the atlas files."""
         return any(name == MANIFEST_NAME for name, _ in self.files)
-
-
-# --- hashing and the manifest ----------------------------------------------------------
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB chunks.
-
-    Parameters
-    ----------
-    path : str or Path
-        The file to hash.
-
-    Returns
-    -------
-    str
-        64 lowercase hex digits.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _package_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of every file in ``folder`` except the manifest, sorted."""
-    found: list[str] = []
-    for path in folder.rglob("*"):
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise ArchiveError(
-                f"{path} is a link or a special file: an atlas package may hold only regular "
-                "files and folders. Replace it with a regular file copy."
-            )
-        if path.is_file():
-            found.append(path.relative_to(folder).as_posix())
-    return sorted(name for name in found if name != MANIFEST_NAME)
-
-
-def _hash_files(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """sha256 and size of each named file; hashing runs in threads (hashlib frees the GIL)."""
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(lambda n: sha256_file(folder / n), names))
-    return {
-        name: {"sha256": digest, "size": (folder / name).stat().st_size}
-        for name, digest in zip(names, digests, strict=True)
-    }
-
-
-def _tool_version() -> str:
-    from atlasmith import __version__
-
-    return __version__
-
-
-def write_manifest(folder: str | Path, build: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``folder/manifest.json`` (per-file sha256 and size plus build information).
-
-    The file is byte-reproducible: keys sorted, two-space indent, trailing newline, and it is
-    written to a temporary file first and renamed into place.
-
-    Parameters
-    ----------
-    folder : str or Path
-        The atlas folder (``NAME_RESum_vM.m``).
-    build : Mapping
-        JSON-ready build information (script, sources with sha256, parameters).
-
-    Returns
-    -------
-    dict
-        The manifest as written.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise AtlasFormatError(f"Cannot write a manifest: {root} is not a folder.")
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "atlas": root.name,
-        "tool": {"name": "atlasmith", "version": _tool_version()},
-        "build": dict(build),
-        "files": _hash_files(root, _package_files(root)),
-    }
-    text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
-    _write_atomic(root / MANIFEST_NAME, text.encode())
-    return manifest
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``target``, then rename it over ``target``."""
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """Return the parsed ``manifest.json`` of ``folder``, or None when it has none.
-
-    Raises
-    ------
-    AtlasFormatError
-        When the manifest exists but is not a JSON object with a ``files`` table.
-    """
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AtlasFormatError(
-            f"{path} is not valid JSON ({err}). Reinstall the atlas to restore it."
-        ) from err
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise AtlasFormatError(
-            f"{path} has no 'files' table (format {MANIFEST_FORMAT} expected). "
-            "Reinstall the atlas to restore it."
-        )
-    return manifest
-
-
-def verify_folder(folder: str | Path) -> list[str]:
-    """Re-hash every file of an atlas folder against its ``manifest.json``.
-
-    Parameters
-    ----------
-    folder : str or Path
-        An atlas folder.
-
-    Returns
-    -------
-    list of str
-        One sentence per problem (no manifest, missing, extra, resized or changed files);
-        empty when the folder matches its manifest exactly.
-    """
-    root = Path(folder)
-    manifest = read_manifest(root)
-    if manifest is None:
-        return [
-            f"{root} has no {MANIFEST_NAME}: it was not installed by atlasmith (or was "
-            "installed by another tool such as BrainGlobe), so its files cannot be checked."
-        ]
-    expected: dict[str, Any] = manifest["files"]
-    present = _package_files(root)
-    problems = [f"missing file: {name}" for name in sorted(set(expected) - set(present))]
-    problems += [
-        f"extra file not in the manifest: {name}" for name in present if name not in expected
-    ]
-    common = [name for name in present if name in expected]
-    actual = _hash_files(root, common)
-    for name in common:
-        want, got = expected[name], actual[name]
-        if want.get("size") != got["size"]:
-            problems.append(
-                f"changed size: {name} (expected {want.get('size')}, got {got['size']})"
-            )
-        elif want.get("sha256") != got["sha256"]:
-            problems.append(
-                f"changed content: {name} "
-                f"(sha256 expected {want.get('sha256')}, got {got['sha256']})"
-            )
-    return problems
-
-
-# --- deterministic archives ------------------------------------------------------------
-
-
-def _archive_mtime() -> int:
-    """Member mtime: SOURCE_DATE_EPOCH when set (reproducible builds convention), else 0."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return 0
-    try:
-        return max(0, int(value))
-    except ValueError as err:
-        raise ArchiveError(
-            f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {value!r}. "
-            "Unset it or set it to e.g. 1700000000."
-        ) from err
-
-
-def _member(name: str, size: int, mode: int, mtime: int, kind: bytes) -> tarfile.TarInfo:
-    """A tar header with everything machine-specific zeroed."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime, info.type = size, mode, mtime, kind
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _entries(folder: Path) -> list[tuple[str, Path]]:
-    """(archive name, path) for the top folder and everything in it, sorted by archive name."""
-    top = folder.name
-    items = [(top, folder)]
-    for path in folder.rglob("*"):
-        if path.is_symlink() or not (path.is_file() or path.is_dir()):
-            raise ArchiveError(
-                f"{path} is a link or a special file: an atlas package may hold only regular "
-                "files and folders. Replace it with a regular file copy."
-            )
-        items.append((f"{top}/{path.relative_to(folder).as_posix()}", path))
-    return sorted(items)
-
-
-def _add_entry(tar: tarfile.TarFile, name: str, path: Path, mtime: int) -> None:
-    if path.is_dir():
-        tar.addfile(_member(name, 0, _DIR_MODE, mtime, tarfile.DIRTYPE))
-        return
-    executable = path.stat().st_mode & 0o111
-    size = path.stat().st_size
-    info = _member(name, size, _EXEC_MODE if executable else _FILE_MODE, mtime, tarfile.REGTYPE)
-    with open(path, "rb") as stream:
-        tar.addfile(info, stream)
-
-
-def make_archive(folder: str | Path, dest_dir: str | Path) -> Path:
-    """Pack an atlas folder into a byte-reproducible ``dest_dir/<folder name>.tar.gz``.
-
-    Entries are sorted, with one top-level folder; mtimes are ``SOURCE_DATE_EPOCH`` (or 0),
-    owners 0 with no names, modes 0644/0755; the gzip header has no time and no file name.
-    Compression runs on every core (:mod:`atlasmith.pgzip`) without changing the bytes.
-    The archive is written to a temporary file and renamed into place (an existing archive of
-    the same name is replaced).
-
-    Parameters
-    ----------
-    folder : str or Path
-        The atlas folder to pack.
-    dest_dir : str or Path
-        Where to write the archive (created if missing).
-
-    Returns
-    -------
-    Path
-        The archive.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise AtlasFormatError(f"Cannot archive {root}: it is not a folder.")
-    out_dir = Path(dest_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{root.name}.tar.gz"
-    entries, mtime = _entries(root), _archive_mtime()
-    handle, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with (
-            os.fdopen(handle, "wb") as raw,
-            ParallelGzipWriter(raw, level=_GZIP_LEVEL) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for name, path in entries:
-                _add_entry(tar, name, path, mtime)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-# --- safe reading ----------------------------------------------------------------------
 
 
 class _Checker:
@@ -438,13 +140,13 @@ class _Checker:
             raise self.fail(member.name, f"has an unsupported tar type {member.type!r}")
 
 
-def _source_name(source: str | Path | IO[bytes]) -> str:
-    return str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
+def _source_name(source: Source) -> str:
+    return str(source) if isinstance(source, str | Path) else getattr(source, "name", "<stream>")
 
 
-def _open_stream(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
+def _open_stream(source: Source) -> tuple[IO[bytes], bool]:
     """(binary stream, whether we opened it); the gzip layer is added by :func:`_walk`."""
-    if isinstance(source, (str, Path)):
+    if isinstance(source, str | Path):
         try:
             return open(source, "rb"), True  # noqa: SIM115 (closed by the caller)
         except OSError as err:
@@ -550,7 +252,7 @@ class _ThreadedGunzip(io.RawIOBase):
 _Visit = Callable[[tarfile.TarFile, tarfile.TarInfo, str], None]
 
 
-def _walk(source: str | Path | IO[bytes], checker: _Checker, visit: _Visit) -> None:
+def _walk(source: Source, checker: _Checker, visit: _Visit) -> None:
     """Stream the archive, check each member, then call ``visit(tar, member, relative path)``.
 
     Read errors anywhere (in the headers or in a member's data) become an ArchiveError.
@@ -583,9 +285,9 @@ def _walk(source: str | Path | IO[bytes], checker: _Checker, visit: _Visit) -> N
 
 
 def inspect_archive(
-    path: str | Path | IO[bytes],
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_members: int = DEFAULT_MAX_MEMBERS,
+    path: Source,
+    max_bytes: int = MAX_EXTRACTED_BYTES,
+    max_members: int = MAX_ARCHIVE_MEMBERS,
 ) -> ArchiveInfo:
     """List an archive's members and check them all, without extracting anything.
 
@@ -645,7 +347,7 @@ class _FirstMember(Exception):
     """Stops the walk after the first member."""
 
 
-def top_folder(path: str | Path | IO[bytes]) -> str:
+def top_folder(path: Source) -> str:
     """The top-level folder of an archive, read from its first member only.
 
     Raises
@@ -653,7 +355,7 @@ def top_folder(path: str | Path | IO[bytes]) -> str:
     ArchiveError
         When the file is not gzip, is corrupt, or its first member is unsafe.
     """
-    checker = _Checker(_source_name(path), DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS)
+    checker = _Checker(_source_name(path), MAX_EXTRACTED_BYTES, MAX_ARCHIVE_MEMBERS)
 
     def visit(tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str) -> None:
         raise _FirstMember
@@ -665,10 +367,10 @@ def top_folder(path: str | Path | IO[bytes]) -> str:
 
 
 def safe_extract(
-    path: str | Path | IO[bytes],
-    dest_parent: str | Path,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_members: int = DEFAULT_MAX_MEMBERS,
+    path: Source,
+    dest_parent: PathLike,
+    max_bytes: int = MAX_EXTRACTED_BYTES,
+    max_members: int = MAX_ARCHIVE_MEMBERS,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Extract an archive into a new temporary folder inside ``dest_parent``, safely.
@@ -734,12 +436,12 @@ def _extract_member(
 def _write_member(
     tar: tarfile.TarFile, member: tarfile.TarInfo, checker: _Checker, target: Path
 ) -> None:
-    target.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    target.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     if member.isdir():
-        target.mkdir(mode=_DIR_MODE, exist_ok=True)
+        target.mkdir(mode=FOLDER_MODE, exist_ok=True)
         return
     _check_disk(target.parent, member, checker)
-    mode = _EXEC_MODE if member.mode & 0o111 else _FILE_MODE
+    mode = _EXEC_MODE if member.mode & 0o111 else FILE_MODE
     with open(target, "xb") as out:
         _copy_member(tar, member, checker, out)
     os.chmod(target, mode)  # setuid/setgid/sticky bits are never carried over
@@ -747,7 +449,7 @@ def _write_member(
 
 def _check_disk(folder: Path, member: tarfile.TarInfo, checker: _Checker) -> None:
     free = shutil.disk_usage(folder).free
-    if member.size + _DISK_MARGIN > free:
+    if member.size + DISK_MARGIN_BYTES > free:
         raise ArchiveError(
             f"Not enough disk space in {folder} to extract {member.name!r} from "
             f"{checker.source}: it needs {member.size} bytes, {free} are free. Free some space "

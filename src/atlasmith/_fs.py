@@ -1,0 +1,160 @@
+"""File-system steps that never leave a half-written file or a missing folder behind.
+
+- :func:`atomic_file` / :func:`atomic_write`: write beside the target under a hidden
+  temporary name, then rename over it; readers see the old content or the new one, and a
+  failure (an exception, Ctrl-C) removes the temporary file.
+- :func:`replace_path`: move a finished file or folder into place over an existing one. On
+  Linux the two are swapped in one ``renameat2(RENAME_EXCHANGE)`` call, so there is no moment
+  when neither the old nor the new folder exists; elsewhere the old one is renamed aside
+  first and put back if the second rename fails.
+- :func:`temporary_folder`: a hidden working folder on the same disk as the output (so that
+  the final rename is atomic), removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from atlasmith._types import PathLike
+
+__all__ = [
+    "atomic_file",
+    "atomic_write",
+    "is_safe_relpath",
+    "remove_tree",
+    "replace_path",
+    "temporary_folder",
+]
+
+FILE_MODE = 0o644
+FOLDER_MODE = 0o755
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# errors that mean "this system or file system cannot exchange", not "this exchange failed"
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM}
+
+
+@contextlib.contextmanager
+def atomic_file(target: PathLike, mode: int = FILE_MODE) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` when the block ends.
+
+    The temporary file is hidden (``.<name>.XXXX.tmp``), created with mode 0600 and given
+    ``mode`` just before the rename. On any exception it is removed and ``target`` is left as
+    it was.
+    """
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(target: PathLike, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``target`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(target, mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def replace_path(staged: PathLike, final: PathLike) -> None:
+    """Move ``staged`` (a file or folder) to ``final``, replacing whatever is there.
+
+    ``staged`` must be on the same file system as ``final``. A replaced folder is swapped out
+    atomically where the system allows it (Linux) and deleted afterwards; at no moment is
+    ``final`` missing.
+    """
+    new, old = Path(staged), Path(final)
+    if not os.path.lexists(old):
+        os.rename(new, old)
+        return
+    if not (new.is_dir() or old.is_dir()):
+        os.replace(new, old)  # atomic for files everywhere
+        return
+    if _exchange(new, old):
+        remove_tree(new)  # now holds the old content
+        return
+    aside = old.with_name(f".{old.name}.old-{secrets.token_hex(4)}")
+    os.rename(old, aside)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(aside, old)
+        raise
+    remove_tree(aside)
+
+
+def remove_tree(path: PathLike) -> None:
+    """Delete a folder (or file) and everything in it; missing paths are fine."""
+    target = Path(path)
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def temporary_folder(parent: PathLike, prefix: str) -> Iterator[Path]:
+    """A new hidden folder inside ``parent`` (created if needed), removed when the block ends."""
+    base = Path(parent)
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=base, prefix=f".{prefix.lstrip('.')}"))
+    try:
+        yield folder
+    finally:
+        remove_tree(folder)
+
+
+def is_safe_relpath(path: str) -> bool:
+    """Whether ``path`` is a relative POSIX path that stays inside its root.
+
+    >>> is_safe_relpath("previews/a.png"), is_safe_relpath("../a"), is_safe_relpath("/etc")
+    (True, False, False)
+    """
+    parts = PurePosixPath(path).parts
+    return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step; False where the system or file system cannot."""
+    rename = _renameat2()
+    if rename is None:
+        return False
+    done = rename(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+@functools.cache
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """glibc's ``renameat2`` (2.28 and later), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    function.argtypes += [ctypes.c_uint]
+    function.restype = ctypes.c_int
+    found: Callable[[int, bytes, int, bytes, int], int] = function
+    return found

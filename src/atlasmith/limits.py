@@ -1,0 +1,31 @@
+"""Size limits: how much atlasmith reads, unpacks, accepts or keeps free, in one place.
+
+Every cap that protects a process or a disk from an oversized or hostile input is defined
+here, so that the client, the repository and the server agree and a change is made once.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DISK_MARGIN_BYTES",
+    "MAX_ARCHIVE_MEMBERS",
+    "MAX_EXTRACTED_BYTES",
+    "MAX_PUBLISHED_BYTES",
+    "MAX_SMALL_FILE_BYTES",
+    "SPOOL_BYTES",
+]
+
+#: Unpacked size of one archive that a client installs (decompression bombs stop there);
+#: a 10 um Allen atlas with meshes is about 10 GB. The config key ``max_archive_bytes``
+#: (``ATLASMITH_MAX_ARCHIVE_BYTES``) overrides it.
+MAX_EXTRACTED_BYTES = 64 * 1024**3
+#: Members of one archive (a package has a few thousand meshes at most).
+MAX_ARCHIVE_MEMBERS = 200_000
+#: Largest archive (and unpacked content) a repository accepts from a publisher or an upload.
+MAX_PUBLISHED_BYTES = 20 * 1024**3
+#: Largest small repository file read whole into memory (``index.json``, ``.conf``).
+MAX_SMALL_FILE_BYTES = 64 * 1024**2
+#: Free space kept on a disk after a download or an extracted file.
+DISK_MARGIN_BYTES = 64 * 1024**2
+#: Size up to which a file read from a remote repository is kept in memory, not on disk.
+SPOOL_BYTES = 64 * 1024**2
