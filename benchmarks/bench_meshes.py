@@ -191,7 +191,7 @@ def references(folder: Path, resolution: int) -> dict[str, tuple[int, Any, Any]]
     """Per region of ``data/allen_official_meshes``: its id, Allen's mesh and its voxel
     boundary in ``folder``'s annotation (made once per folder)."""
     from atlasmith.hierarchy import StructureTree
-    from atlasmith.mesh_quality import read_obj, region_masks, voxel_boundary
+    from atlasmith.meshes.quality import read_obj, region_masks, voxel_boundary
 
     tree = StructureTree.from_list(json.loads(STRUCTURES.read_text()))
     annotation = np.load(folder / "annotation.npy")
@@ -210,7 +210,7 @@ def references(folder: Path, resolution: int) -> dict[str, tuple[int, Any, Any]]
 def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) -> dict[str, Any]:
     """Counts, size and the two distances (mean over the 15 regions, and each region's) of a
     mesh folder."""
-    from atlasmith.mesh_quality import read_obj, surface_distance
+    from atlasmith.meshes.quality import read_obj, surface_distance
 
     files = sorted(mesh_dir.glob("*.obj"))
     triangles = sum(path.read_bytes().count(b"\nf ") for path in files)

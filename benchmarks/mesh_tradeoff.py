@@ -78,7 +78,7 @@ def run_set(
 
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
-        generate_meshes(annotation, tree, resolution, Path(work) / "m", parameters)
+        generate_meshes(annotation, tree, resolution, Path(work) / "m", params=parameters)
         elapsed = time.perf_counter() - start
         row = measure_meshes(Path(work) / "m", folder, resolution, 1.0)
     return {"name": name, "time_s": elapsed, **row}

@@ -40,7 +40,7 @@ def bundled_data() -> Path:
 @pytest.fixture(scope="session")
 def example_atlas_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The bundled real Allen 100 um atlas as a BrainGlobe v1.2 folder (read-only use)."""
-    from atlasmith.example import write_example_atlas
+    from atlasmith.demo import write_example_atlas
 
     parent = tmp_path_factory.mktemp("example")
     yield write_example_atlas(parent)

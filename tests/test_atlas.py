@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 from brainglobe_space import AnatomicalSpace
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from atlasmith import Atlas
@@ -319,10 +318,10 @@ def test_tree_is_built_and_checked_on_first_use(example_atlas_copy: Path) -> Non
 def test_full_passes_map_the_pages_first(
     example_atlas_dir: Path, annotation: np.ndarray, monkeypatch: pytest.MonkeyPatch, advice: str
 ) -> None:
-    from atlasmith import atlas as atlas_module
+    from atlasmith.formats import _tiff
 
     if advice == "unsupported":  # an advice the kernel rejects: the page-by-page fallback
-        monkeypatch.setattr(atlas_module, "_MADV_POPULATE_READ_LINUX", 123456)
+        monkeypatch.setattr(_tiff, "_MADV_POPULATE_READ_LINUX", 123456)
     atlas = Atlas(example_atlas_dir)
     mask = atlas.get_structure_mask("HY")
     assert atlas.annotation._atlasmith_mapped

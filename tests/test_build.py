@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-from atlasmith.build import BuildResult, build_atlas, readme_text
+from atlasmith.build import BuildResult, build_atlas
 from atlasmith.cli import main
 from atlasmith.errors import (
     AtlasExistsError,
@@ -24,6 +24,7 @@ from atlasmith.errors import (
     SourceError,
     ValidationError,
 )
+from atlasmith.formats import readme_text
 from atlasmith.package import verify_folder
 from atlasmith.validation import validate_folder
 

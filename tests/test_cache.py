@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 
 from atlasmith.atlas import Atlas
-from atlasmith.cache import (
-    AtlasCache,
-    BrainGlobeAtlas,
-    Catalog,
-    InstalledAtlas,
-    fetch,
-    plan,
-    status_rows,
-)
+from atlasmith.brainglobe import BrainGlobeAtlas, fetch
+from atlasmith.cache import AtlasCache, InstalledAtlas, plan
+from atlasmith.cli._client import status_rows
 from atlasmith.config import load_settings
 from atlasmith.errors import (
     ArchiveError,
@@ -30,6 +24,7 @@ from atlasmith.errors import (
     OfflineError,
 )
 from atlasmith.package import sha256_file, verify_folder
+from atlasmith.repository import RepositoryIndex
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
 from test_download import Fault, RepoServer, make_package, write_repository
 
@@ -77,13 +72,14 @@ def test_plan(
         assert plan(installed, installed, latest, False, force=True).action == "update"
 
 
-def test_catalog_versions_compare_numerically_and_skip_yanked(tmp_path: Path) -> None:
+def test_brainglobe_versions_file_compares_numerically(tmp_path: Path) -> None:
     conf = "[atlases]\nallen_mouse_25um = 1.10\n"
-    catalog = Catalog.from_conf(conf, "test")
-    assert catalog.latest("allen_mouse_25um").version == "1.10"  # type: ignore[union-attr]
+    index = RepositoryIndex.from_conf(conf, "test")
+    assert not index.verified  # BrainGlobe's file has no hashes
+    assert index.latest("allen_mouse_25um").version == "1.10"  # type: ignore[union-attr]
     with pytest.raises(AtlasNotFoundError, match="not a valid atlas name"):
-        catalog.resolve("nope_10um", None)
-    rows = status_rows([InstalledAtlas("x_mouse_10um", "1.0", tmp_path)], catalog)
+        index.entry("nope_10um", None)
+    rows = status_rows([InstalledAtlas("x_mouse_10um", "1.0", tmp_path)], index)
     assert [(r.atlas_name, r.downloaded, r.latest_version) for r in rows] == [
         ("allen_mouse_25um", False, "1.10"),
         ("x_mouse_10um", True, None),
@@ -178,7 +174,7 @@ def test_yanked_versions_are_skipped_unless_named(
     server = RepoServer(root).start()
     try:
         cache = make_cache(server, cache_dir)
-        assert cache.catalog().latest(NAME).version == "1.1"  # type: ignore[union-attr]
+        assert cache.index().latest(NAME).version == "1.1"  # type: ignore[union-attr]
         assert cache.fetch(NAME).version == "1.1"
         assert make_cache(server, cache_dir).update(NAME)[0] == "use"
         assert make_cache(server, cache_dir).fetch(NAME, "1.2").version == "1.2"
@@ -319,11 +315,11 @@ def test_offline_uses_installed_atlases_and_names_what_needs_a_download(
 
 
 def test_a_damaged_cached_index_is_ignored(repo: RepoServer, cache_dir: Path) -> None:
-    make_cache(repo, cache_dir).catalog()
+    make_cache(repo, cache_dir).index()
     (cache_dir / ".atlasmith" / "index.json").write_text("<html>oops</html>")
-    assert make_cache(repo, cache_dir).cached_catalog() is None
+    assert make_cache(repo, cache_dir).cached_index() is None
     assert make_cache(repo, cache_dir).fetch(NAME).version == "1.1"  # and rewritten online
-    assert make_cache(repo, cache_dir).cached_catalog() is not None
+    assert make_cache(repo, cache_dir).cached_index() is not None
 
 
 def test_offline_without_any_cached_index(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,7 +328,7 @@ def test_offline_without_any_cached_index(cache_dir: Path, monkeypatch: pytest.M
     with pytest.raises(OfflineError, match="offline mode is on"):
         cache.fetch(NAME)
     with pytest.raises(OfflineError, match="no repository index is cached"):
-        cache.catalog()
+        cache.index()
 
 
 def test_a_repository_folder_works_offline(
@@ -373,7 +369,7 @@ def test_install_hostile_archive_path_installs_nothing(
 def test_install_archive_checks_the_hash_of_a_known_version(
     repo: RepoServer, example_atlas_dir: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
-    make_cache(repo, cache_dir).catalog()  # caches the index (1.1 with its sha256)
+    make_cache(repo, cache_dir).index()  # caches the index (1.1 with its sha256)
     altered = tmp_path / "altered" / example_atlas_dir.name
     shutil.copytree(example_atlas_dir, altered)
     (altered / "README.txt").write_text("not the published package\n")
@@ -422,19 +418,40 @@ def test_two_installed_versions_is_a_file_exists_error(
         cache.fetch(NAME)
 
 
-def test_recovery_after_a_kill_between_the_two_renames(repo: RepoServer, cache_dir: Path) -> None:
+def test_an_update_killed_between_the_two_renames_is_completed(
+    repo: RepoServer, cache_dir: Path
+) -> None:
+    old = make_cache(repo, cache_dir).fetch(NAME, "1.1")
+    new = cache_dir / f"{NAME}_v1.2"  # the new version, moved in before the old one goes
+    shutil.copytree(old.path, new)
+    journal = cache_dir / ".atlasmith" / "swaps" / f"{NAME}.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(json.dumps({"new": new.name, "old": old.path.name}))
+    (cache_dir / ".atlasmith" / "staging" / NAME / ".extract-x" / "half").mkdir(parents=True)
+    repo.stop()  # finishing the update needs no download
+    cache = make_cache(repo, cache_dir)
+    assert cache.fetch(NAME).path == new
+    assert cache.installed() == [InstalledAtlas(NAME, "1.2", new)]
+    assert not journal.exists()
+    assert list((cache_dir / ".atlasmith" / "staging" / NAME).iterdir()) == []
+    assert list((cache_dir / ".atlasmith" / "trash" / NAME).iterdir()) == []
+
+
+def test_a_killed_remove_stays_removed(repo: RepoServer, cache_dir: Path) -> None:
     installed = make_cache(repo, cache_dir).fetch(NAME)
     trash = cache_dir / ".atlasmith" / "trash" / NAME
-    installed.path.rename(trash / f"{installed.path.name}-0badcafe")
-    (cache_dir / ".atlasmith" / "staging" / NAME / ".extract-x" / "half").mkdir(parents=True)
-    repo.stop()  # the recovery needs no download
+    half = trash / f"{installed.path.name}-0badcafe"
+    installed.path.rename(half)  # `remove` killed while deleting: half the files are gone
+    for mesh in list((half / "meshes").iterdir())[::2]:
+        mesh.unlink()
+    repo.stop()
     cache = make_cache(repo, cache_dir)
     cache.settings = replace(cache.settings, retries=1)
+    assert cache.installed() == []
     with pytest.raises(ConnectionError):
-        cache.fetch(NAME)  # not installed, so it asks the (stopped) repository...
-    assert cache.installed() == [installed]  # ...but the locked step restored the old folder
-    assert list((cache_dir / ".atlasmith" / "staging" / NAME).iterdir()) == []
-    assert cache.fetch(NAME) == installed
+        cache.fetch(NAME)  # not installed: it asks the (stopped) repository...
+    assert cache.installed() == []  # ...and never brings the half-deleted folder back
+    assert list(trash.iterdir()) == []
 
 
 def test_remove_and_verify(repo: RepoServer, cache_dir: Path) -> None:
@@ -558,16 +575,16 @@ def test_a_brainglobe_style_repository_installs_with_a_warning(
     assert sha256_file(repo.root / f"{NAME}_v1.1.tar.gz")  # served, and installed from it
     (repo.root / "last_versions.conf").write_text("<html>504 Gateway Time-out</html>")
     with pytest.raises(Exception, match="not a versions file"):
-        make_cache(repo, cache_dir).catalog()
+        make_cache(repo, cache_dir).index()
 
 
 def test_progress_callbacks_chain(tmp_path: Path) -> None:
-    from atlasmith.cache import progress_bar
+    from atlasmith.progress import download_bar
 
     seen: list[tuple[int, int]] = []
     for enabled in (False, True):
-        with progress_bar("x", lambda c, t: seen.append((c, t)), enabled=enabled) as update:
+        with download_bar("x", lambda c, t: seen.append((c, t)), enabled=enabled) as update:
             update(5, 10)
     assert seen == [(5, 10), (5, 10)]
-    with progress_bar("x", enabled=False) as update:
+    with download_bar("x", enabled=False) as update:
         update(1, 2)  # no callback: nothing to call, no error

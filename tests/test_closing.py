@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from atlasmith.closing import close_mask, close_structures, relabel, structure_boxes
 from atlasmith.hierarchy import StructureTree
-from atlasmith.meshes import _membership
-from atlasmith.surface import compact_labels
+from atlasmith.meshes._closing import close_mask, close_structures, relabel, structure_boxes
+from atlasmith.meshes._engine import membership
+from atlasmith.meshes._runner import LocalRunner
+from atlasmith.meshes._surface import compact_labels
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "allen_mouse_100um"
 
 
-def _serial(fn, items, shared, limit=None):
-    return (fn(item, shared) for item in items)
+_serial = LocalRunner(1)
 
 
 def _scipy_closing(mask: np.ndarray, n: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def allen():
     tree = StructureTree.from_list(json.loads((DATA / "structures.json").read_text()))
     labels = compact_labels(np.ascontiguousarray(annotation), tree)
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(tree) + 1))
-    kept, members = _membership(tree, present[present > 0])
+    kept, members = membership(tree, present[present > 0])
     return tree, labels, kept, members
 
 

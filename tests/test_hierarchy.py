@@ -12,8 +12,7 @@ import nrrd
 import numpy as np
 import pytest
 from brainglobe_atlasapi.structure_tree_util import get_structures_tree
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from atlasmith import hierarchy
 from atlasmith.errors import HierarchyError, StructureNotFoundError

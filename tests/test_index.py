@@ -6,8 +6,7 @@ import configparser
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from atlasmith.errors import AtlasExistsError, AtlasNotFoundError, RepositoryError
 from atlasmith.names import parse_version

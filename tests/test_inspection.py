@@ -1,5 +1,5 @@
 """`atlasmith inspect` (atlasmith.inspection) on the real bundled Allen atlas: figures, mesh
-checks, region statistics and the self-contained HTML report, from a folder, an archive or an
+checks and the self-contained HTML report, from a folder, an archive or an
 installed name."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from atlasmith.inspection import (
     check_meshes,
     inspect_atlas,
     open_edges,
-    region_stats,
 )
+from atlasmith.meshes.obj import read_obj
 from atlasmith.package import make_archive
-from atlasmith.previews import load_atlas_files, read_obj
+from atlasmith.previews import load_atlas_files
 from test_previews import shared_meshed_atlas
 
 
@@ -44,23 +44,6 @@ def meshed_copy(meshed: Path, tmp_path: Path) -> Path:
 
 def _status(checks: list, acronym: str) -> str:  # type: ignore[type-arg]
     return next(c.status for c in checks if c.acronym == acronym)
-
-
-def test_region_stats_match_a_direct_count(example_atlas_dir: Path) -> None:
-    atlas = load_atlas_files(example_atlas_dir)
-    stats = region_stats(atlas, chunk=17)  # chunks that do not divide the shape
-    annotation = np.asarray(atlas.annotation)
-    by_acronym = {s["acronym"]: i for i, s in enumerate(atlas.structures)}
-    for acronym in ("root", "grey", "Isocortex", "CA1", "HY"):
-        i = by_acronym[acronym]
-        sid = atlas.structures[i]["id"]
-        members = [s["id"] for s in atlas.structures if sid in s["structure_id_path"]]
-        mask = np.isin(annotation, members)
-        assert stats.voxels[i] == np.count_nonzero(mask)
-        where = np.argwhere(mask)
-        assert stats.lo[i].tolist() == where.min(axis=0).tolist()
-        assert stats.hi[i].tolist() == where.max(axis=0).tolist()
-    assert stats.unknown_labels == ()
 
 
 def test_mesh_checks_find_each_kind_of_problem(meshed_copy: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from atlasmith.errors import MeshError
 from atlasmith.hierarchy import StructureTree
-from atlasmith.mesh_quality import (
+from atlasmith.meshes import MeshParameters, generate_meshes
+from atlasmith.meshes.quality import (
     _topology,
     enclosed_volume,
     quality_report,
@@ -22,7 +23,6 @@ from atlasmith.mesh_quality import (
     surface_distance,
     voxel_boundary,
 )
-from atlasmith.meshes import MeshParameters, generate_meshes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "allen_mouse_100um"
 RES = 100.0
@@ -51,7 +51,7 @@ def unclosed(allen, tmp_path_factory) -> Path:
     """The same without closing: each mesh follows its own voxels."""
     annotation, tree = allen
     out = tmp_path_factory.mktemp("quality") / "unclosed"
-    generate_meshes(annotation, tree, RES, out, MeshParameters(closing=0), workers=2)
+    generate_meshes(annotation, tree, RES, out, params=MeshParameters(closing=0), workers=2)
     return out
 
 

@@ -11,12 +11,13 @@ import pytest
 import tifffile
 from click.testing import CliRunner
 
-import atlasmith.meshes as meshes_module
+import atlasmith.meshes._engine as engine_module
+import atlasmith.meshes._runner as runner_module
 from atlasmith.cli import main
 from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
 from atlasmith.hierarchy import StructureTree
-from atlasmith.mesh_quality import _topology, enclosed_volume, read_obj, region_masks
 from atlasmith.meshes import MeshParameters, generate_meshes
+from atlasmith.meshes.quality import _topology, enclosed_volume, read_obj, region_masks
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "allen_mouse_100um"
 RES = 100.0
@@ -82,7 +83,9 @@ def test_parent_is_the_union_of_its_children(allen, tmp_path):
     params = MeshParameters(smoothing_um=0.0, cluster_um=0.0, closing=0)
     raw = {
         sid: read_obj(path)
-        for sid, path in generate_meshes(annotation, tree, RES, tmp_path / "raw", params).items()
+        for sid, path in generate_meshes(
+            annotation, tree, RES, tmp_path / "raw", params=params
+        ).items()
     }
     parents = _parents_without_own_voxels(annotation, tree, raw)
     assert len(parents) > 20
@@ -118,7 +121,7 @@ def test_smoothing_moves_no_vertex_more_than_half_a_voxel(allen, tmp_path):
     made = {}
     for name, smoothing in (("raw", 0.0), ("smooth", 800.0)):
         params = MeshParameters(smoothing_um=smoothing)
-        out = generate_meshes(annotation, tree, RES, tmp_path / name, params, workers=2)
+        out = generate_meshes(annotation, tree, RES, tmp_path / name, params=params, workers=2)
         made[name] = {sid: read_obj(path) for sid, path in out.items()}
     assert list(made["raw"]) == list(made["smooth"])
     for sid, (raw_points, raw_faces) in made["raw"].items():
@@ -153,9 +156,11 @@ def test_smoothing_reaches_the_same_length_at_every_resolution(
         calls.append(count)
         return points
 
-    monkeypatch.setattr(meshes_module, "smooth", recording)
+    monkeypatch.setattr(engine_module, "smooth", recording)
     crop = annotation[40:60, 20:40, 20:40]  # a small piece: this checks the wiring only
-    generate_meshes(crop, tree, resolution, tmp_path / "m", MeshParameters(smoothing_um), 1)
+    generate_meshes(
+        crop, tree, resolution, tmp_path / "m", params=MeshParameters(smoothing_um), workers=1
+    )
     assert calls
     assert set(calls) == {iterations}
 
@@ -171,7 +176,7 @@ def test_same_bytes_whatever_the_number_of_workers(allen, generated, tmp_path):
 def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_path, monkeypatch):
     """The volume cut into 5 slabs (each with its margins) stitches into exactly the meshes
     of one slab: what bounds the memory for large atlases changes nothing in the output."""
-    import atlasmith.surface as surface
+    import atlasmith.meshes._surface as surface
 
     annotation, tree, _ = allen
     plane = (annotation.shape[1] + 2) * (annotation.shape[2] + 2)
@@ -189,7 +194,7 @@ def test_slabs_share_the_work_within_the_memory_bound(allen, monkeypatch):
     """Cuts follow the work (label changes) per row: where the annotation is busy the cores
     are thinner, each core holds about the same work, and none is thicker than memory
     allows. The meshes do not depend on the cuts (the test above)."""
-    import atlasmith.surface as surface
+    import atlasmith.meshes._surface as surface
 
     annotation, _, _ = allen
     work = surface.row_work(annotation)
@@ -218,7 +223,7 @@ def test_slabs_in_memory_at_once_follow_the_available_memory(
 ):
     """Slabs run side by side only as far as half the available memory holds them; with
     little memory they run one at a time, and the meshes are the same."""
-    import atlasmith.surface as surface
+    import atlasmith.meshes._surface as surface
 
     per_slab = surface.SLAB_BYTES_PER_VOXEL * 10**6
     assert surface.concurrent_slabs(10**6, available=8 * per_slab) == 4
@@ -231,13 +236,13 @@ def test_slabs_in_memory_at_once_follow_the_available_memory(
     monkeypatch.setattr(surface, "_MIN_CORE_MARGINS", 1)
     monkeypatch.setattr(surface, "available_memory", lambda: 0)
     seen = []
-    run = meshes_module._Runner.map
+    run = runner_module.LocalRunner.map
 
     def spy(self, fn, items, shared, limit=None):
         seen.append((fn.__name__, len(items), limit))
         return run(self, fn, items, shared, limit)
 
-    monkeypatch.setattr(meshes_module._Runner, "map", spy)
+    monkeypatch.setattr(runner_module.LocalRunner, "map", spy)
     one_at_a_time = generate_meshes(annotation, tree, RES, tmp_path / "low", workers=2)
     assert ("slab_surface", 6, 1) in seen  # 5 by memory, made a multiple of the 2 workers
     for sid, path in generated.items():
@@ -246,7 +251,7 @@ def test_slabs_in_memory_at_once_follow_the_available_memory(
 
 def test_dask_cluster_gives_the_same_bytes(allen, generated, tmp_path, monkeypatch):
     """On a dask cluster, with the volume in slabs (the slabs run on the workers)."""
-    import atlasmith.surface as surface
+    import atlasmith.meshes._surface as surface
 
     distributed = pytest.importorskip("distributed")
     annotation, tree, _ = allen
@@ -353,13 +358,13 @@ def test_quadric_decimation_keeps_meshes_closed(allen, tmp_path):
     crop = np.ascontiguousarray(annotation[40:80, :, :57])  # one hemisphere, a third of the brain
     # without closing: the small patches that closings add are kept from decimation
     unclosed = MeshParameters(closing=0)
-    plain = generate_meshes(crop, tree, RES, tmp_path / "plain", unclosed, workers=1)
+    plain = generate_meshes(crop, tree, RES, tmp_path / "plain", params=unclosed, workers=1)
     params = MeshParameters(decimate=0.5, closing=0)
-    fewer = generate_meshes(crop, tree, RES, tmp_path / "fewer", params, workers=2)
+    fewer = generate_meshes(crop, tree, RES, tmp_path / "fewer", params=params, workers=2)
     assert list(fewer) == list(plain)
     assert _total_triangles(fewer) < 0.8 * _total_triangles(plain)
     closed = MeshParameters(decimate=0.5)
-    for path in generate_meshes(crop, tree, RES, tmp_path / "closed", closed).values():
+    for path in generate_meshes(crop, tree, RES, tmp_path / "closed", params=closed).values():
         points, faces = read_obj(path)
         assert _topology(faces, len(points))[0], path.name
     for path in fewer.values():
@@ -371,7 +376,9 @@ def test_strong_decimation_keeps_every_structure(allen, tmp_path):
     """BrainGlobe scripts ask for maximal reduction (decimate_fraction=0, 5 % kept here): tiny
     structures (ASO, 332, has 2 voxels at 100 um) must keep a closed mesh."""
     annotation, tree, structures = allen
-    made = generate_meshes(annotation, tree, RES, tmp_path / "m", MeshParameters(decimate=0.05))
+    made = generate_meshes(
+        annotation, tree, RES, tmp_path / "m", params=MeshParameters(decimate=0.05)
+    )
     assert set(made) == _present_ids(annotation, structures)
     assert 332 in made
     assert int(np.count_nonzero(annotation == 332)) <= 5
@@ -385,7 +392,7 @@ def test_strong_decimation_keeps_every_structure(allen, tmp_path):
 def test_obj_text_is_printf_formatting_of_the_rounded_values(decimals):
     """The table-driven OBJ writer gives exactly the text of %-formatting, sign and zero
     cases, numbers across 4-digit groups and large indices included."""
-    from atlasmith.meshes import obj_bytes
+    from atlasmith.meshes.obj import obj_bytes
 
     rng = np.random.default_rng(7)
     points = (rng.random((5000, 3)) - 0.2) * 20_000

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from brainglobe_space import AnatomicalSpace
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from atlasmith.errors import OrientationError

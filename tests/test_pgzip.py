@@ -3,8 +3,7 @@ import hashlib
 import io
 import zlib
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from atlasmith.package._pgzip import ParallelGzipWriter
 

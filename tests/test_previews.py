@@ -15,10 +15,10 @@ import pytest
 import tifffile
 
 from atlasmith.errors import AtlasFormatError, MeshError
+from atlasmith.meshes.obj import read_obj
 from atlasmith.previews import (
     OVERLAY_ALPHA,
     load_atlas_files,
-    read_obj,
     read_panels,
     render_mesh_sheet,
     render_section_sheet,
@@ -185,7 +185,7 @@ def test_annotation_colours_appear_in_the_sheet(sheet: Path, example_atlas_dir: 
     atlas = load_atlas_files(example_atlas_dir)
     panel = next(p for p in read_panels(sheet) if p["plane"] == "frontal" and p["index"] > 60)
     labels, counts = np.unique(np.asarray(atlas.annotation[panel["index"]]), return_counts=True)
-    by_id = {s["id"]: s for s in atlas.structures}
+    by_id = {s["id"]: s for s in atlas.structures_list}
     biggest = [int(label) for label in labels[np.argsort(-counts)] if label != 0][:5]
     pixels = _pixels(sheet)
     for label in biggest:
@@ -248,10 +248,10 @@ def test_package_preview(example_atlas_copy: Path) -> None:
 
 def test_missing_stack_is_a_clear_error(example_atlas_copy: Path, tmp_path: Path) -> None:
     (example_atlas_copy / "annotation.tiff").unlink()
-    with pytest.raises(AtlasFormatError, match=r"annotation.tiff is missing"):
+    with pytest.raises(AtlasFormatError, match=r"annotation.tiff does not exist"):
         render_section_sheet(example_atlas_copy, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(AtlasFormatError, match="not an atlas folder"):
+    with pytest.raises(AtlasFormatError, match="metadata.json does not exist"):
         write_package_preview(tmp_path)
 
 

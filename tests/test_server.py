@@ -321,7 +321,7 @@ def test_serve_and_publish_commands_end_to_end(packages: PackageFactory, tmp_pat
 
 
 def test_atlasmith_client_fetches_from_our_server(served: Served, tmp_path: Path) -> None:
-    from atlasmith.cache import fetch
+    from atlasmith.brainglobe import fetch
 
     atlas = fetch("allen_mouse_100um", repository=served.url, cache_dir=tmp_path / "cache")
     assert atlas.metadata["version"] == "1.2"

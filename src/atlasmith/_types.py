@@ -1,13 +1,18 @@
-"""Type aliases shared across atlasmith (arrays, paths, progress callbacks)."""
+"""Type aliases shared across atlasmith (arrays, paths, progress callbacks).
+
+The array aliases are written as strings, so importing this module does not import numpy
+(``atlasmith list`` and ``--help`` start without it); type checkers read them as written.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "BoolArray",
@@ -19,10 +24,10 @@ __all__ = [
     "StepProgress",
 ]
 
-IntArray: TypeAlias = npt.NDArray[np.int64]
-BoolArray: TypeAlias = npt.NDArray[np.bool_]
-Float32Array: TypeAlias = npt.NDArray[np.float32]
-Float64Array: TypeAlias = npt.NDArray[np.float64]
+IntArray: TypeAlias = "npt.NDArray[np.int64]"
+BoolArray: TypeAlias = "npt.NDArray[np.bool_]"
+Float32Array: TypeAlias = "npt.NDArray[np.float32]"
+Float64Array: TypeAlias = "npt.NDArray[np.float64]"
 PathLike: TypeAlias = str | os.PathLike[str]
 
 #: ``progress(completed, total)``; total is 0 when unknown (BrainGlobe's ``fn_update``).

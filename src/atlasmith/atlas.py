@@ -17,238 +17,48 @@ masks and per-structure statistics. The deliberate differences (CONTRACTS.md):
 
 from __future__ import annotations
 
-import json
-import mmap
-import sys
 import warnings
-from collections import UserDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import tifffile  # imported with Atlas (not on `import atlasmith`), so opening stays fast
 
+from atlasmith._bg_dicts import AdditionalRefDict, StructuresDict, structure_id
+from atlasmith._types import PathLike
 from atlasmith.errors import (
-    AtlasFormatError,
     CoordinateError,
     HierarchyLevelError,
     InvalidCoordinatesError,
-    MissingFileError,
     StructureNotFoundError,
 )
+from atlasmith.formats import AtlasFiles, map_pages, open_atlas_files
+from atlasmith.formats._tiff import PAGE_BYTES
 from atlasmith.hierarchy import StructureTree
-from atlasmith.metadata import AtlasMetadata
+from atlasmith.orientation import ATLAS_ORIENTATION
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from brainglobe_space import AnatomicalSpace
     from treelib.tree import Tree
 
-__all__ = ["AdditionalRefDict", "Atlas", "StructureEntry", "StructuresDict"]
+__all__ = ["Atlas"]
 
-ATLAS_ORIENTATION = "asr"
 _FRONTAL_AXIS = 2  # the left-right axis of "asr"
-_PAGE_BYTES = 4096
-_MADV_POPULATE_READ_LINUX = 22
-
-
-def read_stack(path: Path) -> npt.NDArray[Any]:
-    """Memory-map a TIFF stack (read-only); read it whole if it cannot be mapped."""
-    if not path.is_file():
-        raise MissingFileError(
-            f"{path} does not exist: the atlas folder {path.parent} is incomplete. Re-install "
-            "or rebuild the atlas."
-        )
-    try:
-        stack: npt.NDArray[Any] = tifffile.memmap(path, mode="r")
-    except ValueError:  # compressed, tiled or not contiguous: fall back to a full read
-        stack = tifffile.imread(path)
-    return stack
-
-
-def _map_pages(stack: npt.NDArray[Any]) -> None:
-    """Map every page of a memory-mapped stack before a pass over most of it (once per stack).
-
-    On Linux >= 5.14 one ``madvise(MADV_POPULATE_READ)`` maps them all (measured ~40 ms for
-    300 MB, against ~0.2-0.4 s of page faults during the pass); elsewhere one value per page is
-    read in order, so the kernel maps pages in batches rather than one fault at a time.
-    """
-    if not isinstance(stack, np.memmap) or getattr(stack, "_atlasmith_mapped", False):
-        return
-    mapping = getattr(stack, "_mmap", None)
-    try:
-        if mapping is None or not sys.platform.startswith("linux"):
-            raise OSError("MADV_POPULATE_READ is Linux-only")
-        mapping.madvise(getattr(mmap, "MADV_POPULATE_READ", _MADV_POPULATE_READ_LINUX))
-    except (OSError, ValueError):  # older kernels: EINVAL
-        step = max(1, _PAGE_BYTES // stack.itemsize)
-        np.asarray(stack.reshape(-1)[::step]).max(initial=0)
-    stack._atlasmith_mapped = True  # type: ignore[attr-defined]
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise MissingFileError(
-            f"{path} does not exist: {path.parent} is not a complete atlas folder (it needs "
-            "metadata.json and structures.json). Check the path, or re-install the atlas."
-        ) from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AtlasFormatError(
-            f"{path} is not valid JSON ({err}): the file is corrupt. Re-install or rebuild the "
-            "atlas."
-        ) from err
-
-
-class StructureEntry(UserDict[str, Any]):
-    """One structure as a dict (BrainGlobe's ``Structure``): ``acronym``, ``id``, ``name``,
-    ``structure_id_path``, ``rgb_triplet``, ``mesh_filename``, and ``mesh``, read on first use.
-    """
-
-    def __getitem__(self, key: str) -> Any:
-        if key == "mesh" and self.data.get("mesh") is None:
-            self.data["mesh"] = self._read_mesh()
-        return self.data[key]
-
-    def _read_mesh(self) -> Any:
-        import meshio
-
-        from atlasmith.errors import MeshError
-
-        filename = self.data.get("mesh_filename")
-        if filename is None:
-            warnings.warn(f"No mesh filename for region {self.data['acronym']}", stacklevel=3)
-            return None
-        try:
-            return meshio.read(filename)
-        except (TypeError, meshio.ReadError) as err:
-            raise MeshError(
-                f"No valid mesh for region: {self.data['acronym']} (file {filename} is missing "
-                "or unreadable; the atlas may have no mesh for this structure)."
-            ) from err
-
-
-def _to_id(tree: StructureTree, key: Any) -> int:
-    """BrainGlobe's structure key rule: anything ``int()`` accepts is an id, else an acronym."""
-    try:
-        sid = int(key)
-    except ValueError:
-        return tree[key].id if isinstance(key, str) else _not_found(key)
-    if sid not in tree:
-        _not_found(key)
-    return sid
-
-
-def _not_found(key: Any) -> int:
-    raise StructureNotFoundError(
-        f"no structure {key!r} in this atlas: use an id (int) or an acronym (str) listed in "
-        "atlas.lookup_df."
-    )
-
-
-class StructuresDict(Mapping[int, StructureEntry]):
-    """Structures by id or acronym (BrainGlobe's ``StructuresDict``); entries built on demand.
-
-    Keys (and iteration) are ids. ``structures[k]`` accepts an id (``997``, ``997.0``,
-    ``"997"``, ``np.uint32(997)``) or an acronym; unknown -> StructureNotFoundError (a
-    KeyError), ``None`` -> TypeError, as in BrainGlobe.
-    """
-
-    def __init__(
-        self,
-        structures_list: list[dict[str, Any]],
-        tree: StructureTree | Callable[[], StructureTree],
-        meshes_dir: Path,
-    ) -> None:
-        self._list = structures_list
-        self._tree_source = tree
-        self._meshes_dir = meshes_dir
-        self._entries: dict[int, StructureEntry] = {}
-
-    @cached_property
-    def _tree(self) -> StructureTree:
-        source = self._tree_source
-        return source if isinstance(source, StructureTree) else source()
-
-    def __getitem__(self, key: Any) -> StructureEntry:
-        sid = _to_id(self._tree, key)
-        entry = self._entries.get(sid)
-        if entry is None:
-            raw = self._list[self._tree.index(sid)]
-            mesh_filename = raw.get("mesh_filename", self._meshes_dir / f"{sid}.obj")
-            entry = StructureEntry(**{**raw, "mesh_filename": mesh_filename}, mesh=None)
-            self._entries[sid] = entry
-        return entry
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._tree.ids.tolist())
-
-    def __len__(self) -> int:
-        return len(self._tree)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._tree
-
-    @property
-    def data(self) -> dict[int, StructureEntry]:
-        """Every entry, by id."""
-        return {sid: self[sid] for sid in self}
-
-    @property
-    def acronym_to_id_map(self) -> dict[str, int]:
-        """Acronym -> id."""
-        return {s.acronym: s.id for s in self._tree}
-
-    @cached_property
-    def tree(self) -> Tree:
-        """The hierarchy as a treelib Tree (BrainGlobe's)."""
-        return self._tree.to_treelib()
-
-    def __repr__(self) -> str:
-        return str(self.tree.show(stdout=False))
-
-
-class AdditionalRefDict(UserDict[str, Any]):
-    """Additional reference stacks by name, memory-mapped on first access.
-
-    As in BrainGlobe, an unknown name warns and returns None.
-    """
-
-    def __init__(self, references_list: Sequence[str], data_path: Path) -> None:
-        super().__init__()
-        self.references_list = list(references_list)
-        self.data_path = Path(data_path)
-        for name in self.references_list:
-            self.data[name] = None
-
-    def __getitem__(self, ref_name: str) -> Any:
-        if ref_name not in self.references_list:
-            warnings.warn(
-                f"No reference named {ref_name} (available: {self.references_list})",
-                stacklevel=2,
-            )
-            return None
-        if self.data[ref_name] is None:
-            self.data[ref_name] = read_stack(self.data_path / f"{ref_name}.tiff")
-        return self.data[ref_name]
 
 
 class Atlas:
-    """A BrainGlobe-format atlas folder (v1.x, made by atlasmith or by BrainGlobe).
+    """A BrainGlobe-format atlas (a v1.x folder, made by atlasmith or by BrainGlobe).
 
     Opening reads the two JSON files only; ``reference``, ``annotation``, ``hemispheres`` and
     additional references are memory-mapped on first access (read-only arrays).
 
     Parameters
     ----------
-    path : str or Path
-        The atlas folder, e.g. ``~/.brainglobe/allen_mouse_25um_v1.2``.
+    path : str, Path or AtlasFiles
+        The atlas folder, e.g. ``~/.brainglobe/allen_mouse_25um_v1.2`` (read with
+        :func:`atlasmith.formats.open_atlas_files`).
 
     Raises
     ------
@@ -269,18 +79,14 @@ class Atlas:
     left_hemisphere_value = 1
     right_hemisphere_value = 2
 
-    def __init__(self, path: str | Path) -> None:
-        self.root_dir = Path(path)
-        self.metadata: dict[str, Any] = _read_json(self.root_dir / "metadata.json")
-        self.atlas_metadata = AtlasMetadata.from_dict(self.metadata)
-        self._raw_structures: list[dict[str, Any]] = _read_json(self.root_dir / "structures.json")
-        if not isinstance(self._raw_structures, list):
-            raise AtlasFormatError(
-                f"{self.root_dir / 'structures.json'} must hold a JSON list of structures, got "
-                f"a {type(self._raw_structures).__name__}. Re-install or rebuild the atlas."
-            )
+    def __init__(self, path: PathLike | AtlasFiles) -> None:
+        self.files = open_atlas_files(path)
+        self.root_dir = self.files.path
+        self.metadata: dict[str, Any] = self.files.metadata_dict
+        self.atlas_metadata = self.files.metadata
+        self._raw_structures = self.files.structures_list
         self.structures = StructuresDict(
-            self._raw_structures, lambda: self.tree, self.root_dir / "meshes"
+            self._raw_structures, lambda: self.tree, self.files.mesh_path
         )
         if "additional_references" not in self.metadata:
             warnings.warn(
@@ -289,7 +95,7 @@ class Atlas:
                 stacklevel=2,
             )
         self.additional_references = AdditionalRefDict(
-            self.atlas_metadata.additional_references, self.root_dir
+            self.atlas_metadata.additional_references, self.root_dir, self.files.stack
         )
 
     # --- description ---------------------------------------------------------------------
@@ -297,9 +103,8 @@ class Atlas:
     @cached_property
     def structures_list(self) -> list[dict[str, Any]]:
         """structures.json as read, with each structure's ``mesh_filename`` (a Path) added."""
-        meshes = self.root_dir / "meshes"
         for struct in self._raw_structures:
-            struct["mesh_filename"] = meshes / f"{struct['id']}.obj"
+            struct["mesh_filename"] = self.files.mesh_path(struct["id"])
         return self._raw_structures
 
     @cached_property
@@ -310,7 +115,7 @@ class Atlas:
         looking up label values costs a few milliseconds; a broken structures.json raises
         HierarchyError then.
         """
-        return StructureTree.from_list(self._raw_structures)
+        return self.files.tree
 
     @property
     def resolution(self) -> tuple[float, ...]:
@@ -381,12 +186,12 @@ class Atlas:
     @cached_property
     def reference(self) -> npt.NDArray[Any]:
         """Reference image (memory-mapped, read-only)."""
-        return read_stack(self.root_dir / "reference.tiff")
+        return self.files.reference
 
     @cached_property
     def annotation(self) -> npt.NDArray[Any]:
         """Label image (memory-mapped, read-only); 0 = no structure."""
-        return read_stack(self.root_dir / "annotation.tiff")
+        return self.files.annotation
 
     @cached_property
     def hemispheres(self) -> npt.NDArray[Any]:
@@ -398,7 +203,7 @@ class Atlas:
         middle plane is left when ``n / 2`` rounds down and right when it rounds up) are left.
         """
         if not self.metadata["symmetric"]:
-            return read_stack(self.root_dir / "hemispheres.tiff")
+            return self.files.stack("hemispheres")
         line = self._symmetric_hemisphere_line()
         view_shape = [1, 1, 1]
         view_shape[_FRONTAL_AXIS] = line.size
@@ -476,8 +281,8 @@ class Atlas:
         return flat
 
     def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
-        if flat.size * _PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
-            _map_pages(stack)
+        if flat.size * PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
+            map_pages(stack)
         return stack.reshape(-1).take(flat)
 
     # --- point queries ---------------------------------------------------------------------
@@ -611,12 +416,12 @@ class Atlas:
 
     def get_structure_ancestors(self, structure: int | str) -> list[str]:
         """Acronyms of the ancestors, root first, the structure itself excluded."""
-        sid = _to_id(self.tree, structure)
+        sid = structure_id(self.tree, structure)
         return [self.tree[a].acronym for a in self.tree.ancestors(sid)]
 
     def get_structure_descendants(self, structure: int | str) -> list[str]:
         """Acronyms of every descendant, in structures.json order."""
-        sid = _to_id(self.tree, structure)
+        sid = structure_id(self.tree, structure)
         return [self.tree[d].acronym for d in self.tree.descendants(sid)]
 
     def get_structures_at_hierarchy_level(
@@ -640,7 +445,7 @@ class Atlas:
         if hierarchy_level is not None:
             _check_level(hierarchy_level)
         try:
-            sid = _to_id(self.tree, structure)
+            sid = structure_id(self.tree, structure)
         except KeyError as err:
             raise StructureNotFoundError(f"Structure '{structure}' not found in atlas") from err
         if hierarchy_level is None:
@@ -680,17 +485,16 @@ class Atlas:
         Same dtype as the annotation (BrainGlobe 2.3.1's mask is not binary). Built in one
         pass over the annotation with a lookup table on compact labels.
         """
-        sid = _to_id(self.tree, structure)
+        sid = structure_id(self.tree, structure)
         values = np.where(self.tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
-        _map_pages(self.annotation)
+        map_pages(self.annotation)
         mask: npt.NDArray[Any] = self.tree.map_labels(self.annotation, values)
         return mask
 
     def structure_statistics(self) -> pd.DataFrame:
         """Size and position of every structure, its descendants included.
 
-        One blocked pass over the annotation: per-axis histograms of compact labels
-        (``np.bincount``), summed over each subtree with the ancestor table.
+        One blocked pass over the annotation (:func:`atlasmith.statistics.structure_stats`).
 
         Returns
         -------
@@ -703,21 +507,25 @@ class Atlas:
         """
         import pandas as pd
 
+        from atlasmith.statistics import structure_stats
+
         tree = self.tree
-        _map_pages(self.annotation)
-        profiles = _axis_profiles(self.annotation, tree)
-        subtree = _subtree_matrix(tree)
+        map_pages(self.annotation)
+        stats = structure_stats(self.annotation, tree)
+        empty = stats.voxels == 0
         columns: dict[str, Any] = {
             "acronym": [s.acronym for s in tree],
             "name": [s.name for s in tree],
+            "voxels": stats.voxels,
+            "own_voxels": stats.own_voxels,
+            "volume_mm3": stats.voxels * (float(np.prod(self.resolution)) * 1e-9),
         }
-        totals = profiles[0].sum(axis=0)
-        columns["voxels"] = (totals @ subtree)[1:].astype(np.int64)
-        columns["own_voxels"] = totals[1:].astype(np.int64)
-        voxel_mm3 = float(np.prod(self.resolution)) * 1e-9
-        columns["volume_mm3"] = columns["voxels"] * voxel_mm3
-        for axis, profile in enumerate(profiles):
-            _add_axis_columns(columns, axis, profile @ subtree, self.resolution[axis])
+        for axis in range(3):
+            for key, bound in (("bbox_min", stats.low), ("bbox_max", stats.high)):
+                values = pd.array(bound[:, axis], dtype="Int64")
+                values[empty] = pd.NA
+                columns[f"{key}_{axis}"] = values
+            columns[f"centroid_um_{axis}"] = stats.centroid[:, axis] * self.resolution[axis]
         return pd.DataFrame(columns, index=pd.Index(tree.ids, name="id"))
 
     # --- meshes ------------------------------------------------------------------------------
@@ -755,60 +563,3 @@ def _check_level(level: Any) -> int:
     if level < 0:
         raise HierarchyLevelError("hierarchy_level must be non-negative")
     return int(level)
-
-
-_STATS_BLOCK = 1 << 22  # voxels per block of the statistics pass
-
-
-def _axis_profiles(
-    annotation: npt.NDArray[Any], tree: StructureTree
-) -> list[npt.NDArray[np.float64]]:
-    """Per axis, a (length, N + 1) histogram: voxels of each compact label at each index."""
-    n_labels = len(tree) + 1
-    shape = annotation.shape
-    hists = [np.zeros(length * n_labels, dtype=np.int64) for length in shape]
-    plane = shape[1] * shape[2]
-    rows = max(1, _STATS_BLOCK // max(plane, 1))
-    offsets1 = np.repeat(np.arange(shape[1]) * n_labels, shape[2])
-    offsets2 = np.tile(np.arange(shape[2]) * n_labels, shape[1])
-    for start in range(0, shape[0], rows):
-        block = tree.compact(annotation[start : start + rows]).reshape(-1, plane)
-        k = block.shape[0]
-        offsets0 = (np.arange(start, start + k) * n_labels)[:, np.newaxis]
-        hists[0] += np.bincount((block + offsets0).ravel(), minlength=hists[0].size)
-        hists[1] += np.bincount((block + offsets1).ravel(), minlength=hists[1].size)
-        hists[2] += np.bincount((block + offsets2).ravel(), minlength=hists[2].size)
-    return [
-        h.reshape(length, n_labels).astype(np.float64)
-        for h, length in zip(hists, shape, strict=True)
-    ]
-
-
-def _subtree_matrix(tree: StructureTree) -> npt.NDArray[np.float64]:
-    """(N + 1, N + 1) matrix M with M[c, s] = 1 when compact label c is in the subtree of s."""
-    n = len(tree) + 1
-    matrix = np.zeros((n, n), dtype=np.float64)
-    columns = np.broadcast_to(np.arange(n), tree.ancestor_table.shape)
-    matrix[columns.ravel(), tree.ancestor_table.ravel()] = 1.0
-    matrix[0, :] = 0.0
-    return matrix
-
-
-def _add_axis_columns(
-    columns: dict[str, Any], axis: int, profile: npt.NDArray[np.float64], resolution: float
-) -> None:
-    """Bounding box and centroid columns for one axis from its subtree-summed histogram."""
-    import pandas as pd
-
-    occupied = profile[:, 1:] > 0
-    empty = ~occupied.any(axis=0)
-    first = occupied.argmax(axis=0)
-    last = profile.shape[0] - 1 - occupied[::-1].argmax(axis=0)
-    counts = profile[:, 1:].sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroid = (np.arange(profile.shape[0]) @ profile[:, 1:]) / counts
-    columns[f"bbox_min_{axis}"] = pd.array(np.where(empty, 0, first), dtype="Int64")
-    columns[f"bbox_max_{axis}"] = pd.array(np.where(empty, 0, last), dtype="Int64")
-    columns[f"bbox_min_{axis}"][empty] = pd.NA
-    columns[f"bbox_max_{axis}"][empty] = pd.NA
-    columns[f"centroid_um_{axis}"] = np.where(empty, np.nan, centroid * resolution)

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from atlasmith.build import RawAtlas, prepare_inputs, write_package
+from atlasmith.build import write_package
 from atlasmith.errors import AtlasExistsError, ScriptError
+from atlasmith.inputs import RawAtlas, prepare_inputs
 
 __all__ = ["construct_meshes_from_annotation", "wrapup_atlas_from_data"]
 
@@ -143,7 +144,7 @@ def wrapup_atlas_from_data(
     result = write_package(
         inputs,
         working_dir,
-        {"compat": "wrapup_atlas_from_data"},
+        build_info={"compat": "wrapup_atlas_from_data"},
         overwrite=overwrite,
         compress=compress,
     )
@@ -210,7 +211,9 @@ def construct_meshes_from_annotation(
     workers = 1 if not parallel else (None if num_threads < 0 else num_threads)
     kept, _ = tree.present(np.unique(labels[labels != 0]).tolist())
     with tempfile.TemporaryDirectory(dir=target, prefix=".meshes-") as tmp:
-        made = generate_meshes(labels, kept, 1.0, Path(tmp) / "meshes", params, workers)
+        made = generate_meshes(
+            labels, kept, 1.0, Path(tmp) / "meshes", params=params, workers=workers
+        )
         result = {}
         for sid, path in made.items():
             final = target / f"{sid}.obj"

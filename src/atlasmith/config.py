@@ -33,12 +33,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from atlasmith._types import PathLike
 from atlasmith.errors import ConfigError
 from atlasmith.limits import MAX_EXTRACTED_BYTES
 
 __all__ = [
     "DEFAULT_REPOSITORY",
     "ENV_VARS",
+    "SERVER_HOST",
+    "SERVER_PORT",
     "TOKEN_FILE_ENV",
     "Settings",
     "config_path",
@@ -61,6 +64,10 @@ ENV_VARS = {
     "token": "ATLASMITH_TOKEN",
     "max_archive_bytes": "ATLASMITH_MAX_ARCHIVE_BYTES",
 }
+#: Where ``atlasmith serve`` listens unless told otherwise (loopback only: opening it to the
+#: network is a choice).
+SERVER_HOST = "127.0.0.1"
+SERVER_PORT = 8000
 #: Environment variable that moves the members' token file (server side).
 TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
 _EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -217,11 +224,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(
-    repository: str | Path | None = None,
-    cache_dir: str | Path | None = None,
+    repository: PathLike | None = None,
+    cache_dir: PathLike | None = None,
     offline: bool | None = None,
     token: str | None = None,
-    config_file: str | Path | None = None,
+    config_file: PathLike | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read the config file and the environment and apply explicit values on top.

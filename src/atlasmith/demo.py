@@ -1,4 +1,4 @@
-"""The main job, end to end, on the bundled real Allen 100 um atlas.
+"""The main job, end to end, on the bundled real Allen 100 um atlas, and the bundled example.
 
 build the bundled atlas script -> publish the archive to a local repository -> serve that
 repository over HTTP on loopback -> fetch the atlas through the client into a fresh cache ->
@@ -7,13 +7,19 @@ query it -> print a summary with the credits. Every step is the real one that us
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from atlasmith.errors import ScriptError
+from atlasmith.errors import AtlasFormatError, ScriptError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.atlas import Atlas
 
 ATLAS = "allen_mouse_100um"
 
@@ -58,9 +64,8 @@ def run_demo(workdir: Path, log: Callable[[str], None] = print) -> DemoResult:
     log : callable
         Receives one line per step.
     """
+    from atlasmith.brainglobe import fetch
     from atlasmith.build import build_atlas
-    from atlasmith.cache import fetch
-    from atlasmith.example import query_report
     from atlasmith.repository import open_repository
     from atlasmith.server import serve_in_thread
 
@@ -82,3 +87,81 @@ def run_demo(workdir: Path, log: Callable[[str], None] = print) -> DemoResult:
     log(f"    installed at {atlas.root_dir}")
     report = query_report(atlas)
     return DemoResult(archive, sha256, repository, url, atlas.root_dir, report)
+
+
+# --- the bundled example (data/allen_mouse_100um) -------------------------------------
+
+EXAMPLE_NAME = "allen_mouse_100um_v1.2"
+
+
+def bundled_data_dir() -> Path:
+    """Folder of the bundled example data (present in a source checkout)."""
+    folder = Path(__file__).resolve().parents[2] / "data" / "allen_mouse_100um"
+    if not (folder / "reference.tiff").is_file():
+        raise AtlasFormatError(
+            f"The bundled example data is not at {folder}: it ships with the source checkout. "
+            "Clone the atlasmith repository and install it with `pip install -e .`."
+        )
+    return folder
+
+
+def write_example_atlas(parent: Path) -> Path:
+    """Write the bundled example as a BrainGlobe v1.2 atlas folder under ``parent``.
+
+    The reference, structures, metadata and three meshes are BrainGlobe's own files; the
+    annotation is Allen's official 25 um annotation subsampled to 100 um, written as an
+    uncompressed uint32 TIFF. Returns the folder ``parent/allen_mouse_100um_v1.2``.
+    """
+    import nrrd
+    import numpy as np
+    import tifffile
+
+    source = bundled_data_dir()
+    folder = Path(parent) / EXAMPLE_NAME
+    folder.mkdir(parents=True)
+    copied = ("reference.tiff", "structures.json", "structures.csv", "metadata.json", "README.txt")
+    for name in copied:
+        shutil.copyfile(source / name, folder / name)
+    shutil.copytree(source / "meshes", folder / "meshes")
+    annotation, _ = nrrd.read(str(source / "annotation_100um.nrrd"))
+    tifffile.imwrite(folder / "annotation.tiff", np.ascontiguousarray(annotation, dtype=np.uint32))
+    shape = json.loads((source / "metadata.json").read_text())["shape"]
+    if list(annotation.shape) != shape:
+        raise AtlasFormatError(f"bundled annotation has shape {annotation.shape}, expected {shape}")
+    return folder
+
+
+def query_report(atlas: Atlas) -> str:
+    """Run a few real queries on an Allen mouse atlas and return a report with its credits.
+
+    A point in micrometres (its structure, ancestors and hemisphere), 10,000 random points in
+    one vectorised call at hierarchy level 2, and the size of CH (Cerebrum) with its
+    descendants.
+    """
+    import numpy as np
+
+    point_um = (6600.0, 4000.0, 5700.0)
+    acronym = atlas.structure_from_coords(point_um, microns=True, as_acronym=True)
+    ancestors = " > ".join(atlas.get_structure_ancestors(acronym))
+    hemisphere = atlas.hemisphere_from_coords(point_um, microns=True, as_string=True)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, atlas.shape_um, size=(10_000, 3))
+    top = atlas.structure_from_coords(points, microns=True, as_acronym=True, hierarchy_lev=2)
+    names, counts = np.unique(top, return_counts=True)
+    ranked = sorted(zip(names, counts, strict=True), key=lambda x: -x[1])
+    spread = ", ".join(f"{n} {c}" for n, c in ranked)
+    stats = atlas.structure_statistics().loc[atlas.structures["CH"]["id"]]
+    return "\n".join(
+        [
+            str(atlas),
+            "",
+            f"point {point_um} um -> {acronym} ({atlas.structures[acronym]['name']}), "
+            f"{hemisphere} hemisphere",
+            f"  ancestors: {ancestors}",
+            f"10,000 random points at hierarchy level 2: {spread}",
+            f"CH (Cerebrum) with its descendants: {int(stats['voxels']):,} voxels, "
+            f"{stats['volume_mm3']:.1f} mm3, centroid "
+            f"({stats['centroid_um_0']:.0f}, {stats['centroid_um_1']:.0f}, "
+            f"{stats['centroid_um_2']:.0f}) um",
+        ]
+    )

@@ -6,6 +6,11 @@ errors, timeouts, 5xx and 429 answers with exponential backoff (attempts that re
 not count against the limit), and renames the file into place only when its size and sha256
 match the expected ones. A local path or ``file://`` URL is copied the same way.
 Nothing is ever sent but a plain GET: no credentials travel with downloads.
+
+This is atlasmith's one HTTP engine: the client, the repositories and the source files of
+atlas scripts all download through it. Every function takes an ``httpx.Client`` (e.g. with
+a custom transport, a proxy or certificates); without one, :func:`make_client` makes one with
+a timeout on every phase and atlasmith's User-Agent.
 """
 
 from __future__ import annotations
@@ -17,20 +22,23 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
 
+from atlasmith._types import ProgressCallback
+from atlasmith._version import __version__
 from atlasmith.errors import DownloadError, IntegrityError
+from atlasmith.limits import MAX_SMALL_FILE_BYTES
 
 __all__ = [
     "CHUNK_SIZE",
     "DownloadRestarted",
     "GrowingFile",
-    "ProgressCallback",
     "backoff_delay",
     "download_file",
     "fetch_bytes",
@@ -39,17 +47,9 @@ __all__ = [
     "make_client",
 ]
 
-#: (completed bytes, total bytes or 0 when unknown)
-ProgressCallback = Callable[[int, int], None]
 CHUNK_SIZE = 1024 * 1024
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-def _user_agent() -> str:
-    from atlasmith import __version__
-
-    return f"atlasmith/{__version__}"
 
 
 def is_remote(location: str) -> bool:
@@ -70,13 +70,30 @@ def join_location(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}"
 
 
-def make_client(timeout: float) -> httpx.Client:
-    """An HTTP client with a timeout on every phase and our User-Agent."""
+def make_client(
+    timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An HTTP client with a timeout on every phase and atlasmith's User-Agent.
+
+    ``transport`` replaces the network (e.g. ``httpx.MockTransport`` in tests, or a transport
+    with retries on connect, proxies or a custom SSL context).
+    """
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
-        headers={"User-Agent": _user_agent(), "Accept-Encoding": "identity"},
+        headers={"User-Agent": f"atlasmith/{__version__}", "Accept-Encoding": "identity"},
         follow_redirects=True,
+        transport=transport,
     )
+
+
+@contextmanager
+def _using(client: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]:
+    """``client`` as it is (the caller closes it), or a new one closed after the block."""
+    if client is not None:
+        yield client
+        return
+    with make_client(timeout) as made:
+        yield made
 
 
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
@@ -93,7 +110,11 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
 
 
 def fetch_bytes(
-    location: str, timeout: float = 30.0, retries: int = 5, max_bytes: int = 64 * 1024**2
+    location: str,
+    timeout: float = 30.0,
+    retries: int = 5,
+    max_bytes: int = MAX_SMALL_FILE_BYTES,
+    client: httpx.Client | None = None,
 ) -> bytes | None:
     """Read a small file of a repository; None when it does not exist (HTTP 404/410).
 
@@ -106,10 +127,10 @@ def fetch_bytes(
     if not is_remote(location):
         path = Path(location.removeprefix("file://"))
         return path.read_bytes() if path.is_file() else None
-    with make_client(timeout) as client:
+    with _using(client, timeout) as http:
         for attempt in range(1, retries + 1):
             try:
-                response = client.get(location)
+                response = http.get(location)
             except httpx.TransportError as err:
                 _give_up_or_wait(location, attempt, retries, str(err) or type(err).__name__)
                 continue
@@ -183,6 +204,7 @@ def download_file(
     timeout: float = 30.0,
     retries: int = 5,
     progress: ProgressCallback | None = None,
+    client: httpx.Client | None = None,
 ) -> Path:
     """Download (or copy) a file to ``dest``, resuming, retrying and verifying it.
 
@@ -200,6 +222,8 @@ def download_file(
         Attempts that fail without receiving any data, before giving up.
     progress : callable, optional
         ``progress(completed, total)`` after each chunk (BrainGlobe's ``fn_update``).
+    client : httpx.Client, optional
+        The HTTP client to use (default: one from :func:`make_client`).
 
     Returns
     -------
@@ -220,7 +244,8 @@ def download_file(
     if size is not None and part.size > size:
         part.restart()
     if is_remote(location):
-        _fetch_remote(location, part, size, timeout, retries, progress)
+        with _using(client, timeout) as http:
+            _fetch_remote(http, location, part, size, retries, progress)
     else:
         _copy_local(location, part, progress, size)
     _verify(location, part, sha256, size)
@@ -260,24 +285,12 @@ def _copy_local(
         total = source.stat().st_size
         with open(source, "rb") as src, open(part.path, "ab") as out:
             src.seek(part.size)
-            _pump(src.read, out, part, total, size, progress)
+            for block in iter(lambda: src.read(CHUNK_SIZE), b""):
+                _append(block, out, part, total, size, progress)
     except FileNotFoundError as err:
         raise DownloadError(
             f"{source} does not exist: the repository lists it but the file is missing."
         ) from err
-
-
-def _pump(
-    read: Callable[[int], bytes],
-    out: IO[bytes],
-    part: _Part,
-    total: int,
-    size: int | None,
-    progress: ProgressCallback | None,
-) -> None:
-    """Copy blocks from ``read`` to ``out`` while hashing; stop a file larger than expected."""
-    for block in iter(lambda: read(CHUNK_SIZE), b""):
-        _append(block, out, part, total, size, progress)
 
 
 def _append(
@@ -303,31 +316,30 @@ def _append(
 
 
 def _fetch_remote(
+    client: httpx.Client,
     url: str,
     part: _Part,
     size: int | None,
-    timeout: float,
     retries: int,
     progress: ProgressCallback | None,
 ) -> None:
     failures = 0
-    with make_client(timeout) as client:
-        while size is None or part.size < size:
-            before = part.size
-            try:
-                if _attempt(client, url, part, size, progress):
-                    return
-                reason = "incomplete answer"
-            except _Restart:
-                part.restart()
-                continue
-            except httpx.TransportError as err:
-                reason = str(err) or type(err).__name__
-            except _RetryableStatus as err:
-                reason = str(err)
-            failures = 0 if part.size > before else failures + 1
-            if failures:
-                _give_up_or_wait(url, failures, retries, reason)
+    while size is None or part.size < size:
+        before = part.size
+        try:
+            if _attempt(client, url, part, size, progress):
+                return
+            reason = "incomplete answer"
+        except _Restart:
+            part.restart()
+            continue
+        except httpx.TransportError as err:
+            reason = str(err) or type(err).__name__
+        except _RetryableStatus as err:
+            reason = str(err)
+        failures = 0 if part.size > before else failures + 1
+        if failures:
+            _give_up_or_wait(url, failures, retries, reason)
 
 
 class _RetryableStatus(Exception):

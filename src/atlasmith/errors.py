@@ -121,17 +121,19 @@ if TYPE_CHECKING:  # pragma: no cover
         """Raised when a structure's mesh file is missing or cannot be read."""
 
 
-def __getattr__(name: str) -> Any:
-    # MeshError subclasses meshio's ReadError; it is created on first use so that importing
-    # atlasmith (and atlasmith.errors) does not import meshio (~0.1 s).
-    if name != "MeshError":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from meshio import ReadError
+if not TYPE_CHECKING:  # a module __getattr__ would make every name Any to type checkers
 
-    cls = type("MeshError", (AtlasmithError, ReadError), {"__doc__": _MESH_ERROR_DOC})
-    cls.__module__ = __name__
-    globals()["MeshError"] = cls
-    return cls
+    def __getattr__(name: str) -> Any:
+        # MeshError subclasses meshio's ReadError; it is created on first use so that
+        # importing atlasmith (and atlasmith.errors) does not import meshio (~0.1 s).
+        if name != "MeshError":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from meshio import ReadError
+
+        cls = type("MeshError", (AtlasmithError, ReadError), {"__doc__": _MESH_ERROR_DOC})
+        cls.__module__ = __name__
+        globals()["MeshError"] = cls
+        return cls
 
 
 class ValidationError(AtlasmithError, ValueError):

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,28 +27,29 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from atlasmith._fs import FOLDER_MODE, replace_path
+from atlasmith._fs import FOLDER_MODE, replace_path, temporary_folder
 from atlasmith.errors import AtlasExistsError, AtlasmithError, AtlasNotFoundError, MeshError
+from atlasmith.formats import AtlasFiles
+from atlasmith.meshes.obj import MeshData, read_obj
+from atlasmith.names import ARCHIVE_SUFFIX, is_atlas_name, split_folder_name
 from atlasmith.previews import (
-    AtlasFiles,
-    MeshData,
     MeshReader,
     load_atlas_files,
-    read_obj,
     render_mesh_sheet,
     render_section_sheet,
+    root_structure,
     top_level_structures,
 )
+from atlasmith.statistics import StructureStats, structure_stats
+from atlasmith.validation import ValidationReport, validate_folder
 from atlasmith.web import credits_html, esc, facts, page
 
 __all__ = [
     "InspectionResult",
     "MeshCheck",
-    "RegionStats",
     "check_meshes",
     "inspect_atlas",
     "inspect_folder",
-    "region_stats",
 ]
 
 MeshStatus = Literal["ok", "missing", "empty", "open", "misplaced", "unreadable", "extra"]
@@ -72,8 +70,6 @@ _SECTIONS_ALT = (
     "annotation in colour, region outlines, direction labels and slice indices"
 )
 _MESHES_ALT = "Root mesh and top-level region meshes seen from three directions"
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_ARCHIVE_RE = re.compile(r"\.(tar\.gz|tgz)$")
 
 
 @dataclass(frozen=True)
@@ -121,13 +117,13 @@ def atlas_folder(source: str | Path) -> Iterator[Path]:
     if path.is_dir():
         yield path
         return
-    if path.is_file() and _ARCHIVE_RE.search(path.name):
+    if path.is_file() and path.name.endswith((ARCHIVE_SUFFIX, ".tgz")):
         from atlasmith.package import safe_extract
 
         with tempfile.TemporaryDirectory(prefix="atlasmith-inspect-") as tmp:
             yield safe_extract(path, Path(tmp))
         return
-    if not _NAME_RE.match(str(source)):
+    if not (is_atlas_name(str(source)) or split_folder_name(str(source))):
         raise AtlasNotFoundError(
             f"{source} is not a folder, not a .tar.gz archive and not an atlas name: check "
             "the path."
@@ -136,130 +132,48 @@ def atlas_folder(source: str | Path) -> Iterator[Path]:
 
 
 def installed_folder(name: str) -> Path:
-    """The cache folder of an installed atlas (``allen_mouse_25um`` or ``..._v1.2``)."""
-    from atlasmith.config import load_settings
+    """The cache folder of an installed atlas: ``allen_mouse_25um`` (its newest installed
+    version) or ``allen_mouse_25um_v1.2`` (that version)."""
+    from atlasmith.cache import AtlasCache
 
-    cache = Path(load_settings().cache_dir).expanduser()
-    exact = cache / name
-    if re.search(r"_v\d+\.\d+$", name) and (exact / "metadata.json").is_file():
-        return exact
-    found = sorted(
-        (p for p in cache.glob(f"{name}_v*") if (p / "metadata.json").is_file()),
-        key=lambda p: tuple(int(x) for x in p.name.rsplit("_v", 1)[1].split(".") if x.isdigit()),
-    )
+    cache = AtlasCache()
+    atlas, version = split_folder_name(name) or (name, None)
+    found = [a for a in cache.installed() if a.atlas_name == atlas and version in (None, a.version)]
     if not found:
         raise AtlasNotFoundError(
             f"{name!r} is not a folder, not a .tar.gz archive and not an atlas installed in "
-            f"{cache}. Give an atlas folder or archive, or install it first with "
+            f"{cache.root}. Give an atlas folder or archive, or install it first with "
             f"`atlasmith install {name}`."
         )
-    return found[-1]
-
-
-# --- region statistics -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegionStats:
-    """Voxel counts and bounds of every structure, its descendants included.
-
-    Arrays follow the order of ``structures``; ``lo``/``hi`` are inclusive voxel bounds
-    (undefined where ``voxels`` is 0).
-    """
-
-    ids: npt.NDArray[np.int64]
-    voxels: npt.NDArray[np.int64]
-    lo: npt.NDArray[np.int64]
-    hi: npt.NDArray[np.int64]
-    unknown_labels: tuple[int, ...]
-
-
-def region_stats(atlas: AtlasFiles, chunk: int | None = None) -> RegionStats:
-    """Count voxels and find bounds per structure in one pass over the annotation.
-
-    The annotation is read in chunks of ``chunk`` slices along axis 0 (default: about 8
-    million voxels each), so memory stays bounded for large atlases.
-    """
-    from scipy import ndimage
-
-    plane = int(np.prod(atlas.annotation.shape[1:]))
-    chunk = chunk or max(1, 8_000_000 // max(plane, 1))
-    ids = np.array([int(s["id"]) for s in atlas.structures], dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    n = len(ids)
-    counts = np.zeros(n + 1, dtype=np.int64)
-    lo = np.full((n + 1, 3), np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.full((n + 1, 3), -1, dtype=np.int64)
-    unknown: set[int] = set()
-    for start in range(0, atlas.annotation.shape[0], chunk):
-        block = np.asarray(atlas.annotation[start : start + chunk]).astype(np.int64)
-        pos = np.clip(np.searchsorted(ids[order], block), 0, n - 1)
-        known = ids[order][pos] == block
-        unknown.update(np.unique(block[~known & (block != 0)]).tolist())
-        compact = np.where(known, order[pos] + 1, 0)
-        counts += np.bincount(compact.ravel(), minlength=n + 1)
-        for label, box in enumerate(ndimage.find_objects(compact), start=1):
-            if box is not None:
-                first = np.array([box[0].start + start, box[1].start, box[2].start])
-                last = np.array([box[0].stop + start, box[1].stop, box[2].stop]) - 1
-                lo[label] = np.minimum(lo[label], first)
-                hi[label] = np.maximum(hi[label], last)
-    return _propagate(atlas, ids, counts[1:], lo[1:], hi[1:], tuple(sorted(unknown)))
-
-
-def _propagate(
-    atlas: AtlasFiles,
-    ids: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int64],
-    lo: npt.NDArray[np.int64],
-    hi: npt.NDArray[np.int64],
-    unknown: tuple[int, ...],
-) -> RegionStats:
-    """Add each structure's own voxels and bounds to all of its ancestors."""
-    index = {int(sid): i for i, sid in enumerate(ids)}
-    pairs = [
-        (index[int(a)], i)
-        for i, s in enumerate(atlas.structures)
-        for a in s["structure_id_path"]
-        if int(a) in index
-    ]
-    target, source = (np.array(x, dtype=np.int64) for x in zip(*pairs, strict=True))
-    total = np.zeros_like(counts)
-    np.add.at(total, target, counts[source])
-    tlo, thi = lo.copy(), hi.copy()
-    np.minimum.at(tlo, target, lo[source])
-    np.maximum.at(thi, target, hi[source])
-    return RegionStats(ids, total, tlo, thi, unknown)
+    return found[-1].path  # the newest version
 
 
 # --- mesh checks -------------------------------------------------------------------------------
 
 
 def check_meshes(
-    atlas: AtlasFiles, stats: RegionStats | None = None, read: MeshReader = read_obj
+    atlas: AtlasFiles, stats: StructureStats | None = None, read: MeshReader = read_obj
 ) -> list[MeshCheck]:
     """Check the mesh of every structure that has voxels, and flag meshes of no structure.
 
     A mesh is *missing* (no file), *unreadable*, *empty* (no triangles), *open* (an edge used
     by one triangle only), *misplaced* (it reaches more than :data:`BOUNDS_TOLERANCE_VOXELS`
     voxels beyond the bounding box of the region's voxels, descendants included), or *extra*
-    (a mesh for a structure with no voxels or not in ``structures.json``).
+    (a mesh for a structure with no voxels or not in the structure list).
     """
-    stats = stats or region_stats(atlas)
+    tree = atlas.tree
+    stats = stats or structure_stats(atlas.annotation, tree)
     res = np.asarray(atlas.resolution)
-    folder = atlas.folder / "meshes"
     checks = []
-    for i, s in enumerate(atlas.structures):
+    for i, s in enumerate(tree.structures):
         has_voxels = bool(stats.voxels[i])
-        file = folder / f"{int(s['id'])}.obj"
+        file = atlas.mesh_path(s.id)
         if not has_voxels and not file.is_file():
             continue
-        bounds = (stats.lo[i] * res, stats.hi[i] * res) if has_voxels else None
-        checks.append(_check_one(int(s["id"]), str(s["acronym"]), file, bounds, res, read))
-    known = {int(s["id"]) for s in atlas.structures}
-    strays = sorted(
-        p for p in folder.glob("*.obj") if not (p.stem.isdigit() and int(p.stem) in known)
-    )
+        bounds = (stats.low[i] * res, stats.high[i] * res) if has_voxels else None
+        checks.append(_check_one(s.id, s.acronym, file, bounds, res, read))
+    strays = [p for sid, p in atlas.mesh_files().items() if sid not in tree]
+    strays = sorted([*strays, *atlas.misnamed_mesh_files()])
     checks += [MeshCheck(-1, p.name, "extra", "mesh file of no structure") for p in strays]
     return checks
 
@@ -344,10 +258,8 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
     """Inspect one atlas folder into ``out`` (see :func:`inspect_atlas`)."""
     _check_target(out)
     atlas = load_atlas_files(folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        stats = region_stats(atlas)
+    with temporary_folder(out.parent, f"{out.name}.") as tmp:
+        stats = structure_stats(atlas.annotation, atlas.tree)
         read = _caching_reader(atlas)
         render_section_sheet(atlas, tmp / "sections.png")
         render_mesh_sheet(atlas, tmp / "meshes.png", read=read)
@@ -355,11 +267,8 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
         validation = _validate(folder)
         html = report_html(atlas, stats, checks, validation, tmp)
         (tmp / "report.html").write_text(html, encoding="utf-8")
-        os.chmod(tmp, FOLDER_MODE)
+        tmp.chmod(FOLDER_MODE)
         replace_path(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     ok = None if validation is None else bool(validation.ok)
     return InspectionResult(
         out, out / "report.html", out / "sections.png", out / "meshes.png", tuple(checks), ok
@@ -368,11 +277,12 @@ def inspect_folder(folder: Path, out: Path) -> InspectionResult:
 
 def _caching_reader(atlas: AtlasFiles) -> MeshReader:
     """read_obj that keeps the root and top-level meshes (read by both the sheet and checks)."""
-    keep = {f"{int(s['id'])}.obj" for s in [atlas.root, *top_level_structures(atlas)]}
+    kept = [root_structure(atlas), *top_level_structures(atlas)]
+    keep = {atlas.mesh_path(int(s["id"])) for s in kept}
     store: dict[Path, MeshData] = {}
 
     def read(path: Path) -> MeshData:
-        if path.name not in keep:
+        if path not in keep:
             return read_obj(path)
         if path not in store:
             store[path] = read_obj(path)
@@ -389,11 +299,7 @@ def _check_target(out: Path) -> None:
         )
 
 
-def _validate(folder: Path) -> Any:
-    try:
-        from atlasmith.validation import validate_folder
-    except ImportError:  # pragma: no cover - the generation modules ship together
-        return None
+def _validate(folder: Path) -> ValidationReport | None:
     try:
         return validate_folder(folder)
     except AtlasmithError:
@@ -402,14 +308,14 @@ def _validate(folder: Path) -> Any:
 
 def report_html(
     atlas: AtlasFiles,
-    stats: RegionStats,
+    stats: StructureStats,
     checks: Sequence[MeshCheck],
-    validation: Any,
+    validation: ValidationReport | None,
     figures: Path,
 ) -> str:
     """The self-contained HTML report (figures embedded as data URIs)."""
-    meta = atlas.metadata
-    title = f"Inspection of {atlas.folder.name}"
+    meta = atlas.metadata_dict
+    title = f"Inspection of {atlas.path.name}"
     body = (
         f"<header><h1>{esc(title)}</h1><p>{esc(meta.get('species', ''))}, "
         f"{esc(' x '.join(f'{r:g}' for r in atlas.resolution))} \u00b5m, shape "
@@ -494,8 +400,8 @@ def _mesh_table(checks: Sequence[MeshCheck]) -> str:
     )
 
 
-def _tree_summary(atlas: AtlasFiles, stats: RegionStats) -> str:
-    depths = np.array([len(s["structure_id_path"]) - 1 for s in atlas.structures])
+def _tree_summary(atlas: AtlasFiles, stats: StructureStats) -> str:
+    depths = atlas.tree.depths[1:]
     present = stats.voxels > 0
     levels = "".join(
         f"<tr><td>{d}</td><td>{int(np.sum(depths == d))}</td>"
@@ -514,20 +420,20 @@ def _tree_summary(atlas: AtlasFiles, stats: RegionStats) -> str:
         else ""
     )
     return (
-        f"<p>{len(atlas.structures)} structures, {int(present.sum())} with voxels.</p>"
+        f"<p>{len(atlas.tree)} structures, {int(present.sum())} with voxels.</p>"
         f"{level_table}{_largest_table(atlas, stats, depths)}{unknown}"
     )
 
 
 def _largest_table(
-    atlas: AtlasFiles, stats: RegionStats, depths: npt.NDArray[np.int64], count: int = 15
+    atlas: AtlasFiles, stats: StructureStats, depths: npt.NDArray[np.int64], count: int = 15
 ) -> str:
     voxel_mm3 = float(np.prod(atlas.resolution)) / 1e9
     candidates = np.flatnonzero(depths > 0)
     largest = candidates[np.argsort(-stats.voxels[candidates], kind="stable")][:count]
     rows = "".join(
-        f"<tr><td>{esc(atlas.structures[i]['acronym'])}</td>"
-        f"<td>{esc(atlas.structures[i]['name'])}</td><td>{int(depths[i])}</td>"
+        f"<tr><td>{esc(atlas.tree.structures[i].acronym)}</td>"
+        f"<td>{esc(atlas.tree.structures[i].name)}</td><td>{int(depths[i])}</td>"
         f"<td>{stats.voxels[i] * voxel_mm3:.2f}</td></tr>"
         for i in largest
     )
@@ -539,7 +445,7 @@ def _largest_table(
     )
 
 
-def _validation_html(report: Any) -> str:
+def _validation_html(report: ValidationReport | None) -> str:
     if report is None:
         return "<p>Validation could not run on this folder.</p>"
     rows = "".join(

@@ -201,5 +201,5 @@ def _one(
         entry = repository.publish(result.archive)
     except AtlasmithError as err:
         return ReleaseOutcome(script, name, version, "failed", str(err))
-    message = f"published {entry.archive} ({entry.size} bytes, sha256 {entry.sha256[:12]}...)"
+    message = f"published {entry.archive} ({entry.size} bytes, sha256 {str(entry.sha256)[:12]}...)"
     return ReleaseOutcome(script, name, version, "published", message, entry)

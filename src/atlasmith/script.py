@@ -42,6 +42,7 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from atlasmith._types import PathLike
 from atlasmith.errors import AtlasmithError, ScriptError
 from atlasmith.metadata import check_citation
 from atlasmith.names import check_base_name, format_resolution
@@ -159,7 +160,7 @@ class AtlasScript:
         return loader in self.loaders
 
 
-def load_script(path: str | Path) -> AtlasScript:
+def load_script(path: PathLike) -> AtlasScript:
     """Import an atlas script and parse its constants and loaders.
 
     Parameters

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi import Path as PathParam
+from fastapi import FastAPI, Header, HTTPException, Path as PathParam, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
 from atlasmith import __version__
+from atlasmith.config import SERVER_HOST, SERVER_PORT
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
@@ -34,15 +34,13 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
+from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import split_archive_name
 from atlasmith.repository import LocalRepository
-from atlasmith.repository._base import render_pages
 from atlasmith.tokens import TokenStore
+from atlasmith.web import render_site
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "make_app", "serve", "serve_in_thread"]
-
-#: Largest upload the server accepts by default (20 GiB).
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
+__all__ = ["make_app", "serve", "serve_in_thread"]
 _log = logging.getLogger("atlasmith.server")
 _SERVED = re.compile(
     r"^(?:index\.json|last_versions\.conf|latest_versions\.conf|index\.html"
@@ -68,7 +66,7 @@ class YankRequest(BaseModel):
 def make_app(
     repository: LocalRepository,
     tokens: TokenStore | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_bytes: int = MAX_PUBLISHED_BYTES,
 ) -> FastAPI:
     """Build the ASGI app that serves ``repository``.
 
@@ -122,7 +120,7 @@ def _add_read_routes(app: FastAPI, repository: LocalRepository) -> None:
         page = repository.path("index.html")
         if page.is_file():
             return _file_response(request, page)
-        pages = render_pages(repository.read_index(), repository.read_bytes)
+        pages = render_site(repository.read_index(), repository.read_bytes)
         return HTMLResponse(pages["index.html"])
 
     @app.head("/{file_path:path}", include_in_schema=False)
@@ -285,10 +283,10 @@ async def _receive(request: Request, path: Path, limit: int) -> None:
 
 def serve(
     repository_dir: str | Path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = SERVER_HOST,
+    port: int = SERVER_PORT,
     token_file: str | Path | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_bytes: int = MAX_PUBLISHED_BYTES,
 ) -> None:
     """Serve a repository folder with uvicorn until interrupted (access log on)."""
     import uvicorn
@@ -317,10 +315,10 @@ def _log_to_stderr() -> None:
 @contextlib.contextmanager
 def serve_in_thread(
     repository_dir: str | Path,
-    host: str = "127.0.0.1",
+    host: str = SERVER_HOST,
     port: int = 0,
     token_file: str | Path | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_bytes: int = MAX_PUBLISHED_BYTES,
     access_log: bool = False,
 ) -> Iterator[str]:
     """Run the server in a background thread; yields its base URL and stops it on exit.

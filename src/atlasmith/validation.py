@@ -13,8 +13,6 @@ its hard-coded list of official atlases is left out: it fails every new atlas.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import tempfile
@@ -23,12 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import AtlasmithError, ValidationError
+from atlasmith.formats import MESHES, METADATA, REQUIRED_STACKS, STRUCTURES, V1Folder, stack_file
+from atlasmith.meshes.obj import obj_bounds
+from atlasmith.orientation import ATLAS_ORIENTATION
+from atlasmith.statistics import unknown_labels
 
 __all__ = [
     "CheckResult",
@@ -38,7 +39,7 @@ __all__ = [
     "validate_folder",
 ]
 
-_REQUIRED_FILES = ("annotation.tiff", "reference.tiff", "metadata.json", "structures.json")
+_REQUIRED_FILES = (*(stack_file(n) for n in REQUIRED_STACKS), METADATA, STRUCTURES)
 _STRUCTURE_KEYS = ("acronym", "id", "name", "structure_id_path", "rgb_triplet")
 _EXTENT_TOLERANCE_VOXELS = 10  # BrainGlobe's root mesh vs annotation tolerance
 
@@ -99,123 +100,51 @@ def _need(condition: bool, message: str) -> None:
         raise _CheckFailed(message)
 
 
-class _Package:
-    """Lazily loaded contents of an atlas folder, shared by the checks."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    @cached_property
-    def metadata(self) -> dict[str, Any]:
-        data = json.loads((self.folder / "metadata.json").read_text(encoding="utf-8"))
-        _need(isinstance(data, dict), "metadata.json is not a JSON object")
-        return dict(data)
-
-    @cached_property
-    def parsed_metadata(self) -> Any:
-        from atlasmith.metadata import AtlasMetadata
-
-        return AtlasMetadata.from_dict(self.metadata)
-
-    @cached_property
-    def structures(self) -> list[Any]:
-        data = json.loads((self.folder / "structures.json").read_text(encoding="utf-8"))
-        _need(isinstance(data, list), "structures.json is not a JSON list")
-        return list(data)
-
-    @cached_property
-    def tree(self) -> Any:
-        from atlasmith.hierarchy import StructureTree
-
-        return StructureTree.from_list(self.structures)
-
-    def stack(self, name: str) -> npt.NDArray[Any]:
-        return _read_stack(self.folder / name)
-
-    @cached_property
-    def reference(self) -> npt.NDArray[Any]:
-        return self.stack("reference.tiff")
-
-    @cached_property
-    def annotation(self) -> npt.NDArray[Any]:
-        return self.stack("annotation.tiff")
-
-    @cached_property
-    def compact(self) -> npt.NDArray[Any]:
-        return np.asarray(self.tree.compact(self.annotation))
-
-    @cached_property
-    def resolution(self) -> npt.NDArray[np.float64]:
-        return np.asarray(self.metadata["resolution"], dtype=np.float64)
+class _Package(V1Folder):
+    """The folder under validation: lazily read, shared by the checks."""
 
     @cached_property
     def mesh_ids(self) -> dict[int, Path]:
-        folder = self.folder / "meshes"
-        _need(folder.is_dir(), "there is no meshes/ folder")
-        found = {}
-        for path in folder.glob("*.obj"):
-            _need(path.stem.isdigit(), f"mesh file {path.name} is not named <id>.obj")
-            found[int(path.stem)] = path
-        return found
+        _need(self.mesh_folder.is_dir(), f"there is no {MESHES}/ folder")
+        misnamed = self.misnamed_mesh_files()
+        _need(
+            not misnamed, f"mesh file {misnamed[0].name if misnamed else ''} is not named <id>.obj"
+        )
+        return self.mesh_files()
 
-
-def _read_stack(path: Path) -> npt.NDArray[Any]:
-    import tifffile
-
-    try:
-        return np.asarray(tifffile.memmap(path, mode="r"))
-    except ValueError:  # compressed or tiled: not memory-mappable
-        return np.asarray(tifffile.imread(path))
-
-
-def obj_bounds(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Min and max corner of the vertices of an OBJ file.
-
-    Fast path for files whose vertex lines (``v x y z``) all come first, as atlasmith and
-    meshio write them; anything else is read with meshio.
-    """
-    data = path.read_bytes()
-    end = data.find(b"\nf ")
-    block = data[: end if end >= 0 else len(data)].rstrip(b"\n")
-    if block.startswith(b"v ") and block.count(b"\n") + 1 == block.count(b"v "):
-        import pandas as pd  # its C parser reads numbers 4x faster than numpy from bytes
-
-        table = pd.read_csv(io.BytesIO(block), sep=" ", header=None, usecols=[1, 2, 3])
-        values = table.to_numpy(dtype=np.float64).ravel()
-    else:
-        import meshio
-
-        values = np.asarray(meshio.read(path).points, dtype=np.float64).ravel()
-    _need(values.size > 0 and values.size % 3 == 0, f"mesh {path.name} has no valid vertices")
-    points = values.reshape(-1, 3)
-    return points.min(axis=0), points.max(axis=0)
+    @cached_property
+    def voxel_size(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.resolution, dtype=np.float64)
 
 
 # --- the checks ------------------------------------------------------------------------
 
 
 def check_files(p: _Package) -> str:
-    missing = [n for n in _REQUIRED_FILES if not (p.folder / n).is_file()]
-    missing += [] if (p.folder / "meshes").is_dir() else ["meshes/"]
+    missing = [n for n in _REQUIRED_FILES if not (p.path / n).is_file()]
+    missing += [] if p.mesh_folder.is_dir() else [f"{MESHES}/"]
     _need(not missing, f"missing {missing}")
     return "annotation, reference, metadata, structures and meshes/ are present"
 
 
 def check_metadata(p: _Package) -> str:
-    meta = p.parsed_metadata
-    _need(meta.orientation == "asr", f"orientation is {meta.orientation!r}, expected 'asr'")
+    meta = p.metadata
+    _need(
+        meta.orientation == ATLAS_ORIENTATION,
+        f"orientation is {meta.orientation!r}, expected {ATLAS_ORIENTATION!r}",
+    )
     return f"{meta.name} v{meta.version}, keys and types valid"
 
 
 def check_atlas_name(p: _Package) -> str:
     from atlasmith.names import check_base_name
 
-    meta = p.parsed_metadata
+    meta = p.metadata
     check_base_name(meta.name, "metadata name")
-    if p.folder.name.startswith(meta.atlas_name + "_v"):
+    if p.path.name.startswith(meta.atlas_name + "_v"):
         _need(
-            p.folder.name == meta.folder_name,
-            f"folder is {p.folder.name!r}, metadata says {meta.folder_name!r}",
+            p.path.name == meta.folder_name,
+            f"folder is {p.path.name!r}, metadata says {meta.folder_name!r}",
         )
     return f"{meta.atlas_name} is a valid atlas name"
 
@@ -223,14 +152,14 @@ def check_atlas_name(p: _Package) -> str:
 def check_citation(p: _Package) -> str:
     from atlasmith.metadata import check_citation as check_cite
 
-    check_cite(p.metadata.get("citation"), "metadata citation")
+    check_cite(p.metadata_dict.get("citation"), "metadata citation")
     return "citation has a DOI or is 'unpublished'"
 
 
 def check_structures(p: _Package) -> str:
     bad = [
         i
-        for i, s in enumerate(p.structures)
+        for i, s in enumerate(p.structures_list)
         if not isinstance(s, dict) or tuple(s) != _STRUCTURE_KEYS
     ]
     _need(not bad, f"structures {bad[:5]} do not have exactly the keys {list(_STRUCTURE_KEYS)}")
@@ -240,14 +169,14 @@ def check_structures(p: _Package) -> str:
 
 
 def check_unique_acronyms(p: _Package) -> str:
-    acronyms = [s.get("acronym") for s in p.structures]
+    acronyms = [s.get("acronym") for s in p.structures_list]
     dupes = sorted({str(a) for a in acronyms if acronyms.count(a) > 1})
     _need(not dupes, f"duplicate acronyms {dupes[:10]}")
     return "acronyms are unique"
 
 
 def check_image_dimensions(p: _Package) -> str:
-    shape = tuple(p.metadata["shape"])
+    shape = tuple(p.metadata_dict["shape"])
     _need(p.reference.shape == shape, f"reference shape {p.reference.shape} != metadata {shape}")
     _need(p.annotation.shape == shape, f"annotation shape {p.annotation.shape} != {shape}")
     return f"reference and annotation are {shape}"
@@ -271,18 +200,17 @@ def check_annotation_not_empty(p: _Package) -> str:
 
 
 def check_annotation_labels(p: _Package) -> str:
-    unknown_mask = (p.compact == 0) & (p.annotation != 0)
-    unknown = np.unique(p.annotation[unknown_mask]).tolist() if unknown_mask.any() else []
-    _need(not unknown, f"labels with no structure: {unknown[:10]}")
+    unknown = unknown_labels(p.annotation, p.tree)
+    _need(not unknown, f"labels with no structure: {list(unknown[:10])}")
     return "every annotation label has a structure"
 
 
 def check_hemispheres(p: _Package) -> str:
-    path = p.folder / "hemispheres.tiff"
-    if p.metadata.get("symmetric", True):
+    path = p.path / stack_file("hemispheres")
+    if p.metadata_dict.get("symmetric", True):
         return "symmetric atlas: hemispheres are synthesised by readers"
-    _need(path.is_file(), "asymmetric atlas without hemispheres.tiff")
-    hemi = p.stack("hemispheres.tiff")
+    _need(path.is_file(), f"asymmetric atlas without {path.name}")
+    hemi = p.stack("hemispheres")
     _need(hemi.shape == p.annotation.shape, f"hemispheres shape {hemi.shape} != annotation")
     _need(hemi.dtype == np.uint8, f"hemispheres is {hemi.dtype}, expected uint8")
     counts = np.bincount(hemi.ravel(), minlength=3)
@@ -292,10 +220,10 @@ def check_hemispheres(p: _Package) -> str:
 
 
 def check_orientation_sanity(p: _Package) -> str:
-    _need(p.metadata.get("orientation") == "asr", "stacks are not declared 'asr'")
-    if p.metadata.get("symmetric", True):
+    _need(p.metadata_dict.get("orientation") == ATLAS_ORIENTATION, "stacks are not declared 'asr'")
+    if p.metadata_dict.get("symmetric", True):
         return "declared 'asr'"
-    hemi = p.stack("hemispheres.tiff")
+    hemi = p.stack("hemispheres")
     columns = np.arange(hemi.shape[2])
     per_column = np.stack([(hemi == v).sum(axis=(0, 1)) for v in (1, 2)])
     left, right = (per_column * columns).sum(axis=1) / np.maximum(per_column.sum(axis=1), 1)
@@ -304,7 +232,7 @@ def check_orientation_sanity(p: _Package) -> str:
 
 
 def check_annotation_symmetry(p: _Package) -> str:
-    if not p.metadata.get("symmetric", True):
+    if not p.metadata_dict.get("symmetric", True):
         return "asymmetric atlas (hemispheres.tiff): mirror symmetry not required"
     c0, c1, c2 = (s // 2 for s in p.annotation.shape)
     mirror = p.annotation.shape[2] - 1 - (c2 + 5)
@@ -314,9 +242,9 @@ def check_annotation_symmetry(p: _Package) -> str:
 
 
 def check_additional_references(p: _Package) -> str:
-    names = p.metadata.get("additional_references", [])
+    names = p.metadata_dict.get("additional_references", [])
     for name in names:
-        stack = p.stack(f"{name}.tiff")
+        stack = p.stack(name)
         _need(stack.shape == p.reference.shape, f"{name}.tiff shape {stack.shape} != reference")
         _need(stack.dtype == np.uint16, f"{name}.tiff is {stack.dtype}, expected uint16")
         _need(not np.array_equal(stack, p.reference), f"{name}.tiff is the reference itself")
@@ -341,17 +269,17 @@ def check_mesh_extents(p: _Package) -> str:
     lo, hi = obj_bounds(p.mesh_ids[root])
     axes = ((1, 2), (0, 2), (0, 1))
     nz = [np.nonzero(p.annotation.any(axis=a))[0] for a in axes]
-    vox_lo = np.array([a[0] for a in nz]) * p.resolution
-    vox_hi = np.array([a[-1] for a in nz]) * p.resolution
-    tol = _EXTENT_TOLERANCE_VOXELS * p.resolution
+    vox_lo = np.array([a[0] for a in nz]) * p.voxel_size
+    vox_hi = np.array([a[-1] for a in nz]) * p.voxel_size
+    tol = _EXTENT_TOLERANCE_VOXELS * p.voxel_size
     bad = (np.abs(lo - vox_lo) > tol) | (np.abs(hi - vox_hi) > tol)
     _need(not bad.any(), f"root mesh spans {lo}..{hi} um, annotation {vox_lo}..{vox_hi} um")
     return "root mesh matches the annotation extent (within 10 voxels)"
 
 
 def check_mesh_bounds(p: _Package) -> str:
-    limit = (np.asarray(p.annotation.shape) - 1) * p.resolution
-    margin = p.resolution
+    limit = (np.asarray(p.annotation.shape) - 1) * p.voxel_size
+    margin = p.voxel_size
     ids = sorted(p.mesh_ids)
     # pandas' C parser releases the GIL: read the files on every core
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -368,9 +296,9 @@ def check_mesh_bounds(p: _Package) -> str:
 def check_manifest(p: _Package) -> str:
     from atlasmith.package import MANIFEST_NAME, verify_folder
 
-    if not (p.folder / MANIFEST_NAME).is_file():
-        return "no manifest.json (not built by atlasmith): nothing to verify"
-    problems = verify_folder(p.folder)
+    if not (p.path / MANIFEST_NAME).is_file():
+        return f"no {MANIFEST_NAME} (not built by atlasmith): nothing to verify"
+    problems = verify_folder(p.path)
     _need(not problems, "; ".join(problems[:5]))
     return "every file matches its sha256 in manifest.json"
 

@@ -213,12 +213,14 @@ def facts(rows: Iterable[tuple[str, str]]) -> str:
     return f'<dl class="facts">{items}</dl>'
 
 
-def human_size(size: int) -> str:
-    """Bytes as a short human-readable size.
+def human_size(size: int | None) -> str:
+    """Bytes as a short human-readable size ("unknown size" for None).
 
     >>> human_size(3_456_789)
     '3.5 MB'
     """
+    if size is None:
+        return "unknown size"
     value = float(size)
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1000 or unit == "GB":

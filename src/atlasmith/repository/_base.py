@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -16,6 +14,7 @@ from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name
 from atlasmith.repository._check import CheckedArchive, check_archive
 from atlasmith.repository._index import IndexEntry, RepositoryIndex, utc_now
+from atlasmith.web import render_site
 
 __all__ = ["CONF_NAMES", "INDEX_NAME", "Repository", "StorageRepository", "check_name"]
 
@@ -145,40 +144,9 @@ class StorageRepository(Repository):
 
     def _write_index(self, index: RepositoryIndex) -> None:
         """Write the pages, then ``index.json`` (the commit point), then the ``.conf`` files."""
-        for name, page in render_pages(index, self.read_bytes).items():
+        for name, page in render_site(index, self.read_bytes).items():
             self._write_bytes(check_name(name), page)
         self._write_bytes(INDEX_NAME, index.to_json())
         conf = index.render_conf().encode()
         for name in CONF_NAMES:
             self._write_bytes(name, conf)
-
-
-def render_pages(
-    index: RepositoryIndex, read_file: Callable[[str], bytes | None]
-) -> dict[str, bytes]:
-    """The static pages from atlasmith.web when it is installed, else a plain index.html."""
-    try:
-        web = importlib.import_module("atlasmith.web")
-    except ImportError:
-        return {"index.html": plain_index_html(index).encode()}
-    return dict(web.render_site(index, read_file))
-
-
-def plain_index_html(index: RepositoryIndex) -> str:
-    """A minimal semantic HTML list of the atlases (used until atlasmith.web is present)."""
-    from html import escape
-
-    items = []
-    for name in index.names():
-        versions = ", ".join(
-            f'<a href="{escape(e.archive)}">{escape(e.version)}</a>'
-            + (" (yanked)" if e.yanked else "")
-            for e in index.versions(name)
-        )
-        items.append(f"<li><strong>{escape(name)}</strong>: {versions}</li>")
-    body = "\n".join(items) or "<li>No atlases published yet.</li>"
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>Atlas repository</title></head>\n<body><main><h1>Atlas repository</h1>\n"
-        f"<ul>\n{body}\n</ul></main></body></html>\n"
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from collections.abc import Mapping
@@ -146,24 +145,12 @@ def _verify(folder: Path, archive_name: str) -> None:
 
 
 def _validate(folder: Path, archive_name: str) -> None:
-    try:
-        validation = importlib.import_module("atlasmith.validation")
-    except ImportError:  # the generation modules are not there: minimal checks
-        _require_files(folder, archive_name)
-        return
-    report = validation.validate_folder(folder)
+    from atlasmith.validation import validate_folder  # numpy and tifffile: only when publishing
+
+    report = validate_folder(folder)
     if not report.ok:
         failed = "; ".join(f"{r.name}: {r.message}" for r in report.failures)
         raise ValidationError(f"{archive_name} is not a valid atlas package: {failed}", report)
-
-
-def _require_files(folder: Path, archive_name: str) -> None:
-    required = ("metadata.json", "structures.json", "reference.tiff", "annotation.tiff")
-    missing = [name for name in required if not (folder / name).is_file()]
-    if missing:
-        raise ValidationError(
-            f"{archive_name} is not a valid atlas package: missing {', '.join(missing)}."
-        )
 
 
 def _read_contents(folder: Path) -> dict[str, Any]:

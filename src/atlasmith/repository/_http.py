@@ -11,15 +11,18 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from atlasmith import errors
+from atlasmith.download import fetch_bytes, make_client
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
     AtlasmithError,
     AtlasNotFoundError,
     AuthenticationError,
+    DownloadError,
     RepositoryError,
     ValidationError,
 )
+from atlasmith.limits import SPOOL_BYTES
 from atlasmith.names import split_archive_name
 from atlasmith.repository._base import Repository
 from atlasmith.repository._index import IndexEntry
@@ -51,8 +54,10 @@ class HttpRepository(Repository):
         A member's upload token (default: the configured one, ``ATLASMITH_TOKEN`` or the
         config file's ``token``); needed to publish or yank.
     client
-        An ``httpx.Client`` to use (e.g. with a custom transport); one with timeouts is
-        created otherwise.
+        An ``httpx.Client`` to use (e.g. with a custom transport; the caller closes it); one
+        from :func:`atlasmith.download.make_client` is made otherwise.
+    timeout, retries
+        Seconds without progress, and attempts, for each read.
     """
 
     def __init__(
@@ -61,17 +66,21 @@ class HttpRepository(Repository):
         token: str | None = None,
         client: httpx.Client | None = None,
         timeout: float = 60.0,
+        retries: int = 3,
     ) -> None:
         self.location = url.rstrip("/")
         self.token = token
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+        self.timeout, self.retries = timeout, retries
+        self._owns_client = client is None
+        self.client = client if client is not None else make_client(timeout)
 
     def __repr__(self) -> str:
         return f"HttpRepository({self.location!r})"
 
     def close(self) -> None:
-        """Close the HTTP client's connections."""
-        self.client.close()
+        """Close the HTTP client's connections (unless the caller gave the client)."""
+        if self._owns_client:
+            self.client.close()
 
     def url(self, name: str) -> str:
         """The URL of a file of the layout."""
@@ -79,14 +88,13 @@ class HttpRepository(Repository):
 
     def read_bytes(self, name: str) -> bytes | None:
         """The content of a file of the layout, or None when the server answers 404."""
-        response = self._request("GET", name)
-        if response.status_code == 404:
-            return None
-        _raise_for_status(response, name)
-        return response.content
+        try:
+            return fetch_bytes(self.url(name), self.timeout, self.retries, client=self.client)
+        except DownloadError as err:
+            raise RepositoryError(f"Cannot read {self.url(name)}: {err}") from err
 
     def _open(self, name: str) -> BinaryIO:
-        spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2)  # noqa: SIM115 (returned)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
         try:
             self._download(name, spool)
         except BaseException:

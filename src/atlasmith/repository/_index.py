@@ -1,11 +1,16 @@
 """The repository index (``index.json``): every atlas, version, archive, hash and status.
 
 ``index.json`` is the repository's source of truth; ``last_versions.conf`` and
-``latest_versions.conf`` (BrainGlobe's ``[atlases]`` INI) are rendered from it.
+``latest_versions.conf`` (BrainGlobe's ``[atlases]`` INI) are rendered from it. One model
+serves both sides: publishing writes it, the client reads it to choose, download and verify.
+A repository of BrainGlobe's own (GIN) has only ``last_versions.conf``:
+:meth:`RepositoryIndex.from_conf` reads it as an index of latest versions without hashes
+(``verified`` is False).
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +20,12 @@ from types import MappingProxyType
 from typing import Any
 
 from atlasmith._fs import is_safe_relpath
-from atlasmith.errors import AtlasExistsError, AtlasNotFoundError, RepositoryError
+from atlasmith.errors import (
+    AtlasExistsError,
+    AtlasNotFoundError,
+    RepositoryError,
+    UnknownAtlasError,
+)
 from atlasmith.names import archive_name, folder_name, is_atlas_name, is_version, parse_version
 
 __all__ = ["INDEX_FORMAT", "IndexEntry", "RepositoryIndex", "utc_now"]
@@ -53,8 +63,9 @@ class IndexEntry:
     archive : str
         File name of the archive in the repository: ``<atlas_name>_v<version>.tar.gz``.
     sha256, size
-        Hash and size in bytes of the archive.
-    published : str
+        Hash and size in bytes of the archive (None only in an index read from BrainGlobe's
+        ``last_versions.conf``, which has neither).
+    published : str or None
         Publication time, ISO 8601 UTC.
     yanked : bool
         Withdrawn: still downloadable by exact version, never chosen as latest.
@@ -72,9 +83,9 @@ class IndexEntry:
     atlas_name: str
     version: str
     archive: str
-    sha256: str
-    size: int
-    published: str
+    sha256: str | None
+    size: int | None
+    published: str | None
     yanked: bool = False
     yank_reason: str | None = None
     preview: str | None = None
@@ -90,9 +101,10 @@ class IndexEntry:
             raise _bad(where, "the version must be '<major>.<minor>', e.g. '1.2'")
         if self.archive != archive_name(self.atlas_name, self.version):
             raise _bad(where, f"archive must be {archive_name(self.atlas_name, self.version)!r}")
-        if _SHA256_RE.match(self.sha256) is None:
+        if self.sha256 is not None and _SHA256_RE.match(self.sha256) is None:
             raise _bad(where, "sha256 must be 64 lowercase hex digits")
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+        size = self.size
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise _bad(where, "size must be a non-negative integer")
         for path in (self.preview, self.structures):
             if path is not None and not is_safe_relpath(path):
@@ -106,15 +118,21 @@ class IndexEntry:
         return folder_name(self.atlas_name, self.version)
 
     @property
+    def verified(self) -> bool:
+        """Whether the archive can be checked against a published sha256 and size."""
+        return self.sha256 is not None and self.size is not None
+
+    @property
     def version_key(self) -> tuple[int, int]:
         """The version as integers, for numeric ordering."""
         return parse_version(self.version)
 
     @classmethod
     def from_dict(cls, atlas_name: str, version: str, d: Mapping[str, Any]) -> IndexEntry:
-        """Parse one version's JSON object (the value under ``versions[version]``)."""
+        """Parse one version's JSON object (the value under ``versions[version]``): its
+        sha256 and size are required."""
         try:
-            return cls(
+            entry = cls(
                 atlas_name=atlas_name,
                 version=version,
                 archive=str(d["archive"]),
@@ -130,6 +148,9 @@ class IndexEntry:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise _bad(f"{atlas_name} {version}", f"missing or malformed field {err}") from err
+        if not entry.verified:
+            raise _bad(f"{atlas_name} {version}", "sha256 and size are required")
+        return entry
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored under ``versions[version]``."""
@@ -173,6 +194,8 @@ class RepositoryIndex:
     """
 
     entries: tuple[IndexEntry, ...] = ()
+    #: Where the index was read from, for messages (not part of the index).
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.entries, key=_sort_key))
@@ -184,7 +207,7 @@ class RepositoryIndex:
     # --- parsing and writing ---------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RepositoryIndex:
+    def from_dict(cls, d: Mapping[str, Any], source: str = "") -> RepositoryIndex:
         """Parse the JSON object of ``index.json``; raises RepositoryError when malformed."""
         if not isinstance(d, Mapping) or d.get("format") != INDEX_FORMAT:
             got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
@@ -198,16 +221,41 @@ class RepositoryIndex:
             if not isinstance(versions, Mapping):
                 raise _bad(str(name), "expected an object with 'versions'")
             entries += [IndexEntry.from_dict(name, v, e) for v, e in versions.items()]
-        return cls(tuple(entries))
+        return cls(tuple(entries), source)
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> RepositoryIndex:
-        """Parse the text of ``index.json``."""
+    def from_json(cls, data: bytes | str, source: str = "") -> RepositoryIndex:
+        """Parse the text of ``index.json`` (read from ``source``)."""
         try:
             parsed = json.loads(data)
         except (ValueError, UnicodeDecodeError) as err:
             raise _bad("JSON", f"not valid JSON ({err})") from err
-        return cls.from_dict(parsed)
+        return cls.from_dict(parsed, source)
+
+    @classmethod
+    def from_conf(cls, text: str, source: str = "") -> RepositoryIndex:
+        """Read BrainGlobe's ``last_versions.conf``: the latest version of each atlas, with no
+        hashes (``verified`` is False)."""
+        parser = configparser.ConfigParser()
+        try:
+            parser.read_string(text)
+            atlases = parser["atlases"]
+        except (configparser.Error, KeyError) as err:
+            raise RepositoryError(
+                f"{source or 'last_versions.conf'} is not a versions file (an error page in its "
+                f"place?): {err}. Check the repository URL or try again later."
+            ) from err
+        entries = []
+        for name, value in atlases.items():
+            version = value.strip().strip('"')
+            archive = archive_name(name, version)
+            entries.append(IndexEntry(name, version, archive, None, None, None))
+        return cls(tuple(entries), source)
+
+    @property
+    def verified(self) -> bool:
+        """Whether every archive can be checked against a published sha256 and size."""
+        return all(e.verified for e in self.entries)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``index.json``."""
@@ -242,13 +290,31 @@ class RepositoryIndex:
 
         Raises
         ------
+        UnknownAtlasError
+            When the repository has no such atlas (an AtlasNotFoundError and a ValueError, as
+            BrainGlobe raises for a name it does not know).
         AtlasNotFoundError
-            When the atlas or the version is not in the repository.
+            When it has no such version, or every version is yanked.
         """
         found = self.latest(atlas_name) if version is None else self.get(atlas_name, version)
-        if found is None:
-            raise AtlasNotFoundError(self._not_found_message(atlas_name, version))
-        return found
+        if found is not None:
+            return found
+        known = [e.version for e in self.versions(atlas_name)]
+        if not known:
+            names = ", ".join(self.names()) or "none"
+            where = f" {self.source}" if self.source else ""
+            raise UnknownAtlasError(
+                f"No atlas {atlas_name!r} in the repository{where}: {atlas_name} is not a valid "
+                f"atlas name there. Available: {names}. Run `atlasmith list` to see them."
+            )
+        if version is None:
+            raise AtlasNotFoundError(
+                f"Every version of {atlas_name!r} is yanked ({', '.join(known)}): pin one."
+            )
+        raise AtlasNotFoundError(
+            f"{atlas_name!r} has no version {version!r}; available: {', '.join(known)} (yanked "
+            "versions are installed only when named exactly)."
+        )
 
     def latest(self, atlas_name: str) -> IndexEntry | None:
         """The highest non-yanked version of ``atlas_name`` (numeric order), or None."""
@@ -265,15 +331,6 @@ class RepositoryIndex:
         lines = ["[atlases]", *(f"{k} = {v}" for k, v in self.latest_versions().items())]
         return "\n".join(lines) + "\n"
 
-    def _not_found_message(self, atlas_name: str, version: str | None) -> str:
-        known = [e.version for e in self.versions(atlas_name)]
-        if not known:
-            names = ", ".join(self.names()) or "none"
-            return f"No atlas {atlas_name!r} in the repository. Available: {names}."
-        if version is None:
-            return f"Every version of {atlas_name!r} is yanked ({', '.join(known)}): pin one."
-        return f"{atlas_name!r} has no version {version!r}; available: {', '.join(known)}."
-
     # --- changes (return a new index) -------------------------------------------------------
 
     def with_entry(self, entry: IndexEntry) -> RepositoryIndex:
@@ -284,7 +341,7 @@ class RepositoryIndex:
                 "versions are immutable. Bump the atlas script's __version__ and publish the new "
                 "version instead (yank the old one if it is bad)."
             )
-        return RepositoryIndex((*self.entries, entry))
+        return RepositoryIndex((*self.entries, entry), self.source)
 
     def with_yanked(
         self, atlas_name: str, version: str, reason: str | None = None
@@ -292,4 +349,4 @@ class RepositoryIndex:
         """A new index where ``atlas_name`` ``version`` is yanked (AtlasNotFoundError if absent)."""
         old = self.entry(atlas_name, version)
         new = replace(old, yanked=True, yank_reason=reason)
-        return RepositoryIndex(tuple(new if e is old else e for e in self.entries))
+        return RepositoryIndex(tuple(new if e is old else e for e in self.entries), self.source)

@@ -18,14 +18,16 @@ bounding box, a chunk of rows at a time, so memory stays bounded whatever the st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
+from atlasmith._types import BoolArray, IntArray
+from atlasmith.meshes._runner import Runner
+from atlasmith.statistics import label_profiles
+
 Words = npt.NDArray[np.uint64]
 
 CHUNK_VOXELS = 1 << 24  # voxels of a bounding box closed at once (bounds the memory)
@@ -49,22 +51,17 @@ class Closed(NamedTuple):
 
 
 def close_structures(
-    labels: npt.NDArray[Any],
-    members: BoolArray,
-    iterations: int,
-    run: Callable[..., Iterator[Any]],
-    tasks: int,
+    labels: npt.NDArray[Any], members: BoolArray, iterations: int, runner: Runner, tasks: int
 ) -> Closed:
     """Close every structure (row of ``members``) and relabel the voxels the closings add.
 
-    ``labels`` is changed in place where it can hold the new labels. ``run`` maps a function
-    over items with a shared object (see ``atlasmith.meshes``); ``tasks`` is how many chunks
-    of structures to give it.
+    ``labels`` is changed in place where it can hold the new labels. The structures are cut
+    into ``tasks`` chunks of about equal work, run on ``runner``.
     """
     inputs = ClosingInputs(labels, members, structure_boxes(labels, members), iterations)
     rows = np.argsort(-_box_volumes(inputs.boxes), kind="stable")
     chunks = [rows[k::tasks] for k in range(min(tasks, len(rows)))]
-    found = list(run(added_voxels, chunks, inputs))
+    found = list(runner.map(added_voxels, chunks, inputs))
     voxels = np.concatenate([np.zeros(0, np.int64), *(f[0] for f in found)])
     owners = np.concatenate([np.zeros(0, np.int64), *(f[1] for f in found)])
     return relabel(labels, members, voxels, owners)
@@ -73,19 +70,7 @@ def close_structures(
 def structure_boxes(labels: npt.NDArray[Any], members: BoolArray) -> IntArray:
     """Each structure's bounding box (low, low, low, high, high, high; high exclusive) as the
     union of its labels' boxes; empty structures get an empty box."""
-    width = members.shape[1]
-    boxes = np.zeros((len(members), 6), dtype=np.int64)
-    for axis in range(3):
-        size = labels.shape[axis]
-        seen = np.zeros((size, width), dtype=bool)
-        for index in range(size):
-            plane = np.take(labels, index, axis=axis).ravel()
-            seen[index] = np.bincount(plane, minlength=width)[:width] > 0
-        low = np.where(seen.any(axis=0), seen.argmax(axis=0), size)
-        high = size - seen[::-1].argmax(axis=0)
-        boxes[:, axis] = np.where(members, low, size).min(axis=1)
-        boxes[:, 3 + axis] = np.where(members & seen.any(axis=0), high, 0).max(axis=1)
-    return boxes
+    return label_profiles(labels, members.shape[1]).boxes(members)
 
 
 def _box_volumes(boxes: IntArray) -> IntArray:
@@ -94,7 +79,7 @@ def _box_volumes(boxes: IntArray) -> IntArray:
     return out
 
 
-def added_voxels(rows: Sequence[int], inputs: ClosingInputs) -> tuple[IntArray, IntArray]:
+def added_voxels(rows: npt.NDArray[Any], inputs: ClosingInputs) -> tuple[IntArray, IntArray]:
     """The voxels (flat indices) that closing adds to each structure of ``rows``, and the
     structure (row) each is added to."""
     voxels, owners = [], []

@@ -2,7 +2,7 @@
 
 Surface nets over all labels at once (one vertex per 2x2x2 cell of voxel centres holding more
 than one label, one quad per pair of neighbouring voxels with different labels), decimated by
-vertex clustering; each structure's mesh is then finished on its own (``atlasmith.refine``).
+vertex clustering; each structure's mesh is then finished on its own (the smoothing stage).
 The volume is processed in slabs along its first axis, each with a margin wide enough that
 every vertex and face a slab keeps is exactly what the whole volume would give; the slabs are
 then stitched by the vertices' global keys. So memory is bounded by the slab size, slabs run
@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._types import BoolArray, Float32Array as FloatArray, IntArray
 from atlasmith.errors import AtlasFormatError
+from atlasmith.meshes._runner import Runner
+from atlasmith.statistics import row_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
     from atlasmith.hierarchy import StructureTree
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
-BoolArray = npt.NDArray[np.bool_]
 
 SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)...
 _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (margins <= 1/2)
@@ -37,7 +36,6 @@ _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memor
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _HALVES = 2  # triangles per quad
 _WORK_PER_VOXEL = 0.005  # a voxel's share of a slab's work, against a label change's
-_BLOCK_VOXELS = 1 << 24  # voxels read at once by whole-volume passes (row_blocks)
 
 
 class SharedSurface(NamedTuple):
@@ -137,14 +135,6 @@ def row_work(volume: np.ndarray[Any, Any]) -> npt.NDArray[np.float64]:
     return out
 
 
-def row_blocks(volume: np.ndarray[Any, Any]) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
-    """``(first row, rows)`` of the volume, a block of about _BLOCK_VOXELS voxels at a time,
-    read into memory (so a memory-mapped stack is never read whole)."""
-    step = max(1, _BLOCK_VOXELS // max(1, volume[0].size))
-    for start in range(0, len(volume), step):
-        yield start, np.asarray(volume[start : start + step])
-
-
 def slab_labels(inputs: SlabInputs, slab: Slab) -> npt.NDArray[Any]:
     """Compact labels of the slab's rows of the padded volume (zeros outside the volume)."""
     volume = inputs.volume
@@ -160,12 +150,16 @@ def compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt
     """Compact labels of the annotation (uint16/uint32); unknown labels raise."""
     labels = tree.compact(annotation)
     if np.count_nonzero(labels) != np.count_nonzero(annotation):
-        unknown = np.unique(annotation[(labels == 0) & (annotation != 0)])
-        raise AtlasFormatError(
-            f"the annotation has {unknown.size} label(s) with no structure in the tree, e.g. "
-            f"{unknown[:5].tolist()}: add them to structures.json or set their voxels to 0."
-        )
+        raise unknown_labels_error(np.unique(annotation[(labels == 0) & (annotation != 0)]))
     return labels
+
+
+def unknown_labels_error(unknown: Sequence[int] | npt.NDArray[Any]) -> AtlasFormatError:
+    """The error for annotation values that are no structure of the tree."""
+    return AtlasFormatError(
+        f"the annotation has {len(unknown)} label(s) with no structure in the tree, e.g. "
+        f"{[int(u) for u in unknown[:5]]}: add them to structures.json or set their voxels to 0."
+    )
 
 
 # --- one slab ----------------------------------------------------------------------------
@@ -256,7 +250,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     ).astype(np.float32)
     keep = np.concatenate([owned] * _HALVES)
     kept_faces = cluster[faces[keep]]
-    alive = _alive_mask(kept_faces)
+    alive = alive_mask(kept_faces)
     kept_faces = kept_faces[alive]
     order = (np.arange(_HALVES).repeat(len(owned)) * (3 * volume_size))[keep] + np.concatenate(
         [canonical] * _HALVES
@@ -329,21 +323,17 @@ def stitch(parts: Sequence[SlabSurface]) -> SharedSurface:
     return SharedSurface(points, faces[order], pairs[order])
 
 
-def extract(
-    inputs: SlabInputs,
-    workers: int,
-    run: Callable[..., Any],
-) -> SharedSurface:
-    """The shared surface of ``inputs.volume``, slab by slab through ``run`` (a map taking
-    ``(fn, items, shared, limit)``; ``limit`` bounds how many slabs are in memory at once)."""
+def extract(inputs: SlabInputs, runner: Runner) -> SharedSurface:
+    """The shared surface of ``inputs.volume``, slab by slab on ``runner`` (with no more slabs
+    in memory at once than half the available memory holds)."""
     shape = inputs.volume.shape
-    work = row_work(inputs.volume) if workers > 1 else None
-    slabs = plan_slabs(shape, margin(inputs.block), workers, work)
+    work = row_work(inputs.volume) if runner.workers > 1 else None
+    slabs = plan_slabs(shape, margin(inputs.block), runner.workers, work)
     if len(slabs) == 1:
         return stitch([slab_surface(slabs[0], inputs)])
     plane = (shape[1] + 2) * (shape[2] + 2)
     voxels = max((s.stop - s.start) * plane for s in slabs)
-    return stitch(list(run(slab_surface, slabs, inputs, concurrent_slabs(voxels))))
+    return stitch(list(runner.map(slab_surface, slabs, inputs, concurrent_slabs(voxels))))
 
 
 def concurrent_slabs(voxels: int, available: int | None = None) -> int:
@@ -369,7 +359,7 @@ def available_memory() -> int:
         return 1 << 40
 
 
-def _alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
+def alive_mask(faces: npt.NDArray[Any]) -> BoolArray:
     """Faces whose three vertices are distinct."""
     a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
     mask: BoolArray = (a != b) & (b != c) & (a != c)
@@ -429,7 +419,7 @@ def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> Float
 # --- clustering helpers ---------------------------------------------------------------------
 
 
-def _block(cluster_um: float, resolution: npt.NDArray[np.float64]) -> int:
+def block_size(cluster_um: float, resolution: npt.NDArray[np.float64]) -> int:
     """Clustering block in voxels: about ``cluster_um``, at least 2 (1 when off)."""
     if cluster_um <= 0:
         return 1

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import MeshError
+from atlasmith.meshes.obj import read_obj as read_any_obj
 
 if TYPE_CHECKING:  # pragma: no cover
     from atlasmith.hierarchy import StructureTree
@@ -66,8 +67,6 @@ def read_obj(path: Path | str) -> tuple[Points, Faces]:
 
     Raises MeshError when the file is missing, is not a valid OBJ file or has no triangles.
     """
-    from atlasmith.previews import read_obj as read_any_obj
-
     points, faces = read_any_obj(path)
     if not len(faces):
         raise MeshError(f"mesh {path} has no faces: regenerate it (atlasmith meshes).")
@@ -214,23 +213,18 @@ def region_masks(
     annotation: npt.NDArray[Any], tree: StructureTree, ids: Sequence[int]
 ) -> Iterator[tuple[int, npt.NDArray[np.bool_], tuple[int, int, int]]]:
     """Yield ``(id, mask, offset)``: each structure's voxels (with descendants) cropped to
-    their bounding box, from one labelling pass over the volume."""
-    from scipy import ndimage
+    their bounding box, the boxes from one statistics pass over the volume."""
+    from atlasmith.statistics import structure_stats
 
-    labels = tree.compact(annotation)
-    boxes = ndimage.find_objects(labels.astype(np.int32))
+    stats = structure_stats(annotation, tree)
     for sid in ids:
-        member = tree.member_lut(sid)
-        found = [
-            boxes[c - 1] for c in np.flatnonzero(member) if c - 1 < len(boxes) and boxes[c - 1]
-        ]
-        if not found:
+        row = tree.index(sid)
+        if not stats.voxels[row]:
             continue
-        box = tuple(
-            slice(min(b[k].start for b in found), max(b[k].stop for b in found)) for k in range(3)
-        )
-        offset = (box[0].start, box[1].start, box[2].start)
-        yield int(sid), member[labels[box]], offset
+        low, high = stats.low[row], stats.high[row] + 1
+        box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high, strict=True))
+        offset = (int(low[0]), int(low[1]), int(low[2]))
+        yield int(sid), tree.map_labels(annotation[box], tree.member_lut(sid)), offset
 
 
 def quality_report(

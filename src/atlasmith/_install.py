@@ -1,0 +1,191 @@
+"""The steps of an install into the cache, each safe to kill at any point.
+
+1. :func:`download_and_extract`: download the archive to ``.part`` (resumed, retried, sha256
+   and size checked) while a thread extracts the growing file safely into a staging folder
+   on the cache's disk.
+2. :func:`check_extracted`: the folder is the atlas it was published as, and matches its own
+   manifest when the archive's hash could not be checked.
+3. :func:`swap_in`: the new folder is renamed into place *before* the old version is moved
+   away, so there is always an installed version; a journal records the swap so that a
+   process killed between the two renames is finished by :func:`recover`, which the cache
+   runs under the atlas's lock before anything else.
+
+Removed and replaced folders go to ``trash`` and are deleted; a leftover in ``trash`` is
+never brought back (it is what a killed ``remove`` or update left, half deleted perhaps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+import httpx
+
+from atlasmith._fs import atomic_write, remove_tree, replace_path
+from atlasmith._types import ProgressCallback
+from atlasmith.download import GrowingFile, download_file
+from atlasmith.errors import ArchiveError, IntegrityError
+from atlasmith.limits import DISK_MARGIN_BYTES
+from atlasmith.names import split_folder_name
+from atlasmith.package import read_manifest, safe_extract, verify_folder
+from atlasmith.progress import both
+
+__all__ = [
+    "Staging",
+    "check_extracted",
+    "check_space",
+    "download_and_extract",
+    "recover",
+    "swap_in",
+    "trash_folder",
+]
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The working folders of one atlas in the cache's state folder."""
+
+    root: Path  # the cache folder (where atlases are installed)
+    staging: Path  # extraction in progress
+    trash: Path  # removed and replaced folders, deleted as soon as they are there
+    journal: Path  # the swap in progress, if any
+
+
+def download_and_extract(
+    url: str,
+    target: Path,
+    staging: Path,
+    *,
+    sha256: str | None,
+    size: int | None,
+    timeout: float,
+    retries: int,
+    max_bytes: int,
+    progress: ProgressCallback | None = None,
+    client: httpx.Client | None = None,
+) -> Path:
+    """Download ``url`` to ``target`` while a thread extracts it into ``staging``; return the
+    extracted top folder. Nothing is installed here: the caller moves the folder into place
+    only after this has checked the archive's size and sha256."""
+    part = GrowingFile(target.with_name(target.name + ".part"))
+    extracted: list[Path] = []
+
+    def extract() -> None:
+        with contextlib.suppress(Exception):  # extracted again from the whole file below
+            stream = cast(IO[bytes], part)  # a RawIOBase: read, seek and tell are enough
+            extracted.append(safe_extract(stream, staging, max_bytes=max_bytes))
+
+    worker = threading.Thread(target=extract, daemon=True)
+    worker.start()
+
+    def stop() -> None:
+        part.finish()
+        worker.join()
+        part.close()
+
+    try:
+        archive = download_file(
+            url,
+            target,
+            sha256=sha256,
+            size=size,
+            timeout=timeout,
+            retries=retries,
+            progress=both(progress, part.notify),
+            client=client,
+        )
+    except BaseException:
+        part.restarted = True  # stops the extraction at its next read
+        stop()
+        for folder in extracted:
+            remove_tree(folder.parent)
+        raise
+    stop()
+    if extracted:
+        return extracted[0]
+    return safe_extract(archive, staging, max_bytes=max_bytes)  # the streamed one failed
+
+
+def check_extracted(folder: Path, archive: Path, name: str, *, verify_manifest: bool) -> None:
+    """Check that an extracted folder is atlas ``name`` (and, with ``verify_manifest``, that
+    its files match its manifest, when it has one); nothing is installed otherwise."""
+    from atlasmith.formats import METADATA  # imports the stack readers: only when installing
+
+    parsed = split_folder_name(folder.name)
+    if parsed is None or parsed[0] != name:
+        raise ArchiveError(
+            f"{archive} holds the folder {folder.name!r}, expected {name}_v<version>. "
+            "The archive does not match the atlas it was published as; nothing was installed."
+        )
+    if not (folder / METADATA).is_file():
+        raise ArchiveError(
+            f"{archive} has no {METADATA} in {folder.name}: not an atlas package. "
+            "Nothing was installed."
+        )
+    if verify_manifest and read_manifest(folder) is not None:
+        problems = verify_folder(folder)
+        if problems:
+            raise IntegrityError(
+                f"{archive} does not match its own manifest: {'; '.join(problems[:5])}. "
+                "Nothing was installed; get the archive again."
+            )
+
+
+def swap_in(new: Path, final: Path, old: Path | None, paths: Staging) -> None:
+    """Install ``new`` as ``final`` and retire ``old`` (another version's folder, or None).
+
+    The new folder goes in first (there is never a moment without an installed version),
+    under a journal that :func:`recover` reads if the process is killed before the old one
+    is gone.
+    """
+    if old is None or old == final:
+        replace_path(new, final)  # same name: swapped atomically
+        return
+    record = {"new": final.name, "old": old.name}
+    atomic_write(paths.journal, json.dumps(record).encode())
+    os.rename(new, final)
+    trash_folder(old, paths.trash)
+    paths.journal.unlink()
+
+
+def trash_folder(folder: Path, trash: Path) -> None:
+    """Make ``folder`` vanish at once (a rename into ``trash``), then delete it."""
+    trash.mkdir(parents=True, exist_ok=True)
+    aside = trash / f"{folder.name}-{secrets.token_hex(4)}"
+    os.rename(folder, aside)
+    remove_tree(aside)
+
+
+def recover(paths: Staging) -> None:
+    """Finish or undo what a killed process left for one atlas (called with its lock held):
+    extractions in progress are deleted, a swap is completed, the trash is emptied."""
+    for leftover in paths.staging.iterdir() if paths.staging.is_dir() else ():
+        remove_tree(leftover)
+    if paths.journal.is_file():
+        try:
+            record = json.loads(paths.journal.read_text())
+            new, old = paths.root / record["new"], paths.root / record["old"]
+        except (OSError, ValueError, KeyError, TypeError):
+            new = old = None  # a journal cut short: the swap had not started
+        if new is not None and old is not None and new.is_dir() and old.is_dir():
+            trash_folder(old, paths.trash)
+        paths.journal.unlink()
+    for leftover in paths.trash.iterdir() if paths.trash.is_dir() else ():
+        remove_tree(leftover)
+
+
+def check_space(folder: Path, needed: int) -> None:
+    """OSError when ``folder``'s disk cannot hold ``needed`` more bytes (and a margin)."""
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_MARGIN_BYTES > free:
+        raise OSError(
+            f"Not enough disk space in {folder}: the download needs {needed} bytes, "
+            f"{free} are free. Free some space or set ATLASMITH_CACHE_DIR to a larger disk."
+        )

@@ -1,0 +1,241 @@
+"""The packager's commands: demo, build, validate, new-script, meshes, inspect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from click.decorators import FC
+
+from atlasmith.cli._common import (
+    reports_errors,
+    scheduler_option,
+    source_dir_option,
+    workers_option,
+)
+from atlasmith.meshes import MeshParameters  # light: the engine is imported when it runs
+
+__all__ = [
+    "build_command",
+    "demo_command",
+    "inspect_command",
+    "meshes_command",
+    "new_script_command",
+    "validate_command",
+]
+
+# MeshParameters' fields that are options of `atlasmith meshes`, with their help; the
+# defaults are the library's
+_MESH_OPTIONS: dict[str, tuple[click.ParamType[Any], str]] = {
+    "smoothing_um": (
+        click.FloatRange(min=0),
+        "How far along the surface each structure's mesh is smoothed, in um (0: none).",
+    ),
+    "cluster_um": (
+        click.FloatRange(min=0),
+        "Vertex-clustering block in um (at least 2 voxels; 0: no clustering).",
+    ),
+    "decimate": (
+        click.FloatRange(0, 1, min_open=True),
+        "Fraction of triangles kept by quadric decimation.",
+    ),
+    "closing": (
+        click.IntRange(min=0),
+        "Closing iterations of each structure before meshing (fills slits; 0: none).",
+    ),
+}
+
+
+def _mesh_options(command: FC) -> FC:
+    """The options of the mesh parameters, with MeshParameters' defaults."""
+    defaults = MeshParameters()
+    for name, (kind, text) in reversed(_MESH_OPTIONS.items()):
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        command = click.option(flag, type=kind, default=default, show_default=True, help=text)(
+            command
+        )
+    return command
+
+
+@click.command("demo")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the build, repository and cache here (default: a temporary folder).",
+)
+@reports_errors
+def demo_command(workdir: str | None) -> None:
+    """Run the main job on the bundled real Allen 100 um atlas: build it, publish it to a
+    local repository, serve that over HTTP on loopback, fetch it into a fresh cache through the
+    client, query it and print a summary with the credits."""
+    import tempfile
+    from pathlib import Path
+
+    from atlasmith.demo import run_demo
+
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        click.echo(run_demo(Path(workdir), log=click.echo).report)
+        return
+    with tempfile.TemporaryDirectory(prefix="atlasmith-demo-") as tmp:
+        click.echo(run_demo(Path(tmp), log=click.echo).report)
+
+
+@click.command("build")
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    type=click.Path(file_okay=False),
+    help="Folder for the atlas folder and its .tar.gz (default: current folder).",
+)
+@source_dir_option
+@click.option(
+    "--resolution",
+    type=float,
+    default=None,
+    help="One of the script's RESOLUTIONS in um (default: its first).",
+)
+@workers_option
+@scheduler_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@reports_errors
+def build_command(
+    script: str,
+    out_dir: str,
+    source_dir: str | None,
+    resolution: float | None,
+    workers: int | None,
+    scheduler: str | None,
+    overwrite: bool,
+) -> None:
+    """Build an atlas SCRIPT into a validated BrainGlobe-format folder and .tar.gz."""
+    from atlasmith.build import build_atlas
+    from atlasmith.meshes import keep_freed_memory
+    from atlasmith.progress import step_display
+
+    keep_freed_memory()
+    with step_display() as update:
+        result = build_atlas(
+            script,
+            out_dir,
+            source_dir=source_dir,
+            resolution=resolution,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            progress=update,
+        )
+    if result.removed:
+        dropped = ", ".join(f"{s.acronym} ({s.id})" for s in result.removed)
+        click.echo(f"removed {len(result.removed)} structure(s) with no voxels: {dropped}")
+    click.echo(f"folder:  {result.folder}\narchive: {result.archive}\nsha256:  {result.sha256}")
+
+
+@click.command("validate")
+@click.argument("target", type=click.Path(exists=True))
+def validate_command(target: str) -> None:
+    """Run every check on an atlas FOLDER or .tar.gz ARCHIVE (exit code 1 on failure)."""
+    from pathlib import Path
+
+    from atlasmith.validation import validate_archive, validate_folder
+
+    path = Path(target)
+    report = validate_folder(path) if path.is_dir() else validate_archive(path)
+    click.echo(report.render())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command("new-script")
+@click.argument("name")
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    type=click.Path(file_okay=False),
+    help="Folder to write NAME.py into (default: current folder).",
+)
+@reports_errors
+def new_script_command(name: str, out_dir: str) -> None:
+    """Write a commented atlas script template NAME.py (NAME: author_species) to start from."""
+    from atlasmith.script import write_script_template
+
+    path = write_script_template(name, out_dir)
+    click.echo(f"wrote {path}: fill in its constants and loaders, then `atlasmith build {path}`")
+
+
+@click.command("meshes")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the meshes (<id>.obj).",
+)
+@workers_option
+@scheduler_option
+@_mesh_options
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+@reports_errors
+def meshes_command(
+    folder: str,
+    out_dir: str,
+    workers: int | None,
+    scheduler: str | None,
+    smoothing_um: float,
+    cluster_um: float,
+    decimate: float,
+    closing: int,
+    overwrite: bool,
+) -> None:
+    """Regenerate one mesh per structure of the atlas FOLDER into --out."""
+    from pathlib import Path
+
+    from atlasmith.meshes import keep_freed_memory, meshes_for_folder
+    from atlasmith.progress import count_bar
+
+    keep_freed_memory()
+    params = MeshParameters(
+        smoothing_um=smoothing_um, cluster_um=cluster_um, decimate=decimate, closing=closing
+    )
+    with count_bar("meshes") as update:
+        written = meshes_for_folder(
+            Path(folder),
+            Path(out_dir),
+            params=params,
+            workers=workers,
+            scheduler=scheduler,
+            progress=update,
+            overwrite=overwrite,
+        )
+    click.echo(f"wrote {len(written)} meshes to {out_dir}")
+
+
+@click.command("inspect")
+@click.argument("source")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default: ./<atlas folder>-inspection).",
+)
+@reports_errors
+def inspect_command(source: str, out: str | None) -> None:
+    """Write section and mesh previews and an HTML report for an atlas.
+
+    SOURCE is an atlas folder, a .tar.gz package or the name of an installed atlas.
+    """
+    from atlasmith.inspection import inspect_atlas
+
+    result = inspect_atlas(source, out)
+    problems = result.mesh_problems
+    click.echo(f"sections: {result.sections}\nmeshes:   {result.meshes}")
+    click.echo(f"mesh checks: {len(result.mesh_checks)}, problems: {len(problems)}")
+    if result.validation_ok is not None:
+        click.echo(f"validation: {'passed' if result.validation_ok else 'FAILED'}")
+    click.echo(f"report:   {result.report}")

@@ -1,0 +1,293 @@
+"""The inputs of an atlas package, checked and converted before anything is written.
+
+1. :func:`load_raw_atlas` runs an atlas script's loaders into a :class:`RawAtlas` (source
+   orientation, any dtype).
+2. :func:`prepare_inputs` checks every input (shapes, dtypes, NaN, label values, hemispheres,
+   the structure tree, labels without a structure), converts dtypes safely, drops structures
+   without voxels and reorients the stacks to "asr": an :class:`AtlasInputs`, ready to be
+   written in any atlas format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from atlasmith.errors import HierarchyError, ValidationError
+from atlasmith.hierarchy import Structure, StructureTree
+from atlasmith.metadata import AtlasMetadata, check_citation
+from atlasmith.names import check_base_name
+from atlasmith.orientation import ATLAS_ORIENTATION
+from atlasmith.statistics import label_counts
+
+__all__ = [
+    "AtlasInputs",
+    "RawAtlas",
+    "as_annotation",
+    "as_hemispheres",
+    "as_reference",
+    "load_raw_atlas",
+    "prepare_inputs",
+]
+
+Array = npt.NDArray[Any]
+
+_UINT16_MAX = 2**16 - 1
+_UINT32_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class RawAtlas:
+    """Everything a package is made of, as the packager supplies it (source orientation).
+
+    ``resolution`` is in "asr" axis order (as BrainGlobe's ``wrapup_atlas_from_data`` expects);
+    ``meshes`` are supplied mesh files (um, source orientation; voxel units when
+    ``scale_meshes``, multiplied by the source-order resolution, or by
+    ``mesh_source_resolution`` when given) or None to generate them from the annotation.
+    """
+
+    name: str
+    citation: str
+    atlas_link: str
+    species: str
+    packager: str | None
+    orientation: str
+    root_id: int
+    resolution: tuple[float, float, float]
+    minor_version: int | str
+    reference: Any
+    annotation: Any
+    structures: Any
+    hemispheres: Any = None
+    additional_references: Mapping[str, Any] = field(default_factory=dict)
+    meshes: Mapping[int, Path] | None = None
+    scale_meshes: bool = False
+    mesh_source_resolution: tuple[float, ...] | None = None
+    extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AtlasInputs:
+    """Checked inputs in the package format: "asr", uint16/uint32/uint8, a valid tree."""
+
+    metadata: AtlasMetadata
+    tree: StructureTree
+    reference: Array
+    annotation: Array
+    hemispheres: Array | None
+    additional_references: Mapping[str, Array]
+    meshes: Mapping[int, Path] | None
+    mesh_transform: tuple[str, Array, Array]  # (source orientation, source extent um, scale)
+    removed: tuple[Structure, ...]
+
+
+# --- 1. the script's loaders -----------------------------------------------------------
+
+
+def load_raw_atlas(script: Any, ctx: Any) -> RawAtlas:
+    """Run an :class:`~atlasmith.script.AtlasScript`'s loaders for one context."""
+
+    def optional(loader: str, default: Any) -> Any:
+        return script.call(loader, ctx) if script.has(loader) else default
+
+    return RawAtlas(
+        name=script.name,
+        citation=script.citation,
+        atlas_link=script.atlas_link,
+        species=script.species,
+        packager=script.packager,
+        orientation=script.orientation,
+        root_id=script.root_id,
+        resolution=ctx.resolution,
+        minor_version=script.minor_version,
+        reference=script.call("load_reference", ctx),
+        annotation=script.call("load_annotation", ctx),
+        structures=script.call("load_structures", ctx),
+        hemispheres=optional("load_hemispheres", None),
+        additional_references=optional("load_additional_references", {}) or {},
+        meshes=optional("load_meshes", None),
+        extra_metadata={"license": script.license} if script.license else {},
+    )
+
+
+def _bad_stack(name: str, problem: str) -> ValidationError:
+    return ValidationError(f"input {name}: {problem}. Fix the loader that returns it.")
+
+
+def _as_3d(stack: Any, name: str) -> Array:
+    if isinstance(stack, str | Path):
+        import tifffile
+
+        stack = tifffile.imread(stack)
+    array = np.asarray(stack)
+    if array.ndim != 3 or 0 in array.shape:
+        raise _bad_stack(name, f"expected a non-empty 3D array, got shape {array.shape}")
+    if array.dtype.kind not in "buif":
+        raise _bad_stack(name, f"expected numbers, got dtype {array.dtype}")
+    return array
+
+
+def as_reference(stack: Any, name: str = "reference") -> Array:
+    """Convert an intensity stack to uint16 safely.
+
+    Integers in 0..65535 are kept as they are; floats (and integers outside that range) are
+    rescaled linearly from their min..max onto 0..65535. NaN or infinite values are an error.
+    """
+    array = _as_3d(stack, name)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise _bad_stack(name, f"{bad} voxel(s) are NaN or infinite; expected finite values")
+    low, high = array.min(), array.max()
+    if array.dtype.kind in "bui" and low >= 0 and high <= _UINT16_MAX:
+        return array.astype(np.uint16, copy=False)
+    if high == low:
+        return np.zeros(array.shape, np.uint16)
+    scaled = (array.astype(np.float64) - float(low)) * (_UINT16_MAX / (float(high) - float(low)))
+    return np.rint(scaled).astype(np.uint16)
+
+
+def _integral(array: Array) -> bool:
+    return bool(np.isfinite(array).all() and np.array_equal(array, np.floor(array)))
+
+
+def _as_labels(stack: Any, name: str, maximum: int, dtype: type[np.unsignedinteger[Any]]) -> Array:
+    array = _as_3d(stack, name)
+    if array.dtype.kind == "f" and not _integral(array):
+        raise _bad_stack(name, "has non-integer (or NaN) values; labels must be integers")
+    low, high = array.min(), array.max()
+    if low < 0 or high > maximum:
+        raise _bad_stack(name, f"values span {low}..{high}; expected integers in 0..{maximum}")
+    return array.astype(dtype, copy=False)
+
+
+def as_annotation(stack: Any) -> Array:
+    """Convert a label volume to uint32; non-integral, negative or too large values raise."""
+    array = _as_labels(stack, "annotation", _UINT32_MAX, np.uint32)
+    if not array.any():
+        raise _bad_stack("annotation", "is empty (every voxel is 0); expected labelled voxels")
+    return array
+
+
+def as_hemispheres(stack: Any) -> Array:
+    """Convert a hemispheres stack to uint8; values other than 0, 1 (left), 2 (right) raise."""
+    array = _as_labels(stack, "hemispheres", 2**8 - 1, np.uint8)
+    values = np.flatnonzero(np.bincount(array.ravel()))
+    if values.max() > 2:
+        raise _bad_stack(
+            "hemispheres", f"has values {values.tolist()}; expected 0, 1 (left) and 2 (right)"
+        )
+    return array
+
+
+def _check_shapes(stacks: Mapping[str, Array]) -> None:
+    shapes = {name: a.shape for name, a in stacks.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValidationError(
+            f"input stacks differ in shape: {shapes}. Reference, annotation, hemispheres and "
+            "additional references must cover the same voxel grid."
+        )
+
+
+def _tree(raw: RawAtlas, annotation: Array) -> tuple[StructureTree, tuple[Structure, ...]]:
+    """Validate the structures, check every label has one, drop those without voxels."""
+    tree = StructureTree.from_list(raw.structures)
+    if tree.root.id != raw.root_id:
+        raise HierarchyError(
+            f"ROOT_ID is {raw.root_id} but the root of the structure list is "
+            f"{tree.root.acronym!r} ({tree.root.id}). Make them agree."
+        )
+    counts, unknown = label_counts(annotation, tree)
+    if unknown:
+        raise ValidationError(
+            f"annotation labels {list(unknown[:20])} ({len(unknown)} in all) have no structure "
+            "in the structure list. Add them to the structures, or set those voxels to 0."
+        )
+    present = np.flatnonzero(counts[1:])
+    kept, removed = tree.present(tree.ids[present].tolist())
+    return kept, tuple(removed)
+
+
+def _metadata(
+    raw: RawAtlas, shape: tuple[int, ...], symmetric: bool, refs: Sequence[str]
+) -> AtlasMetadata:
+    check_base_name(raw.name, "atlas name")
+    check_citation(raw.citation, "citation")
+    return AtlasMetadata.from_dict(
+        {
+            "name": raw.name,
+            "citation": raw.citation,
+            "atlas_link": raw.atlas_link,
+            "species": raw.species,
+            "symmetric": symmetric,
+            "resolution": [float(r) for r in raw.resolution],
+            "orientation": ATLAS_ORIENTATION,
+            "version": f"1.{raw.minor_version}",
+            "shape": [int(s) for s in shape],
+            "additional_references": list(refs),
+            "atlas_packager": raw.packager,
+            **dict(raw.extra_metadata),
+        }
+    )
+
+
+def _mesh_transform(raw: RawAtlas, source_shape: tuple[int, ...]) -> tuple[str, Array, Array]:
+    """Source orientation, source extent (um, voxel centres) and the scale of supplied meshes."""
+    from atlasmith.orientation import axis_map
+
+    order, _ = axis_map(raw.orientation, ATLAS_ORIENTATION)
+    res_source = np.empty(3)
+    res_source[list(order)] = raw.resolution  # asr axis k is source axis order[k]
+    if raw.mesh_source_resolution is not None:
+        res_source = np.asarray(raw.mesh_source_resolution, dtype=np.float64)
+    extent = (np.asarray(source_shape) - 1) * res_source
+    scale = res_source if raw.scale_meshes else np.ones(3)
+    return raw.orientation, extent, scale
+
+
+def prepare_inputs(raw: RawAtlas) -> AtlasInputs:
+    """Check and convert every input; raise a specific error on the first problem.
+
+    Raises
+    ------
+    ValidationError
+        Bad stacks (shape, dtype, NaN, labels, hemisphere values, labels without structure).
+    HierarchyError
+        A structure list that breaks the tree rules, or a ROOT_ID that is not its root.
+    ScriptError, MetadataError, OrientationError
+        Bad constants (name, citation, resolution, orientation).
+    """
+    from atlasmith.orientation import check_origin, reorient_stack
+    from atlasmith.script import as_resolution
+
+    as_resolution(list(raw.resolution), "resolution")
+    check_origin(raw.orientation)
+    stacks = {"reference": as_reference(raw.reference), "annotation": as_annotation(raw.annotation)}
+    if raw.hemispheres is not None:
+        stacks["hemispheres"] = as_hemispheres(raw.hemispheres)
+    refs = {
+        k: as_reference(v, f"additional reference {k!r}")
+        for k, v in raw.additional_references.items()
+    }
+    _check_shapes({**stacks, **refs})
+    tree, removed = _tree(raw, stacks["annotation"])
+
+    def asr(a: Array) -> Array:
+        return np.ascontiguousarray(reorient_stack(a, raw.orientation, ATLAS_ORIENTATION))
+
+    annotation = asr(stacks["annotation"])
+    return AtlasInputs(
+        metadata=_metadata(raw, annotation.shape, raw.hemispheres is None, list(refs)),
+        tree=tree,
+        reference=asr(stacks["reference"]),
+        annotation=annotation,
+        hemispheres=asr(stacks["hemispheres"]) if "hemispheres" in stacks else None,
+        additional_references={k: asr(v) for k, v in refs.items()},
+        meshes=None if raw.meshes is None else {int(k): Path(v) for k, v in raw.meshes.items()},
+        mesh_transform=_mesh_transform(raw, stacks["annotation"].shape),
+        removed=removed,
+    )

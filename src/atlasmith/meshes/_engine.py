@@ -1,0 +1,232 @@
+"""The engine's driver: from an annotation to one OBJ per structure, stage by stage.
+
+Compact labels -> closing (``_closing``) -> shared surface in slabs (``_surface``) -> optional
+quadric decimation (``_decimate``) -> per structure: face selection, smoothing
+(``_smoothing``) and OBJ text (``obj``), each stage on the runner (``_runner``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from atlasmith._types import BoolArray, Float32Array as FloatArray, IntArray
+from atlasmith.errors import AtlasFormatError, ConfigError
+from atlasmith.meshes._closing import close_structures
+from atlasmith.meshes._decimate import decimate, used_vertices
+from atlasmith.meshes._parameters import MeshParameters
+from atlasmith.meshes._runner import Runner
+from atlasmith.meshes._smoothing import smooth, smoothing_iterations
+from atlasmith.meshes._surface import (
+    SharedSurface,
+    SlabInputs,
+    block_size,
+    compact_labels,
+    extract,
+    unknown_labels_error,
+)
+from atlasmith.meshes.obj import obj_bytes
+from atlasmith.statistics import label_counts, row_blocks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.hierarchy import StructureTree
+
+__all__ = ["check_annotation", "iter_meshes"]
+
+_TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
+
+
+class _Patches(NamedTuple):
+    """The shared surface with faces grouped by label pair, ready for face selection."""
+
+    points: FloatArray
+    faces: IntArray
+    first: IntArray  # label on the side the normals point to, per patch
+    second: IntArray
+    starts: IntArray
+    stops: IntArray
+
+
+def _any_label(annotation: np.ndarray[Any, Any]) -> bool:
+    """Whether any voxel is labelled, reading as few rows as needed (memory-mapped stacks)."""
+    return any(bool(np.any(part)) for _, part in row_blocks(annotation))
+
+
+def check_annotation(annotation: np.ndarray[Any, Any]) -> None:
+    """Raise AtlasFormatError for an annotation that cannot be meshed."""
+    if annotation.ndim != 3:
+        raise AtlasFormatError(
+            f"the annotation has {annotation.ndim} dimensions, expected 3 (a volume)."
+        )
+    if not (np.issubdtype(annotation.dtype, np.integer) or annotation.dtype == np.bool_):
+        raise AtlasFormatError(
+            f"the annotation has dtype {annotation.dtype}, expected integers (structure ids): "
+            "convert it with annotation.astype(np.uint32) after checking its values are whole."
+        )
+    if annotation.size == 0 or not _any_label(annotation):
+        raise AtlasFormatError(
+            "the annotation is empty (every voxel is 0): there is no structure to mesh."
+        )
+
+
+def _group(surface: SharedSurface) -> _Patches:
+    """Sort faces by label pair; each run of one pair is a patch."""
+    pairs = surface.pairs
+    key = pairs[:, 0] * (int(pairs.max()) + 1) + pairs[:, 1]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    stops = np.r_[starts[1:], len(key)]
+    first, second = pairs[order[starts], 0], pairs[order[starts], 1]
+    return _Patches(surface.points, surface.faces[order], first, second, starts, stops)
+
+
+def _ranges(starts: IntArray, stops: IntArray) -> IntArray:
+    """Concatenation of arange(start, stop) for each pair, vectorised."""
+    lengths = stops - starts
+    offsets = np.repeat(stops - np.cumsum(lengths), lengths)
+    out: IntArray = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+    return out
+
+
+def _select(patches: _Patches, member: BoolArray) -> tuple[FloatArray, IntArray]:
+    """The closed surface of a structure: patches with exactly one side in it, outwards."""
+    inside_first = member[patches.first]
+    chosen = np.flatnonzero(inside_first != member[patches.second])
+    index = _ranges(patches.starts[chosen], patches.stops[chosen])
+    faces = patches.faces[index]
+    # Normals point towards the first label: flip the patches where the structure is there.
+    flip = np.repeat(inside_first[chosen], patches.stops[chosen] - patches.starts[chosen])
+    faces[flip] = faces[flip][:, ::-1]
+    used = np.flatnonzero(used_vertices(faces, len(patches.points)))
+    remap = np.empty(len(patches.points), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return patches.points[used], remap[faces]
+
+
+class _Output(NamedTuple):
+    """What every structure task needs (shared by the workers)."""
+
+    patches: _Patches
+    members: BoolArray  # per structure (row), which labels belong to it
+    scale: npt.NDArray[np.float64]
+    params: MeshParameters
+    iterations: int  # of smoothing
+    ids: IntArray
+    target: str | None  # folder to write into (local workers), or None to return bytes
+
+
+def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[bytes | int]:
+    """OBJ files of the structures at the given rows of the membership table, each smoothed
+    on its own: written into ``shared.target`` (their sizes returned) or returned as bytes."""
+    params = shared.params
+    out: list[bytes | int] = []
+    for row in rows:
+        points, faces = _select(shared.patches, shared.members[row])
+        if shared.iterations:
+            points = smooth(points, faces, shared.iterations)
+        blob = obj_bytes(points * shared.scale, faces, params.decimals)
+        if shared.target is None:
+            out.append(blob)
+        else:
+            Path(shared.target, f"{int(shared.ids[row])}.obj").write_bytes(blob)
+            out.append(len(blob))
+    return out
+
+
+def _resolution(resolution: float | Sequence[float]) -> npt.NDArray[np.float64]:
+    """Voxel size in micrometres per axis (asr order)."""
+    values = np.broadcast_to(np.asarray(resolution, dtype=np.float64), (3,)).copy()
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ConfigError(f"resolution {resolution!r} is not valid: expected positive micrometres.")
+    return values
+
+
+def membership(tree: StructureTree, present_labels: IntArray) -> tuple[IntArray, BoolArray]:
+    """Compact indices of the structures with voxels (own or descendants') and, per such
+    structure, which compact labels belong to it."""
+    table = tree.ancestor_table
+    present = np.zeros(table.shape[1], dtype=bool)
+    present[table[:, present_labels].ravel()] = True
+    present[0] = False
+    kept = np.flatnonzero(present)
+    members: BoolArray = table[tree.depths[kept]] == kept[:, None]
+    members[:, 0] = False
+    return kept, members
+
+
+def _structure_sizes(members: BoolArray, counts: IntArray) -> npt.NDArray[np.float64]:
+    """Voxels per structure (row), from the voxels per label."""
+    out: npt.NDArray[np.float64] = members.astype(np.float64) @ counts.astype(np.float64)
+    return out
+
+
+def _small(members: BoolArray, sizes: npt.NDArray[np.float64], block: int) -> BoolArray | None:
+    """Per label: whether a structure it belongs to has fewer voxels than a cube two blocks
+    wide (the shared surface does not merge its vertices: that could leave it no faces)."""
+    if block <= 1:
+        return None
+    smallest = np.where(members, sizes[:, None], np.inf).min(axis=0)
+    out: BoolArray = smallest < (2 * block) ** 3
+    return out
+
+
+def _chunks(work: npt.NDArray[np.float64], n_chunks: int) -> list[list[int]]:
+    """Rows dealt into n_chunks chunks of about equal work: largest first, in turn."""
+    order = np.argsort(-work, kind="stable")
+    return [sorted(order[k::n_chunks].tolist()) for k in range(min(len(work), n_chunks))]
+
+
+def iter_meshes(
+    annotation: np.ndarray[Any, Any],
+    tree: StructureTree,
+    resolution: float | Sequence[float],
+    params: MeshParameters,
+    runner: Runner,
+    target: Path | None = None,
+) -> Iterator[tuple[int, int, bytes | int]]:
+    """Yield ``(structure id, count, OBJ bytes)`` for each structure with voxels, in tree
+    order; ``count`` is how many meshes there are in all. With ``target`` (a folder on this
+    machine) local workers write ``<id>.obj`` there themselves, and the size is yielded
+    instead of the bytes."""
+    check_annotation(annotation)
+    scale = _resolution(resolution)
+    block = block_size(params.cluster_um, scale)
+    volume, compacted = annotation, False
+    if params.closing:  # closing needs every structure's voxels: compact labels in memory
+        volume, compacted = compact_labels(annotation, tree), True
+        counts = np.bincount(volume.ravel(), minlength=len(tree) + 1)
+    else:
+        counts, unknown = label_counts(annotation, tree)
+        if unknown:
+            raise unknown_labels_error(unknown)
+    kept, members = membership(tree, np.flatnonzero(counts[1:]) + 1)
+    if params.closing:
+        tasks = runner.workers * _TASKS_PER_WORKER
+        volume, members = close_structures(volume, members, params.closing, runner, tasks)
+        counts = np.bincount(volume.ravel(), minlength=members.shape[1])
+    sizes = _structure_sizes(members, counts)
+    inputs = SlabInputs(volume, compacted, tree, block, _small(members, sizes, block))
+    del volume
+    surface = extract(inputs, runner)
+    del inputs
+    surface = decimate(surface, params.decimate, runner)
+    patches = _group(surface)
+    # a mesh's work grows with its surface: about its voxels to the power 2/3
+    chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
+    ids = tree.ids[kept - 1]
+    local = target is not None and not runner.remote
+    iterations = smoothing_iterations(params.smoothing_um, block * float(scale.min()))
+    target_name = str(target) if local else None
+    shared = _Output(patches, members, scale, params, iterations, ids, target_name)
+    done: dict[int, bytes | int] = {}
+    position = 0
+    for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
+        done.update(zip(rows, blobs, strict=True))
+        while position in done:
+            yield int(ids[position]), len(kept), done.pop(position)
+            position += 1

@@ -1,0 +1,172 @@
+"""Where the engine's tasks run: in this process, in local processes, or on a dask cluster.
+
+Every stage (closing, surface slabs, decimation pieces, structure meshes) hands its work to a
+:class:`Runner` as ``fn(item, shared)`` over items; results come back in order, so the output
+never depends on the runner. ``shared`` (the volume, the surface...) is sent to each worker
+once: inherited by forked local processes, scattered to dask workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from atlasmith.errors import ConfigError
+
+__all__ = ["DaskRunner", "LocalRunner", "Runner", "keep_freed_memory", "make_runner"]
+
+Item = TypeVar("Item")
+Shared = TypeVar("Shared")
+Result = TypeVar("Result")
+
+
+class Runner(Protocol):
+    """Runs ``fn(item, shared)`` over items and yields the results in order."""
+
+    #: How many tasks run at once; stages cut their work into multiples of it.
+    workers: int
+    #: Whether workers may not share this machine's disk (results must come back as bytes).
+    remote: bool
+
+    def map(
+        self,
+        fn: Callable[[Item, Shared], Result],
+        items: Sequence[Item],
+        shared: Shared,
+        limit: int | None = None,
+    ) -> Iterator[Result]:
+        """Results of ``fn(item, shared)`` in the order of ``items``; ``limit``: at most this
+        many local processes at once (a dask cluster manages its own memory)."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers."""
+        ...
+
+
+# forked workers find the shared object here (it is inherited, never pickled)
+_SHARED: Any = None
+
+
+def _set_shared(shared: Any) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
+    return fn(item, _SHARED)
+
+
+class LocalRunner:
+    """Tasks in this process (one worker) or in a pool of local processes."""
+
+    remote = False
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def map(
+        self,
+        fn: Callable[[Item, Shared], Result],
+        items: Sequence[Item],
+        shared: Shared,
+        limit: int | None = None,
+    ) -> Iterator[Result]:
+        """See :meth:`Runner.map`."""
+        workers = min(self.workers, len(items), limit or self.workers)
+        if workers <= 1:
+            for item in items:
+                yield fn(item, shared)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with ProcessPoolExecutor(workers, context, _set_shared, (shared,)) as pool:
+            yield from pool.map(_call_with_shared, [fn] * len(items), items)
+
+    def close(self) -> None:
+        """Nothing to release: pools live for one map."""
+
+
+class DaskRunner:
+    """Tasks on a dask.distributed cluster; ``workers`` is the cluster's worker count."""
+
+    remote = True
+
+    def __init__(self, address: str) -> None:
+        self.client = _connect(address)
+        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def map(
+        self,
+        fn: Callable[[Item, Shared], Result],
+        items: Sequence[Item],
+        shared: Shared,
+        limit: int | None = None,
+    ) -> Iterator[Result]:
+        """See :meth:`Runner.map`."""
+        # one future for the whole shared object (scattering a tuple would scatter its items)
+        scattered = self.client.scatter([shared], broadcast=True)[0]
+        futures = self.client.map(fn, items, [scattered] * len(items), pure=False)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        """Disconnect from the scheduler."""
+        self.client.close()
+
+
+def make_runner(workers: int | None = None, scheduler: str | None = None) -> Runner:
+    """A dask runner for a scheduler address, else local processes (default: every core)."""
+    return DaskRunner(scheduler) if scheduler is not None else LocalRunner(workers)
+
+
+def _connect(address: str) -> Any:
+    """A dask.distributed client for the scheduler at ``address``."""
+    try:
+        import distributed
+    except ImportError as err:  # pragma: no cover - dask is an optional extra
+        raise ConfigError(
+            "a scheduler address needs dask.distributed: pip install 'atlasmith[dask]'."
+        ) from err
+    try:
+        client: Any = distributed.Client
+        return client(address, timeout=30)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot connect to the dask scheduler at {address!r}: {err}. Check the address "
+            "(e.g. tcp://host:8786) and that the scheduler is running."
+        ) from err
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees instead of returning it to the system.
+
+    The engine allocates and frees many arrays of a few to tens of MB; by default glibc maps
+    each one afresh, and on virtual machines the page faults of those fresh pages cost as
+    much as the work itself. This raises glibc's mmap and trim thresholds (process-wide,
+    inherited by forked workers); peak memory is unchanged. Returns False where it does not
+    apply (not glibc). Command-line entry points call it; library users may.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    trim_threshold, top_pad, mmap_threshold = -1, -2, -3  # glibc's M_* parameter numbers
+    ok = mallopt(mmap_threshold, 32 << 20) == 1  # the largest glibc accepts
+    ok &= mallopt(trim_threshold, 1 << 30) == 1
+    ok &= mallopt(top_pad, 64 << 20) == 1
+    return bool(ok)
