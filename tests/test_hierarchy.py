@@ -14,7 +14,7 @@ import pytest
 from brainglobe_atlasapi.structure_tree_util import get_structures_tree
 from hypothesis import given, strategies as st
 
-from atlasmith import hierarchy
+from atlasmith import _labels
 from atlasmith.errors import HierarchyError, StructureNotFoundError
 from atlasmith.hierarchy import Structure, StructureTree
 
@@ -143,9 +143,9 @@ def test_every_label_map_mode_agrees(
     mode: str,
 ) -> None:
     if mode == "lut":
-        monkeypatch.setattr(hierarchy, "_DIRECT_LUT_MAX", 2**31)
+        monkeypatch.setattr(_labels, "_DIRECT_LUT_MAX", 2**31)
     if mode == "search":
-        monkeypatch.setattr(hierarchy, "_MAX_HASH_BITS", 0)
+        monkeypatch.setattr(_labels, "_MAX_HASH_BITS", 0)
     tree = StructureTree.from_list(structures)
     sample = annotation[::3, ::3, ::3]
     assert tree._label_map.mode == mode

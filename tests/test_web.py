@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from atlasmith._html import human_size, linkify
 from atlasmith.package import make_archive, sha256_file, write_manifest
 from atlasmith.previews import write_package_preview
 from atlasmith.repository import IndexEntry, RepositoryIndex
 from atlasmith.repository._check import summary_metadata
-from atlasmith.web import human_size, linkify, render_site
+from atlasmith.web import render_site
 
 
 def _variant(source: Path, parent: Path, version: str, step: int = 1) -> Path:

@@ -26,15 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith._bg_dicts import AdditionalRefDict, StructuresDict, structure_id
+from atlasmith._points import as_voxels, flat_indices
 from atlasmith._types import PathLike
 from atlasmith.errors import (
-    CoordinateError,
     HierarchyLevelError,
-    InvalidCoordinatesError,
     StructureNotFoundError,
 )
-from atlasmith.formats import AtlasFiles, map_pages, open_atlas_files
-from atlasmith.formats._tiff import PAGE_BYTES
+from atlasmith.formats import PAGE_BYTES, AtlasFiles, map_pages, open_atlas_files
 from atlasmith.hierarchy import StructureTree
 from atlasmith.orientation import ATLAS_ORIENTATION
 
@@ -215,71 +213,6 @@ class Atlas:
         line[round(n / 2) :] = self.left_hemisphere_value
         return line
 
-    # --- coordinates -----------------------------------------------------------------------
-
-    def _voxels(self, coords: Any, microns: bool) -> tuple[npt.NDArray[np.int64], bool]:
-        """(N, 3) voxel indices for one point or N points, and whether one point was given.
-
-        Microns map to ``floor(x / resolution)``; voxel coordinates that are not integers are
-        floored too (BrainGlobe truncates, the same for the non-negative coordinates it
-        accepts). Anything outside ``0 <= index < shape`` raises CoordinateError.
-        """
-        try:
-            points = np.asarray(coords)
-            if points.dtype.kind not in "iu" or microns:
-                points = points.astype(np.float64)
-        except (TypeError, ValueError) as err:
-            raise InvalidCoordinatesError(
-                f"coordinates must be numbers (one point of 3, or an (N, 3) array), got {coords!r}."
-            ) from err
-        single = points.shape == (3,)
-        if not single and (points.ndim != 2 or points.shape[1] != 3):
-            raise InvalidCoordinatesError(
-                f"coordinates must be one point of 3 values or an (N, 3) array, got shape "
-                f"{points.shape}."
-            )
-        points = points.reshape(-1, 3)
-        if points.dtype.kind == "f":
-            points = self._floor_points(points, microns)
-        if single:
-            self._check_bounds(points, microns)
-        return points.astype(np.int64, copy=False), single
-
-    def _floor_points(self, points: npt.NDArray[np.float64], microns: bool) -> npt.NDArray[Any]:
-        if not np.isfinite(points).all():
-            bad = int(np.flatnonzero(~np.isfinite(points).all(axis=1))[0])
-            raise InvalidCoordinatesError(
-                f"point {bad} is {points[bad].tolist()}: coordinates must be finite numbers."
-            )
-        if microns:
-            points = points / np.asarray(self.resolution, dtype=np.float64)
-        return np.floor(points)
-
-    def _check_bounds(self, points: npt.NDArray[Any], microns: bool) -> None:
-        shape = np.asarray(self.shape)
-        bad = ((points < 0) | (points >= shape)).any(axis=1)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            unit = "um" if microns else "voxels"
-            raise CoordinateError(
-                f"{int(bad.sum())} point(s) fall outside the atlas volume; the first is point "
-                f"{first}, voxel {points[first].astype(np.int64).tolist()} (from coordinates in "
-                f"{unit}), but indices must be 0 <= index < shape {self.shape} (extent "
-                f"{self.shape_um} um). Negative coordinates are errors, not wrapped around "
-                "(unlike BrainGlobe)."
-            )
-
-    def _flat_indices(self, voxels: npt.NDArray[np.int64], microns: bool) -> npt.NDArray[np.intp]:
-        """Flat indices of (N, 3) voxels; CoordinateError for any outside the volume."""
-        try:
-            flat: npt.NDArray[np.intp] = np.ravel_multi_index(
-                (voxels[:, 0], voxels[:, 1], voxels[:, 2]), self.shape
-            )
-        except ValueError:  # numpy rejects negative and too-large indices: say which
-            self._check_bounds(voxels, microns)
-            raise
-        return flat
-
     def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
         if flat.size * PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
             map_pages(stack)
@@ -325,11 +258,11 @@ class Atlas:
             (an IndexError) for a point outside the volume, negative coordinates included:
             BrainGlobe wraps negative indices around (deliberate difference).
         """
-        voxels, single = self._voxels(coords, microns)
+        voxels, single = as_voxels(self, coords, microns)
         if single:
             rid = self.annotation[tuple(voxels[0])]
             return self._scalar_structure(rid, as_acronym, hierarchy_lev, key_error_string)
-        labels = self._values_at(self.annotation, self._flat_indices(voxels, microns))
+        labels = self._values_at(self.annotation, flat_indices(self, voxels, microns))
         return self._vector_structures(labels, as_acronym, hierarchy_lev, key_error_string)
 
     def _scalar_structure(
@@ -394,8 +327,8 @@ class Atlas:
         CoordinateError
             For a point outside the volume (negative coordinates included).
         """
-        voxels, single = self._voxels(coords, microns)
-        flat = self._flat_indices(voxels, microns)  # checks the bounds
+        voxels, single = as_voxels(self, coords, microns)
+        flat = flat_indices(self, voxels, microns)  # checks the bounds
         if self.metadata["symmetric"]:
             values = self._symmetric_hemisphere_line()[voxels[:, _FRONTAL_AXIS]]
         else:

@@ -44,7 +44,7 @@ from atlasmith.errors import (
 )
 from atlasmith.names import ARCHIVE_SUFFIX, check_atlas_name, parse_version, split_folder_name
 from atlasmith.package import MANIFEST_NAME, safe_extract, sha256_file, top_folder, verify_folder
-from atlasmith.repository._index import IndexEntry, RepositoryIndex
+from atlasmith.repository import IndexEntry, RepositoryIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith._fs import FOLDER_MODE, replace_path, temporary_folder
+from atlasmith._html import credits_html, esc, facts, page
 from atlasmith.errors import AtlasExistsError, AtlasmithError, AtlasNotFoundError, MeshError
 from atlasmith.formats import AtlasFiles
 from atlasmith.meshes.obj import MeshData, read_obj
@@ -42,7 +43,6 @@ from atlasmith.previews import (
 )
 from atlasmith.statistics import StructureStats, structure_stats
 from atlasmith.validation import ValidationReport, validate_folder
-from atlasmith.web import credits_html, esc, facts, page
 
 __all__ = [
     "InspectionResult",

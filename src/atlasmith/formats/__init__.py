@@ -14,7 +14,7 @@ from pathlib import Path
 from atlasmith._types import PathLike
 from atlasmith.errors import MissingFileError
 from atlasmith.formats._base import AtlasFiles
-from atlasmith.formats._tiff import map_pages, read_stack, write_stack
+from atlasmith.formats._tiff import PAGE_BYTES, map_pages, read_stack, write_stack
 from atlasmith.formats._v1 import (
     MESHES,
     METADATA,
@@ -32,6 +32,7 @@ from atlasmith.formats._v1 import (
 
 __all__ = [
     "MESHES",
+    "PAGE_BYTES",
     "METADATA",
     "PREVIEW",
     "README",

@@ -1,7 +1,7 @@
 """The engine's driver: from an annotation to one OBJ per structure, stage by stage.
 
 Compact labels -> closing (``_closing``) -> shared surface in slabs (``_surface``) -> optional
-quadric decimation (``_decimate``) -> per structure: face selection, smoothing
+quadric decimation (``decimation``) -> per structure: face selection, smoothing
 (``_smoothing``) and OBJ text (``obj``), each stage on the runner (``_runner``).
 """
 
@@ -17,7 +17,6 @@ import numpy.typing as npt
 from atlasmith._types import BoolArray, Float32Array as FloatArray, IntArray
 from atlasmith.errors import AtlasFormatError, ConfigError
 from atlasmith.meshes._closing import close_structures
-from atlasmith.meshes._decimate import decimate, used_vertices
 from atlasmith.meshes._parameters import MeshParameters
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._smoothing import smooth, smoothing_iterations
@@ -29,6 +28,7 @@ from atlasmith.meshes._surface import (
     extract,
     unknown_labels_error,
 )
+from atlasmith.meshes.decimation import decimate, used_vertices
 from atlasmith.meshes.obj import obj_bytes
 from atlasmith.statistics import label_counts, row_blocks
 

@@ -37,8 +37,8 @@ _WORDS = {
     "r": "right",
     "l": "left",
 }
-_PLANE_TITLES = {"frontal": "frontal (coronal)", "sagittal": "sagittal", "horizontal": "horizontal"}
-_SEEN_FROM = {
+PLANE_TITLES = {"frontal": "frontal (coronal)", "sagittal": "sagittal", "horizontal": "horizontal"}
+SEEN_FROM = {
     "anterior": "the front (anterior)",
     "posterior": "behind (posterior)",
     "dorsal": "above (dorsal)",

@@ -13,11 +13,11 @@ import numpy.typing as npt
 from atlasmith._types import PathLike
 from atlasmith.errors import MeshError
 from atlasmith.formats import AtlasFiles
-from atlasmith.meshes._decimate import simplify
+from atlasmith.meshes.decimation import simplify
 from atlasmith.meshes.obj import MeshData, read_obj
 from atlasmith.previews._layout import (
-    _SEEN_FROM,
     PLANES,
+    SEEN_FROM,
     PanelLayout,
     direction_labels,
     load_atlas_files,
@@ -107,7 +107,7 @@ def render_mesh_sheet(
             ax = fig.add_subplot(grid[row, col])
             drawn = _draw_meshes(ax, structures, meshes, layouts[plane], atlas)
             side = viewer_side(layouts[plane])
-            ax.set_title(f"{label}: seen from {_SEEN_FROM[side]}", fontsize=8)
+            ax.set_title(f"{label}: seen from {SEEN_FROM[side]}", fontsize=8)
             panels.append(
                 {**layouts[plane].to_dict(), "row": label, "structures": drawn, "viewer": side}
             )

@@ -14,8 +14,8 @@ import numpy.typing as npt
 from atlasmith._types import PathLike
 from atlasmith.formats import PREVIEW, AtlasFiles
 from atlasmith.previews._layout import (
-    _PLANE_TITLES,
     OVERLAY_ALPHA,
+    PLANE_TITLES,
     PLANES,
     UNKNOWN_RGB,
     PanelLayout,
@@ -206,7 +206,7 @@ def _draw_sections(
                 raster, interpolation="nearest", aspect=res[layout.row_axis] / res[layout.col_axis]
             )
             ax.set_title(
-                f"{_PLANE_TITLES[layout.plane]} {index}/{size - 1}\n"
+                f"{PLANE_TITLES[layout.plane]} {index}/{size - 1}\n"
                 f"index: {layout.first} \u2192 {layout.last}",
                 fontsize=7,
                 pad=2,
