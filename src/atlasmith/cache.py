@@ -44,7 +44,7 @@ from atlasmith.errors import (
 )
 from atlasmith.names import ARCHIVE_SUFFIX, check_atlas_name, parse_version, split_folder_name
 from atlasmith.package import MANIFEST_NAME, safe_extract, sha256_file, top_folder, verify_folder
-from atlasmith.repository import IndexEntry, RepositoryIndex
+from atlasmith.repository import CONF_NAMES, INDEX_NAME, IndexEntry, RepositoryIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -61,8 +61,7 @@ Action = Literal["install", "update", "use"]
 _STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
 _SWAPS = "swaps"  # journals of updates in progress
-_INDEX = "index.json"  # repository files the client reads (repository.INDEX_NAME, CONF_NAMES)
-_CONF = "last_versions.conf"
+_CONF = CONF_NAMES[0]  # last_versions.conf: the name BrainGlobe's client reads
 
 
 # --- what is installed, and what to do -------------------------------------------------------
@@ -218,7 +217,7 @@ class AtlasCache:
 
     def cached_index(self) -> RepositoryIndex | None:
         """The index last read from the repository, or None."""
-        path = self.root / _STATE / _INDEX  # no mkdir: a shared cache may be read-only
+        path = self.root / _STATE / INDEX_NAME  # no mkdir: a shared cache may be read-only
         if not path.is_file():
             return None
         try:
@@ -255,16 +254,16 @@ class AtlasCache:
         def read(name: str) -> bytes | None:
             return fetch_bytes(join_location(repo, name), timeout, retries, client=self.client)
 
-        data = read(_INDEX)
+        data = read(INDEX_NAME)
         if data is not None:
             index = RepositoryIndex.from_json(data, repo)
-            self._write_state(_INDEX, data)
+            self._write_state(INDEX_NAME, data)
             atomic_write(self.root / _CONF, index.render_conf().encode())  # BrainGlobe's copy
             return index
         conf = read(_CONF)
         if conf is None:
             raise RepositoryError(
-                f"{repo} is not an atlas repository: it has neither {_INDEX} nor {_CONF}. "
+                f"{repo} is not an atlas repository: it has neither {INDEX_NAME} nor {_CONF}. "
                 "Check ATLASMITH_REPOSITORY or --repository."
             )
         return RepositoryIndex.from_conf(conf.decode("utf-8", "replace"), repo)
@@ -446,9 +445,9 @@ class AtlasCache:
         """Install the latest version of every atlas in a repository folder (an offline bundle:
         a copy of a repository's ``index.json`` and archives), verifying each sha256."""
         source = Path(folder)
-        if not (source / _INDEX).is_file():
+        if not (source / INDEX_NAME).is_file():
             raise RepositoryError(
-                f"{source} is not an offline bundle: it has no {_INDEX}. Copy a repository "
+                f"{source} is not an offline bundle: it has no {INDEX_NAME}. Copy a repository "
                 "folder (index.json and the archives), or give the path of one archive."
             )
         bundle = AtlasCache(replace(self.settings, repository=str(source)), self.max_bytes)

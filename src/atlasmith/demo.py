@@ -7,7 +7,6 @@ query it -> print a summary with the credits. Every step is the real one that us
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -114,19 +113,28 @@ def write_example_atlas(parent: Path) -> Path:
     """
     import nrrd
     import numpy as np
-    import tifffile
+
+    from atlasmith.formats import (
+        MESHES,
+        METADATA,
+        README,
+        STRUCTURES,
+        STRUCTURES_CSV,
+        V1Folder,
+        stack_file,
+        write_stack,
+    )
 
     source = bundled_data_dir()
     folder = Path(parent) / EXAMPLE_NAME
     folder.mkdir(parents=True)
-    copied = ("reference.tiff", "structures.json", "structures.csv", "metadata.json", "README.txt")
-    for name in copied:
+    for name in (stack_file("reference"), STRUCTURES, STRUCTURES_CSV, METADATA, README):
         shutil.copyfile(source / name, folder / name)
-    shutil.copytree(source / "meshes", folder / "meshes")
+    shutil.copytree(source / MESHES, folder / MESHES)
     annotation, _ = nrrd.read(str(source / "annotation_100um.nrrd"))
-    tifffile.imwrite(folder / "annotation.tiff", np.ascontiguousarray(annotation, dtype=np.uint32))
-    shape = json.loads((source / "metadata.json").read_text())["shape"]
-    if list(annotation.shape) != shape:
+    write_stack(folder / stack_file("annotation"), annotation.astype(np.uint32))
+    shape = V1Folder(folder).metadata.shape
+    if annotation.shape != shape:
         raise AtlasFormatError(f"bundled annotation has shape {annotation.shape}, expected {shape}")
     return folder
 

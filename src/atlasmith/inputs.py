@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import HierarchyError, ValidationError
+from atlasmith.formats import read_stack
 from atlasmith.hierarchy import Structure, StructureTree
 from atlasmith.metadata import AtlasMetadata, check_citation
 from atlasmith.names import check_base_name
@@ -121,9 +122,7 @@ def _bad_stack(name: str, problem: str) -> ValidationError:
 
 def _as_3d(stack: Any, name: str) -> Array:
     if isinstance(stack, str | Path):
-        import tifffile
-
-        stack = tifffile.imread(stack)
+        stack = read_stack(Path(stack))
     array = np.asarray(stack)
     if array.ndim != 3 or 0 in array.shape:
         raise _bad_stack(name, f"expected a non-empty 3D array, got shape {array.shape}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,22 +153,21 @@ def _validate(folder: Path, archive_name: str) -> None:
 
 
 def _read_contents(folder: Path) -> dict[str, Any]:
-    from atlasmith.metadata import AtlasMetadata
-    from atlasmith.package import MANIFEST_NAME
+    from atlasmith.formats import PREVIEW, STRUCTURES, V1Folder
+    from atlasmith.package import read_manifest
 
-    metadata = AtlasMetadata.from_file(folder / "metadata.json")
-    if metadata.folder_name != folder.name:
+    atlas = V1Folder(folder)
+    if atlas.metadata.folder_name != folder.name:
         raise ArchiveError(
-            f"metadata.json describes {metadata.folder_name!r} but the folder is {folder.name!r}."
+            f"its metadata describes {atlas.metadata.folder_name!r} but the folder is "
+            f"{folder.name!r}."
         )
-    raw = json.loads((folder / "metadata.json").read_text())
-    structures = (folder / "structures.json").read_bytes()
-    manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    preview = folder / "preview.png"
+    manifest = read_manifest(folder) or {}
+    preview = folder / PREVIEW
     return {
-        "metadata": summary_metadata(raw, len(json.loads(structures))),
+        "metadata": summary_metadata(atlas.metadata_dict, len(atlas.structures_list)),
         "build": dict(manifest.get("build") or {}),
-        "structures": structures,
+        "structures": (folder / STRUCTURES).read_bytes(),  # the copy the site shows
         "preview": _read_preview(preview) if preview.is_file() else None,
     }
 
