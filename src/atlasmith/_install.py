@@ -113,9 +113,12 @@ def download_and_extract(
     return safe_extract(archive, staging, max_bytes=max_bytes)  # the streamed one failed
 
 
-def check_extracted(folder: Path, archive: Path, name: str, *, verify_manifest: bool) -> None:
+def check_extracted(
+    folder: Path, archive: Path, name: str, *, verify_manifest: bool
+) -> tuple[str, str]:
     """Check that an extracted folder is atlas ``name`` (and, with ``verify_manifest``, that
-    its files match its manifest, when it has one); nothing is installed otherwise."""
+    its files match its manifest, when it has one); return its name and version. Nothing is
+    installed otherwise."""
     from atlasmith.formats import METADATA  # imports the stack readers: only when installing
 
     parsed = split_folder_name(folder.name)
@@ -136,6 +139,7 @@ def check_extracted(folder: Path, archive: Path, name: str, *, verify_manifest: 
                 f"{archive} does not match its own manifest: {'; '.join(problems[:5])}. "
                 "Nothing was installed; get the archive again."
             )
+    return parsed
 
 
 def swap_in(new: Path, final: Path, old: Path | None, paths: Staging) -> None:

@@ -391,10 +391,11 @@ class AtlasCache:
         check_manifest: bool,
     ) -> InstalledAtlas:
         """Check an extracted folder and move it into place, retiring ``old``."""
-        _install.check_extracted(folder, archive, name, verify_manifest=check_manifest)
+        atlas, version = _install.check_extracted(
+            folder, archive, name, verify_manifest=check_manifest
+        )
         final = self.root / folder.name
         _install.swap_in(folder, final, None if old is None else old.path, self._paths(name))
-        atlas, version = split_folder_name(final.name) or (name, "")
         return InstalledAtlas(atlas, version, final)
 
     def install(
