@@ -81,3 +81,42 @@ def repo(tmp_path: Path, packages: dict[str, Path]) -> Iterator[Any]:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "jail" / "cache"
+
+
+# --- BrainGlobe 3 (the v3 format's own client, in its own virtual environment) ----------------
+
+BG3_VENV = REPO / ".venv-bg3"
+BG3_CONSTRAINTS = REPO / "tests" / "bg3" / "constraints.txt"
+BG3_REQUIREMENT = "brainglobe-atlasapi[atlasgen]==3.0.2"
+
+
+@pytest.fixture(scope="session")
+def bg3_python() -> Path:
+    """Python of a virtual environment with BrainGlobe 3.0.2 and its packager (pinned by
+    tests/bg3/constraints.txt), made on first use from PyPI and kept in .venv-bg3/ (a real
+    install, never mocked; a failed install fails the tests that need it)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    python = BG3_VENV / "bin" / "python"
+    stamp = BG3_VENV / ".atlasmith-stamp"
+    wanted = hashlib.sha256(BG3_CONSTRAINTS.read_bytes() + BG3_REQUIREMENT.encode()).hexdigest()
+    if python.exists() and stamp.is_file() and stamp.read_text() == wanted:
+        return python
+    shutil.rmtree(BG3_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(BG3_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-c", str(BG3_CONSTRAINTS), BG3_REQUIREMENT], check=True, timeout=1500)
+    stamp.write_text(wanted)
+    return python
+
+
+@pytest.fixture(scope="session")
+def allen_all_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The bundled Allen script built at 100 um in both formats (read-only use): the v1.2
+    folder and archive, and OUT/brainglobe-atlasapi/ (OUT is a brainglobe_dir)."""
+    from atlasmith.build import build_atlas
+
+    script = REPO / "atlas_scripts" / "allen_mouse.py"
+    return build_atlas(script, tmp_path_factory.mktemp("allen-all"), workers=2)

@@ -276,6 +276,7 @@ def test_allen_package_layout(allen_build: BuildResult) -> None:
     assert sorted(p.name for p in folder.parent.iterdir()) == [
         folder.name,
         allen_build.archive.name,
+        "brainglobe-atlasapi",  # format v3 (the default writes both)
     ]
     assert allen_build.report.ok
     assert verify_folder(folder) == []
@@ -399,7 +400,36 @@ def test_cli_build_prints_sha256_and_validate(tmp_path: Path) -> None:
     assert replaced.exit_code == 0, replaced.output
     assert f"sha256:  {sha256_file(archive)}" in result.output  # the same bytes again
     assert validate_folder(out / "dsurqe_mouse_200um_v1.0").ok
-    assert sorted(p.name for p in out.iterdir()) == [archive.name[:-7], archive.name]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "brainglobe-atlasapi",
+        archive.name[:-7],
+        archive.name,
+    ]
+
+
+@pytest.mark.parametrize("chosen", ["v1", "v3"])
+def test_cli_build_format_writes_only_that_format(tmp_path: Path, chosen: str) -> None:
+    out = tmp_path / "out"
+    args = ["build", str(DSURQE), "--out", str(out), "--workers", "1", "--format", chosen]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    v3_manifest = out / "brainglobe-atlasapi/atlases/dsurqe_mouse_200um/3_0/manifest.json"
+    if chosen == "v1":
+        assert sorted(p.name for p in out.iterdir()) == [
+            "dsurqe_mouse_200um_v1.0",
+            "dsurqe_mouse_200um_v1.0.tar.gz",
+        ]
+        assert "v3:" not in result.output
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["brainglobe-atlasapi"]
+        assert f"v3:      {v3_manifest}" in result.output
+        assert "sha256:" not in result.output
+        from atlasmith import Atlas
+
+        assert Atlas(v3_manifest).metadata["symmetric"] is False  # dsurqe has hemispheres
+    bad = CliRunner().invoke(main, [*args[:-1], "v2"])
+    assert bad.exit_code == 2
+    assert "'v2' is not one of 'v1', 'v3', 'all'" in bad.output
 
 
 def test_cli_build_error_is_reported(tmp_path: Path) -> None:

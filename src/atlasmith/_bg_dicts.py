@@ -35,6 +35,10 @@ class StructureEntry(UserDict[str, Any]):
             self.data["mesh"] = self._read_mesh()
         return self.data[key]
 
+    #: Reads the structure's mesh from its atlas (set by :class:`StructuresDict`); None:
+    #: read ``mesh_filename`` with meshio.
+    loader: Callable[[int], Any] | None = None
+
     def _read_mesh(self) -> Any:
         import meshio
 
@@ -44,6 +48,8 @@ class StructureEntry(UserDict[str, Any]):
         if filename is None:
             warnings.warn(f"No mesh filename for region {self.data['acronym']}", stacklevel=3)
             return None
+        if self.loader is not None:
+            return self.loader(int(self.data["id"]))
         try:
             return meshio.read(filename)
         except (TypeError, meshio.ReadError) as err:
@@ -84,10 +90,12 @@ class StructuresDict(Mapping[int, StructureEntry]):
         structures_list: list[dict[str, Any]],
         tree: StructureTree | Callable[[], StructureTree],
         mesh_path: Callable[[int], Path],
+        load_mesh: Callable[[int], Any] | None = None,
     ) -> None:
         self._list = structures_list
         self._tree_source = tree
         self._mesh_path = mesh_path
+        self._load_mesh = load_mesh
         self._entries: dict[int, StructureEntry] = {}
 
     @cached_property
@@ -100,8 +108,11 @@ class StructuresDict(Mapping[int, StructureEntry]):
         entry = self._entries.get(sid)
         if entry is None:
             raw = self._list[self._tree.index(sid)]
-            mesh_filename = raw.get("mesh_filename", self._mesh_path(sid))
+            own = self._mesh_path(sid)
+            mesh_filename = raw.get("mesh_filename", own)
             entry = StructureEntry(**{**raw, "mesh_filename": mesh_filename}, mesh=None)
+            if mesh_filename == own:  # the atlas's own mesh: read by its format
+                entry.loader = self._load_mesh
             self._entries[sid] = entry
         return entry
 

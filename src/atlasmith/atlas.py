@@ -32,7 +32,16 @@ from atlasmith.errors import (
     HierarchyLevelError,
     StructureNotFoundError,
 )
-from atlasmith.formats import PAGE_BYTES, AtlasFiles, map_pages, open_atlas_files
+from atlasmith.formats import (
+    PAGE_BYTES,
+    AtlasFiles,
+    V1Folder,
+    V3Atlas,
+    ZarrArray,
+    map_pages,
+    open_atlas_files,
+    symmetric_hemispheres,
+)
 from atlasmith.hierarchy import StructureTree
 from atlasmith.orientation import ATLAS_ORIENTATION
 
@@ -84,7 +93,7 @@ class Atlas:
         self.atlas_metadata = self.files.metadata
         self._raw_structures = self.files.structures_list
         self.structures = StructuresDict(
-            self._raw_structures, lambda: self.tree, self.files.mesh_path
+            self._raw_structures, lambda: self.tree, self.files.mesh_path, self._mesh_loader()
         )
         if "additional_references" not in self.metadata:
             warnings.warn(
@@ -95,6 +104,16 @@ class Atlas:
         self.additional_references = AdditionalRefDict(
             self.atlas_metadata.additional_references, self.root_dir, self.files.stack
         )
+
+    def _mesh_loader(self) -> Any:
+        """How meshes are read: meshio on the file for v1.2 (as BrainGlobe 2.3.1), the
+        format's own decoder otherwise (Draco for BrainGlobe 3)."""
+        return None if isinstance(self.files, V1Folder) else self.files.load_mesh
+
+    @property
+    def format(self) -> str:
+        """The atlas's storage format: ``"brainglobe-v1"`` or ``"brainglobe-v3"``."""
+        return self.files.format_name
 
     # --- description ---------------------------------------------------------------------
 
@@ -202,18 +221,11 @@ class Atlas:
         """
         if not self.metadata["symmetric"]:
             return self.files.stack("hemispheres")
-        line = self._symmetric_hemisphere_line()
-        view_shape = [1, 1, 1]
-        view_shape[_FRONTAL_AXIS] = line.size
-        return np.broadcast_to(line.reshape(view_shape), self.shape)
+        return symmetric_hemispheres(self.shape)
 
-    def _symmetric_hemisphere_line(self) -> npt.NDArray[np.uint8]:
-        n = self.shape[_FRONTAL_AXIS]
-        line = np.full(n, self.right_hemisphere_value, dtype=np.uint8)
-        line[round(n / 2) :] = self.left_hemisphere_value
-        return line
-
-    def _values_at(self, stack: npt.NDArray[Any], flat: npt.NDArray[np.intp]) -> Any:
+    def _values_at(self, stack: Any, flat: npt.NDArray[np.intp]) -> Any:
+        if isinstance(stack, ZarrArray):  # a chunked stack: each chunk with a point read once
+            return stack.values_at(np.column_stack(np.unravel_index(flat, stack.shape)))
         if flat.size * PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
             map_pages(stack)
         return stack.reshape(-1).take(flat)
@@ -330,7 +342,7 @@ class Atlas:
         voxels, single = as_voxels(self, coords, microns)
         flat = flat_indices(self, voxels, microns)  # checks the bounds
         if self.metadata["symmetric"]:
-            values = self._symmetric_hemisphere_line()[voxels[:, _FRONTAL_AXIS]]
+            values = self.hemispheres[0, 0][voxels[:, _FRONTAL_AXIS]]
         else:
             values = self._values_at(self.hemispheres, flat)
         if as_string:
@@ -413,12 +425,23 @@ class Atlas:
         return [int(tree.ids[c - 1]) for c in found]
 
     def get_structure_mask(self, structure: int | str) -> npt.NDArray[Any]:
-        """A stack with the structure's id on its voxels and its descendants', 0 elsewhere.
+        """The voxels of a structure and its descendants, as the atlas's format's client
+        gives them.
 
-        Same dtype as the annotation (BrainGlobe 2.3.1's mask is not binary). Built in one
-        pass over the annotation with a lookup table on compact labels.
+        - v1.2 atlas (BrainGlobe 2.3.1): the structure's id on those voxels, 0 elsewhere, in
+          the annotation's dtype (2.3.1's mask is not binary). One pass over the annotation
+          with a lookup table on compact labels.
+        - BrainGlobe 3 atlas (3.x): a binary uint8 mask (1 on those voxels), read from the
+          atlas's 4-D masks (computed from the annotation when an atlas has none).
         """
         sid = structure_id(self.tree, structure)
+        if isinstance(self.files, V3Atlas):
+            stored = self.files.structure_mask(sid)
+            if stored is not None:
+                return stored
+            binary = self.tree.member_lut(sid).astype(np.uint8)
+            computed: npt.NDArray[Any] = self.tree.map_labels(np.asarray(self.annotation), binary)
+            return computed
         values = np.where(self.tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
         map_pages(self.annotation)
         mask: npt.NDArray[Any] = self.tree.map_labels(self.annotation, values)

@@ -1,15 +1,19 @@
-"""Build an atlas package: atlas script -> checked inputs -> BrainGlobe v1.2 folder + tar.gz.
+"""Build an atlas package: atlas script -> checked inputs -> BrainGlobe v1.2 folder + tar.gz,
+and the same atlas as BrainGlobe 3 components, from one run.
 
 :func:`build_atlas` loads the script and its sources, checks and converts the inputs
-(:mod:`atlasmith.inputs`) and calls :func:`write_package`, which writes the folder into a
-temporary folder next to the output (the v1.2 files, ``meshes/``, ``preview.png``,
-``manifest.json``), validates it as a gate, makes the deterministic archive, and only then
-moves both into place. On any failure the temporary folder is removed: nothing half-written
-is left behind.
+(:mod:`atlasmith.inputs`) and calls :func:`write_package`, which writes everything into a
+temporary folder next to the output: the v1.2 files, ``meshes/``, ``preview.png``,
+``manifest.json``, and (format ``v3``) the BrainGlobe 3 components, whose stacks, masks and
+segmentation are written while the meshes are made and whose Draco meshes come from the
+mesh engine with the OBJ files. It validates, makes the deterministic archive, and only then
+moves the outputs into place. On any failure the temporary folder is removed: nothing
+half-written is left behind.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -21,7 +25,16 @@ import numpy as np
 from atlasmith._fs import replace_path, temporary_folder
 from atlasmith._types import PathLike, StepProgress
 from atlasmith.errors import AtlasExistsError, ConfigError, ScriptError
-from atlasmith.formats import MESHES, write_folder
+from atlasmith.formats import (
+    MESHES,
+    V3_ROOT,
+    V3Atlas,
+    V3Layout,
+    V3Writer,
+    place_v3,
+    v3_version,
+    write_folder,
+)
 from atlasmith.hierarchy import Structure
 from atlasmith.inputs import AtlasInputs, load_raw_atlas, prepare_inputs
 from atlasmith.meshes import MeshParameters, generate_meshes
@@ -31,18 +44,49 @@ from atlasmith.previews import write_package_preview
 from atlasmith.script import load_script, make_context
 from atlasmith.validation import ValidationReport, require_valid, validate_folder
 
-__all__ = ["BuildResult", "build_atlas", "write_package"]
+__all__ = ["FORMATS", "BuildResult", "build_atlas", "parse_formats", "write_package"]
+
+#: The atlas formats a build writes: BrainGlobe v1.2 (folder + archive) and BrainGlobe 3.
+FORMATS = ("v1", "v3")
 
 
 @dataclass(frozen=True)
 class BuildResult:
     """What a build produced."""
 
-    folder: Path
+    folder: Path | None  # None when only v3 was written
     archive: Path | None
     sha256: str | None
     removed: tuple[Structure, ...]
     report: ValidationReport
+    v3_manifest: Path | None = None  # the BrainGlobe 3 manifest, when v3 was written
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """``"all"``, ``"v1"``, ``"v3"`` or a sequence of them -> the formats, in FORMATS order.
+
+    Raises
+    ------
+    ConfigError
+        An unknown format name.
+    """
+    names = [formats] if isinstance(formats, str) else list(formats)
+    chosen: set[str] = set()
+    for name in names:
+        if name == "all":
+            chosen.update(FORMATS)
+        elif name in FORMATS:
+            chosen.add(name)
+        else:
+            raise ConfigError(f"unknown atlas format {name!r}: choose v1, v3 or all.")
+    if not chosen:
+        raise ConfigError("no atlas format chosen: choose v1, v3 or all.")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+def v3_layout(inputs_metadata: Any) -> V3Layout:
+    """Where a build's BrainGlobe 3 version goes, relative to ``OUT/brainglobe-atlasapi``."""
+    return V3Layout(inputs_metadata.atlas_name, v3_version(inputs_metadata.version))
 
 
 def _stacks(inputs: AtlasInputs) -> dict[str, Any]:
@@ -60,6 +104,12 @@ def _copy_supplied_meshes(inputs: AtlasInputs, out_dir: Path) -> dict[int, Path]
     from atlasmith.orientation import reorient_points
 
     assert inputs.meshes is not None
+    if inputs.mesh_transform is None:  # package meshes already (a conversion): copied
+        return {
+            sid: Path(shutil.copyfile(path, out_dir / f"{sid}.obj"))
+            for sid, path in sorted(inputs.meshes.items())
+            if sid in inputs.tree
+        }
     orientation, extent, scale = inputs.mesh_transform
     written = {}
     for sid, path in sorted(inputs.meshes.items()):
@@ -92,11 +142,16 @@ def _write_meshes(
     workers: int | None,
     scheduler: str | None,
     progress: StepProgress | None,
+    v3: V3Writer | None,
 ) -> dict[str, Any]:
     out = folder / MESHES
     out.mkdir()
     if inputs.meshes is not None:
-        _copy_supplied_meshes(inputs, out)
+        written = _copy_supplied_meshes(inputs, out)
+        if v3 is not None:
+            from atlasmith.meshes.obj import read_obj
+
+            v3.write_meshes((sid, *read_obj(path)) for sid, path in written.items())
         return {"supplied": True}
     assert params is not None  # set whenever meshes are generated
 
@@ -105,6 +160,10 @@ def _write_meshes(
             progress("meshes", done, total)
 
     resolution = inputs.metadata.resolution
+    draco = None
+    if v3 is not None:
+        draco = v3.mesh_folder
+        draco.mkdir(parents=True)
     generate_meshes(
         inputs.annotation,
         inputs.tree,
@@ -114,7 +173,10 @@ def _write_meshes(
         workers=workers,
         scheduler=scheduler,
         progress=on_mesh,
+        draco_dir=draco,
     )
+    if v3 is not None:
+        v3.record_meshes()
     return dict(params.to_dict())
 
 
@@ -123,6 +185,33 @@ def _check_free(targets: Sequence[Path], overwrite: bool) -> None:
     if existing and not overwrite:
         raise AtlasExistsError(
             f"output already exists: {', '.join(map(str, existing))}. Remove it, choose another "
+            "--out folder, or pass --overwrite to replace it."
+        )
+
+
+def _write_v3_volumes(v3: V3Writer, inputs: AtlasInputs) -> None:
+    """The v3 stacks, 4-D masks and segmentation (they need no meshes)."""
+    v3.write_stacks(
+        inputs.reference, inputs.annotation, inputs.hemispheres, inputs.additional_references
+    )
+    v3.write_masks(inputs.annotation)
+    v3.write_segmentation(inputs.annotation)
+
+
+def _targets(out: Path, name: str, formats: Sequence[str], compress: bool) -> list[Path]:
+    """The outputs a build would replace."""
+    targets = []
+    if "v1" in formats:
+        targets.append(out / name)
+        if compress:
+            targets.append(out / f"{name}{ARCHIVE_SUFFIX}")
+    return targets
+
+
+def _check_v3_free(root: Path, layout: V3Layout, overwrite: bool) -> None:
+    if (root / layout.atlas_folder).exists() and not overwrite:
+        raise AtlasExistsError(
+            f"output already exists: {root / layout.atlas_folder}. Remove it, choose another "
             "--out folder, or pass --overwrite to replace it."
         )
 
@@ -138,20 +227,34 @@ def write_package(
     overwrite: bool = False,
     compress: bool = True,
     progress: StepProgress | None = None,
+    formats: str | Sequence[str] = FORMATS,
 ) -> BuildResult:
-    """Write, validate and archive a package; rename it into ``out_dir`` only when complete.
+    """Write, validate and archive a package; move it into ``out_dir`` only when complete.
+
+    ``formats`` (``"v1"``, ``"v3"``, ``"all"`` or a list): v1 writes ``<name>_<res>um_v1.m/``
+    and its archive (``compress``) into ``out_dir``; v3 writes BrainGlobe 3's components into
+    ``out_dir/brainglobe-atlasapi/`` (version ``3.m``), merged with what is there.
 
     Raises
     ------
     AtlasExistsError
-        The folder (or archive) exists and ``overwrite`` is False.
+        An output exists and ``overwrite`` is False.
     ValidationError
         The written package fails a check (the error carries the report).
     """
+    chosen = parse_formats(formats)
     out = Path(out_dir)
     name = inputs.metadata.folder_name
     final, final_archive = out / name, out / f"{name}{ARCHIVE_SUFFIX}"
-    _check_free([final, final_archive] if compress else [final], overwrite)
+    compress = compress and "v1" in chosen
+    v3_root, layout = out / V3_ROOT, v3_layout(inputs.metadata)
+
+    def check_free() -> None:
+        _check_free(_targets(out, name, chosen, compress), overwrite)
+        if "v3" in chosen:
+            _check_v3_free(v3_root, layout, overwrite)
+
+    check_free()
     params = _mesh_parameters(mesh_parameters) if inputs.meshes is None else None
 
     def step(label: str) -> None:
@@ -161,16 +264,25 @@ def write_package(
     with temporary_folder(out, f"{name}.build-") as staging:
         folder = staging / name
         folder.mkdir()
+        v3 = V3Writer(staging / V3_ROOT, inputs.metadata, inputs.tree) if "v3" in chosen else None
         step("writing stacks and tables")
         write_folder(folder, inputs.metadata, inputs.tree, _stacks(inputs))
         step("meshes")
-        with ThreadPoolExecutor(1) as background:  # the preview overlaps mesh generation
+        # the preview and the v3 volumes overlap mesh generation
+        with ThreadPoolExecutor(2) as background:
             preview = background.submit(write_package_preview, folder)
-            meshes = _write_meshes(inputs, folder, params, workers, scheduler, progress)
+            volumes = background.submit(_write_v3_volumes, v3, inputs) if v3 else None
+            meshes = _write_meshes(inputs, folder, params, workers, scheduler, progress, v3)
             preview.result()
+            if volumes is not None:
+                volumes.result()
         info = {**dict(build_info or {}), "meshes": meshes}
         info["removed_structures"] = [s.id for s in inputs.removed]
         write_manifest(folder, info)
+        manifest = None
+        if v3 is not None:
+            manifest = v3.finish()
+            V3Atlas(manifest).tree  # noqa: B018 - the written manifest and terminology parse
         step("validating and archiving" if compress else "validating")
         with ThreadPoolExecutor(1) as background:  # gzip (zlib frees the GIL) overlaps checks
             archiving = background.submit(make_archive, folder, staging) if compress else None
@@ -178,12 +290,24 @@ def write_package(
             archive = archiving.result() if archiving is not None else None
         report = ValidationReport(checked.results, str(final))  # named as it will be
         require_valid(report)
-        _check_free([final, final_archive] if compress else [final], overwrite)
-        replace_path(folder, final)
+        check_free()
+        if "v1" in chosen:
+            replace_path(folder, final)
         if archive is not None:
             replace_path(archive, final_archive)
+        v3_manifest = None
+        if v3 is not None:
+            references = inputs.metadata.additional_references
+            v3_manifest = place_v3(staging / V3_ROOT, layout, references, v3_root, overwrite)
     digest = sha256_file(final_archive) if compress else None
-    return BuildResult(final, final_archive if compress else None, digest, inputs.removed, report)
+    return BuildResult(
+        final if "v1" in chosen else None,
+        final_archive if compress else None,
+        digest,
+        inputs.removed,
+        report,
+        v3_manifest,
+    )
 
 
 def build_atlas(
@@ -196,8 +320,10 @@ def build_atlas(
     scheduler: str | None = None,
     overwrite: bool = False,
     progress: StepProgress | None = None,
+    formats: str | Sequence[str] = FORMATS,
 ) -> BuildResult:
-    """Build an atlas script into ``out_dir/<name>_<res>um_v1.<minor>/`` and its ``.tar.gz``.
+    """Build an atlas script into ``out_dir/<name>_<res>um_v1.<minor>/`` and its ``.tar.gz``
+    (format v1), and into ``out_dir/brainglobe-atlasapi/`` as BrainGlobe 3 (format v3).
 
     Parameters
     ----------
@@ -216,12 +342,14 @@ def build_atlas(
         Replace an existing output instead of raising AtlasExistsError.
     progress : callable, optional
         Called with ``(step, done, total)`` as the build goes.
+    formats : str or sequence of str
+        ``"all"`` (default: both), ``"v1"`` or ``"v3"``.
 
     Returns
     -------
     BuildResult
-        The folder, the archive, its sha256, the structures dropped for having no voxels and the
-        validation report.
+        The folder, the archive, its sha256, the structures dropped for having no voxels, the
+        validation report and the BrainGlobe 3 manifest.
 
     Examples
     --------
@@ -235,11 +363,15 @@ def build_atlas(
             progress(label, 0, 0)
 
     step("loading script")
+    chosen = parse_formats(formats)
     parsed = load_script(script)
     res = parsed.pick_resolution(resolution)
     out = Path(out_dir)
-    folder = folder_name(atlas_name(parsed.name, res[0]), parsed.version)
-    _check_free([out / folder, out / f"{folder}{ARCHIVE_SUFFIX}"], overwrite)
+    atlas = atlas_name(parsed.name, res[0])
+    folder = folder_name(atlas, parsed.version)
+    _check_free(_targets(out, folder, chosen, True), overwrite)
+    if "v3" in chosen:
+        _check_v3_free(out / V3_ROOT, V3Layout(atlas, v3_version(parsed.version)), overwrite)
     ctx = make_context(parsed, res, None if source_dir is None else Path(source_dir))
     step("loading sources")
     raw = load_raw_atlas(parsed, ctx)
@@ -262,4 +394,5 @@ def build_atlas(
         scheduler=scheduler,
         overwrite=overwrite,
         progress=progress,
+        formats=chosen,
     )

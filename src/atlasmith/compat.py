@@ -147,7 +147,9 @@ def wrapup_atlas_from_data(
         build_info={"compat": "wrapup_atlas_from_data"},
         overwrite=overwrite,
         compress=compress,
+        formats="v1",  # BrainGlobe 2.3.1's function makes the v1.2 package only
     )
+    assert result.folder is not None  # format v1 always has its folder
     if result.archive is None:
         return result.folder
     if cleanup_files:

@@ -76,6 +76,8 @@ def run_demo(workdir: Path, log: Callable[[str], None] = print) -> DemoResult:
     if archive is None or sha256 is None:  # only the compat layer builds without an archive
         raise ScriptError(f"The build of {bundled_script()} made no archive.")
     log(f"    {archive.name}  sha256 {sha256}")
+    if built.v3_manifest is not None:
+        log(f"    BrainGlobe 3: {built.v3_manifest.relative_to(workdir / 'build')}")
     repository = workdir / "repository"
     with _timed(log, f"published it to the repository {repository}"):
         open_repository(repository).publish(archive)

@@ -431,6 +431,20 @@ class StructureTree:
             stack.extend(reversed(self._children[self._by_id[sid]]))
         return order
 
+    def postorder(self) -> list[int]:
+        """Ids in post-order depth-first order (each structure after its descendants,
+        children in input order): BrainGlobe 3's order of the 4-D structure masks."""
+        order: list[int] = []
+        stack: list[tuple[int, bool]] = [(self.root.id, False)]
+        while stack:
+            sid, expanded = stack.pop()
+            if expanded:
+                order.append(sid)
+                continue
+            stack.append((sid, True))
+            stack.extend((c, False) for c in reversed(self._children[self._by_id[sid]]))
+        return order
+
     def to_treelib(self) -> Tree:
         """A treelib Tree as BrainGlobe builds it: tags ``"acronym (id)"``, identifiers = ids."""
         from treelib.tree import Tree

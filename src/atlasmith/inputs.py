@@ -83,7 +83,9 @@ class AtlasInputs:
     hemispheres: Array | None
     additional_references: Mapping[str, Array]
     meshes: Mapping[int, Path] | None
-    mesh_transform: tuple[str, Array, Array]  # (source orientation, source extent um, scale)
+    # (source orientation, source extent um, scale); None: the meshes are package OBJ files
+    # already ("asr" um), copied as they are
+    mesh_transform: tuple[str, Array, Array] | None
     removed: tuple[Structure, ...]
 
 

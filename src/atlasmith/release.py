@@ -195,7 +195,9 @@ def _one(
 
     try:
         out = work / f"{name}_v{version}"
-        result = build_atlas(script, out, source_dir=source_dir, resolution=resolution)
+        result = build_atlas(
+            script, out, source_dir=source_dir, resolution=resolution, formats="v1"
+        )
         if result.archive is None:
             raise ScriptError(f"building {script.name} produced no archive")
         entry = repository.publish(result.archive)

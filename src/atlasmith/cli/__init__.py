@@ -21,6 +21,7 @@ from atlasmith.cli._client import (
 )
 from atlasmith.cli._generate import (
     build_command,
+    convert_command,
     demo_command,
     inspect_command,
     meshes_command,
@@ -47,6 +48,7 @@ def main() -> None:
 for _command in (
     demo_command,
     build_command,
+    convert_command,
     validate_command,
     new_script_command,
     meshes_command,

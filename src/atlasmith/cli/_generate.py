@@ -90,7 +90,8 @@ def demo_command(workdir: str | None) -> None:
     "out_dir",
     default=".",
     type=click.Path(file_okay=False),
-    help="Folder for the atlas folder and its .tar.gz (default: current folder).",
+    help="Folder for the atlas folder, its .tar.gz and brainglobe-atlasapi/ (default: current "
+    "folder).",
 )
 @source_dir_option
 @click.option(
@@ -98,6 +99,15 @@ def demo_command(workdir: str | None) -> None:
     type=float,
     default=None,
     help="One of the script's RESOLUTIONS in um (default: its first).",
+)
+@click.option(
+    "--format",
+    "atlas_format",
+    type=click.Choice(["v1", "v3", "all"]),
+    default="all",
+    show_default=True,
+    help="v1: BrainGlobe v1.2 folder + .tar.gz (atlasapi <= 2.3.1); v3: BrainGlobe 3 "
+    "components in OUT/brainglobe-atlasapi/ (atlasapi 3.x); all: both.",
 )
 @workers_option
 @scheduler_option
@@ -108,11 +118,13 @@ def build_command(
     out_dir: str,
     source_dir: str | None,
     resolution: float | None,
+    atlas_format: str,
     workers: int | None,
     scheduler: str | None,
     overwrite: bool,
 ) -> None:
-    """Build an atlas SCRIPT into a validated BrainGlobe-format folder and .tar.gz."""
+    """Build an atlas SCRIPT into a validated BrainGlobe v1.2 folder and .tar.gz and the same
+    atlas as BrainGlobe 3 components (--format)."""
     from atlasmith.build import build_atlas
     from atlasmith.meshes import keep_freed_memory
     from atlasmith.progress import step_display
@@ -128,11 +140,50 @@ def build_command(
             scheduler=scheduler,
             overwrite=overwrite,
             progress=update,
+            formats=atlas_format,
         )
     if result.removed:
         dropped = ", ".join(f"{s.acronym} ({s.id})" for s in result.removed)
         click.echo(f"removed {len(result.removed)} structure(s) with no voxels: {dropped}")
-    click.echo(f"folder:  {result.folder}\narchive: {result.archive}\nsha256:  {result.sha256}")
+    if result.folder is not None:
+        click.echo(f"folder:  {result.folder}\narchive: {result.archive}")
+        click.echo(f"sha256:  {result.sha256}")
+    if result.v3_manifest is not None:
+        click.echo(f"v3:      {result.v3_manifest}")
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["v1", "v3"]),
+    required=True,
+    help="v1: a v1.2 folder + .tar.gz in OUT (brainglobe-atlasapi <= 2.3.1); v3: BrainGlobe 3 "
+    "components in OUT/brainglobe-atlasapi/ (atlasapi 3.x).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where the converted atlas goes (for v3: a brainglobe_dir, e.g. ~/.brainglobe).",
+)
+@workers_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@reports_errors
+def convert_command(
+    source: str, to: str, out_dir: str, workers: int | None, overwrite: bool
+) -> None:
+    """Convert SOURCE (a v1.2 folder or .tar.gz, or a BrainGlobe 3 manifest or version folder)
+    to the other BrainGlobe format."""
+    from atlasmith.convert import convert_atlas
+    from atlasmith.progress import step_display
+
+    with step_display() as update:
+        update(f"converting to {to}", 0, 0)
+        written = convert_atlas(source, to, out_dir, overwrite=overwrite, workers=workers or 2)
+    click.echo(f"{'manifest' if to == 'v3' else 'folder'}: {written}")
 
 
 @click.command("validate")

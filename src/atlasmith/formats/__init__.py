@@ -1,10 +1,11 @@
 """Atlas formats: the files that hold an atlas, one implementation per format behind one
 interface (:class:`AtlasFiles`).
 
-Today: BrainGlobe's v1.2 folder (:class:`V1Folder`), which brainglobe-atlasapi up to 2.3.1
-and the tools pinned to it read. Every reader of an atlas (``Atlas``, previews, inspection,
-validation, the mesh engine) goes through :func:`open_atlas_files`, so a new format is one
-more implementation here, not a change to each of them.
+BrainGlobe's v1.2 folder (:class:`V1Folder`), which brainglobe-atlasapi up to 2.3.1 and the
+tools pinned to it read, and BrainGlobe 3's components (:class:`V3Atlas`, written by
+:class:`V3Writer`), which atlasapi 3.x reads. Every reader of an atlas (``Atlas``, previews,
+inspection, validation, the mesh engine, conversion) goes through :func:`open_atlas_files`,
+so a format is one implementation here, not a change to each of them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from atlasmith._types import PathLike
 from atlasmith.errors import MissingFileError
-from atlasmith.formats._base import AtlasFiles
+from atlasmith.formats._base import AtlasFiles, symmetric_hemispheres
+from atlasmith.formats._precomputed import encode_mesh
 from atlasmith.formats._tiff import PAGE_BYTES, map_pages, read_stack, write_stack
 from atlasmith.formats._v1 import (
     MESHES,
@@ -29,6 +31,15 @@ from atlasmith.formats._v1 import (
     structures_csv,
     write_folder,
 )
+from atlasmith.formats._v3 import V3_ROOT, V3Atlas, V3Layout, find_manifest, is_v3_version
+from atlasmith.formats._v3_writer import (
+    V3Writer,
+    merge_last_versions,
+    place_v3,
+    v3_version,
+    write_v3,
+)
+from atlasmith.formats._zarr import ZarrArray
 
 __all__ = [
     "MESHES",
@@ -41,6 +52,19 @@ __all__ = [
     "STRUCTURES_CSV",
     "AtlasFiles",
     "V1Folder",
+    "V3Atlas",
+    "V3Layout",
+    "V3Writer",
+    "V3_ROOT",
+    "ZarrArray",
+    "encode_mesh",
+    "find_manifest",
+    "is_v3_version",
+    "merge_last_versions",
+    "place_v3",
+    "symmetric_hemispheres",
+    "v3_version",
+    "write_v3",
     "map_pages",
     "open_atlas_files",
     "read_stack",
@@ -53,7 +77,8 @@ __all__ = [
 
 
 def open_atlas_files(path: PathLike | AtlasFiles) -> AtlasFiles:
-    """The atlas at ``path``, in whichever format it is stored.
+    """The atlas at ``path``, in whichever format it is stored (a v1.2 folder, or a
+    BrainGlobe 3 manifest or its version folder).
 
     Raises
     ------
@@ -64,10 +89,13 @@ def open_atlas_files(path: PathLike | AtlasFiles) -> AtlasFiles:
     if isinstance(path, AtlasFiles):
         return path
     folder = Path(path)
+    if find_manifest(folder) is not None:
+        return V3Atlas(folder)
     if not folder.is_dir():
         raise MissingFileError(
             f"{folder} is not a folder: give the atlas folder (e.g. "
-            "~/.brainglobe/allen_mouse_25um_v1.2)."
+            "~/.brainglobe/allen_mouse_25um_v1.2) or a BrainGlobe 3 atlas's manifest (e.g. "
+            ".../brainglobe-atlasapi/atlases/allen_mouse_25um/3_2/manifest.json)."
         )
     # v1 is the fallback: a folder of no format reports the first v1 file it lacks
     return V1Folder(folder)

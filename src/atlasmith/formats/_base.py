@@ -7,12 +7,30 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
+from atlasmith._types import Float64Array, IntArray
 from atlasmith.hierarchy import StructureTree
 from atlasmith.metadata import AtlasMetadata
 
-__all__ = ["AtlasFiles"]
+__all__ = ["AtlasFiles", "symmetric_hemispheres"]
+
+#: Hemisphere values (BrainGlobe's): left 1, right 2.
+LEFT, RIGHT = 1, 2
+_FRONTAL_AXIS = 2  # right -> left in "asr"
+
+
+def symmetric_hemispheres(shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    """BrainGlobe's hemispheres of a symmetric atlas, as a read-only broadcast view (no
+    volume allocated): along the right-left axis, indices ``>= round(n / 2)`` (Python
+    rounding) are left (1), the others right (2)."""
+    n = shape[_FRONTAL_AXIS]
+    line = np.full(n, RIGHT, dtype=np.uint8)
+    line[round(n / 2) :] = LEFT
+    view_shape = [1, 1, 1]
+    view_shape[_FRONTAL_AXIS] = n
+    return np.broadcast_to(line.reshape(view_shape), shape)
 
 
 class AtlasFiles(ABC):
@@ -52,6 +70,29 @@ class AtlasFiles(ABC):
     @abstractmethod
     def mesh_files(self) -> dict[int, Path]:
         """Every mesh file there is, by structure id."""
+
+    def read_mesh(self, structure_id: int) -> tuple[Float64Array, IntArray]:
+        """A structure's mesh: points in micrometres on the "asr" axes, and triangles
+        (MeshError, or IntegrityError for a damaged v3 fragment)."""
+        from atlasmith.meshes.obj import read_obj
+
+        return read_obj(self.mesh_path(structure_id))
+
+    def load_mesh(self, structure_id: int) -> Any:
+        """A structure's mesh as a ``meshio.Mesh`` (micrometres, "asr"); MeshError when it
+        is missing or unreadable."""
+        import meshio
+
+        from atlasmith.errors import MeshError
+
+        path = self.mesh_path(structure_id)
+        try:
+            return meshio.read(path)
+        except (TypeError, meshio.ReadError) as err:
+            raise MeshError(
+                f"No valid mesh for structure {structure_id} (file {path} is missing or "
+                "unreadable; the atlas may have no mesh for this structure)."
+            ) from err
 
     def misnamed_mesh_files(self) -> list[Path]:
         """Mesh files whose name is not a structure id (none, unless a format names files)."""

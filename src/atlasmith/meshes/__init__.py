@@ -71,6 +71,7 @@ def generate_meshes(
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
     overwrite: bool = False,
+    draco_dir: PathLike | None = None,
 ) -> dict[int, Path]:
     """Write one mesh per structure with voxels (in it or its descendants) as ``<id>.obj``.
 
@@ -95,6 +96,10 @@ def generate_meshes(
         Called as ``progress(done, total)`` after each structure.
     overwrite : bool
         Replace ``out_dir`` if it exists and is not empty.
+    draco_dir : Path, optional
+        Also write each mesh as BrainGlobe 3 / neuroglancer wants it: ``<id>`` (a Draco
+        fragment: nanometres, xyz, the OBJ's very vertices) and ``<id>.index`` into this
+        folder (which must exist), encoded on the workers as the OBJ text is.
 
     Returns
     -------
@@ -121,13 +126,20 @@ def generate_meshes(
 
     out = Path(out_dir)
     _check_target(out, overwrite)
+    draco = None if draco_dir is None else Path(draco_dir)
     runner = make_runner(workers, scheduler)
     try:
         with temporary_folder(out.parent, f"{out.name}.") as temp:
             written = {}
-            for sid, total, blob in iter_meshes(annotation, tree, resolution, params, runner, temp):
-                if isinstance(blob, bytes):  # made on a dask worker
-                    (temp / f"{sid}.obj").write_bytes(blob)
+            made = iter_meshes(
+                annotation, tree, resolution, params, runner, temp, draco, draco is not None
+            )
+            for sid, total, blob in made:
+                if not isinstance(blob, int):  # made on a dask worker
+                    (temp / f"{sid}.obj").write_bytes(blob[0])
+                    if draco is not None:
+                        (draco / str(sid)).write_bytes(blob[1])
+                        (draco / f"{sid}.index").write_bytes(blob[2])
                 written[sid] = out / f"{sid}.obj"
                 if progress is not None:
                     progress(len(written), total)

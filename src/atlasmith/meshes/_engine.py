@@ -2,7 +2,8 @@
 
 Compact labels -> closing (``_closing``) -> shared surface in slabs (``_surface``) -> optional
 quadric decimation (``decimation``) -> per structure: face selection, smoothing
-(``_smoothing``) and OBJ text (``obj``), each stage on the runner (``_runner``).
+(``_smoothing``) and OBJ text (``obj``), and optionally the same mesh as a Draco fragment
+for BrainGlobe 3 (``formats._precomputed``), each stage on the runner (``_runner``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy.typing as npt
 
 from atlasmith._types import BoolArray, Float32Array as FloatArray, IntArray
 from atlasmith.errors import AtlasFormatError, ConfigError
+from atlasmith.formats._precomputed import encode_mesh
 from atlasmith.meshes._closing import close_structures
 from atlasmith.meshes._parameters import MeshParameters
 from atlasmith.meshes._runner import Runner
@@ -35,7 +37,7 @@ from atlasmith.statistics import label_counts, row_blocks
 if TYPE_CHECKING:  # pragma: no cover
     from atlasmith.hierarchy import StructureTree
 
-__all__ = ["check_annotation", "iter_meshes"]
+__all__ = ["MeshBlob", "check_annotation", "iter_meshes"]
 
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
 
@@ -118,23 +120,41 @@ class _Output(NamedTuple):
     iterations: int  # of smoothing
     ids: IntArray
     target: str | None  # folder to write into (local workers), or None to return bytes
+    draco_target: str | None  # folder for Draco fragments (local workers), or None
+    draco: bool  # also encode each mesh as Draco (BrainGlobe 3)
 
 
-def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[bytes | int]:
-    """OBJ files of the structures at the given rows of the membership table, each smoothed
-    on its own: written into ``shared.target`` (their sizes returned) or returned as bytes."""
+#: A mesh made on a worker: the OBJ text, then the Draco fragment and its multi-LOD index
+#: (empty without Draco); or, when the worker wrote the files itself, the OBJ's size.
+MeshBlob = tuple[bytes, bytes, bytes] | int
+
+
+def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[MeshBlob]:
+    """The meshes of the structures at the given rows of the membership table, each smoothed
+    on its own: written into ``shared.target`` (``<id>.obj``; Draco ``<id>`` and
+    ``<id>.index`` into ``shared.draco_target``) with their sizes returned, or returned as
+    bytes."""
     params = shared.params
-    out: list[bytes | int] = []
+    out: list[MeshBlob] = []
     for row in rows:
         points, faces = _select(shared.patches, shared.members[row])
         if shared.iterations:
             points = smooth(points, faces, shared.iterations)
-        blob = obj_bytes(points * shared.scale, faces, params.decimals)
+        scaled = points * shared.scale
+        blob = obj_bytes(scaled, faces, params.decimals)
+        fragment, index = b"", b""
+        if shared.draco:  # the very vertices the OBJ holds: both formats carry one mesh
+            unit = 10.0**params.decimals
+            fragment, index = encode_mesh(np.rint(scaled * unit) / unit, faces)
         if shared.target is None:
-            out.append(blob)
-        else:
-            Path(shared.target, f"{int(shared.ids[row])}.obj").write_bytes(blob)
-            out.append(len(blob))
+            out.append((blob, fragment, index))
+            continue
+        sid = int(shared.ids[row])
+        Path(shared.target, f"{sid}.obj").write_bytes(blob)
+        if shared.draco_target is not None:
+            Path(shared.draco_target, str(sid)).write_bytes(fragment)
+            Path(shared.draco_target, f"{sid}.index").write_bytes(index)
+        out.append(len(blob))
     return out
 
 
@@ -188,11 +208,14 @@ def iter_meshes(
     params: MeshParameters,
     runner: Runner,
     target: Path | None = None,
-) -> Iterator[tuple[int, int, bytes | int]]:
-    """Yield ``(structure id, count, OBJ bytes)`` for each structure with voxels, in tree
-    order; ``count`` is how many meshes there are in all. With ``target`` (a folder on this
-    machine) local workers write ``<id>.obj`` there themselves, and the size is yielded
-    instead of the bytes."""
+    draco_target: Path | None = None,
+    draco: bool = False,
+) -> Iterator[tuple[int, int, MeshBlob]]:
+    """Yield ``(structure id, count, blob)`` for each structure with voxels, in tree order;
+    ``count`` is how many meshes there are in all, ``blob`` the OBJ bytes and, with
+    ``draco``, the Draco fragment and index. With ``target`` (a folder on this machine) local
+    workers write ``<id>.obj`` there (and the Draco files into ``draco_target``) themselves,
+    and the OBJ's size is yielded instead of the bytes."""
     check_annotation(annotation)
     scale = _resolution(resolution)
     block = block_size(params.cluster_um, scale)
@@ -222,8 +245,11 @@ def iter_meshes(
     local = target is not None and not runner.remote
     iterations = smoothing_iterations(params.smoothing_um, block * float(scale.min()))
     target_name = str(target) if local else None
-    shared = _Output(patches, members, scale, params, iterations, ids, target_name)
-    done: dict[int, bytes | int] = {}
+    draco_name = str(draco_target) if local and draco and draco_target is not None else None
+    shared = _Output(
+        patches, members, scale, params, iterations, ids, target_name, draco_name, draco
+    )
+    done: dict[int, MeshBlob] = {}
     position = 0
     for rows, blobs in zip(chunks, runner.map(_structure_chunk, chunks, shared), strict=True):
         done.update(zip(rows, blobs, strict=True))
