@@ -24,3 +24,22 @@ def ensure_baseline_venv(venv: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", BASELINE_SPEC], check=True)
     return python
+
+
+BG3_SPEC = "brainglobe-atlasapi[atlasgen]==3.0.2"
+BG3_CONSTRAINTS = Path(__file__).resolve().parents[1] / "tests" / "bg3" / "constraints.txt"
+
+
+def ensure_bg3_venv(venv: Path) -> Path:
+    """The python of a venv with BrainGlobe 3.0.2 (the v3 format's own packager and client),
+    pinned by tests/bg3/constraints.txt; made when missing or broken (the test suite makes
+    and reuses the same one, .venv-bg3)."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import brainglobe_atlasapi.atlas_generation.wrapup"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    log(f"creating the BrainGlobe 3 venv {venv} ({BG3_SPEC})")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = [str(python), "-m", "pip", "install", "--quiet", "-c", str(BG3_CONSTRAINTS)]
+    subprocess.run([*install, BG3_SPEC], check=True)
+    return python

@@ -173,3 +173,25 @@ def test_brainglobe3s_package_converts_for_brainglobe_2_3_1(
     again = Atlas(manifest)
     assert again.files.files is not None
     assert np.array_equal(again.structure_from_coords(points), ours.structure_from_coords(points))
+
+
+def test_brainglobe3_opens_what_the_cache_installs(
+    packages: dict[str, Path], bg3_python: Path, tmp_path: Path
+) -> None:
+    from atlasmith.cache import AtlasCache
+    from atlasmith.config import load_settings
+
+    brainglobe_dir = tmp_path / "brainglobe"
+    cache = AtlasCache(load_settings(repository="http://127.0.0.1:9/", cache_dir=brainglobe_dir))
+    installed = cache.install_archive(packages["1.2"])  # a local archive, offline
+    points, points_file = _points((132, 80, 114), tmp_path, n=2000)
+    request = {
+        "brainglobe_dir": str(brainglobe_dir),
+        "atlas": "allen_mouse_100um",
+        "points": str(points_file),
+        "masks": ["CH"],
+    }
+    theirs = _ask_bg3(bg3_python, request, tmp_path)
+    v1 = Atlas(installed.path)
+    _same_answers(v1, theirs, points)
+    assert np.array_equal(theirs["mask_CH"].astype(bool), v1.get_structure_mask("CH") > 0)

@@ -187,13 +187,19 @@ def install_process(repo: RepoServer, cache_dir: Path) -> subprocess.Popen[bytes
 
 
 def assert_nothing_half_installed(cache_dir: Path) -> bool:
-    """Either no atlas or one complete atlas; returns whether one is installed."""
-    installed = cache_at(cache_dir).installed()
+    """Either no atlas or one complete atlas (and a BrainGlobe 3 copy either complete or not
+    visible: its manifest goes in last); returns whether one is installed."""
+    from atlasmith.formats import V3Atlas
+
+    cache = cache_at(cache_dir)
+    installed = cache.installed()
     assert len(installed) <= 1
     visible = {p.name for p in cache_dir.iterdir()} if cache_dir.exists() else set()
-    assert visible <= {".atlasmith", "last_versions.conf", f"{NAME}_v1.1"}
+    assert visible <= {".atlasmith", "last_versions.conf", f"{NAME}_v1.1", "brainglobe-atlasapi"}
     if installed:
         assert verify_folder(installed[0].path) == []
+    for copy in cache.installed_v3():
+        assert V3Atlas(copy.path).problems() == []
     return bool(installed)
 
 

@@ -167,6 +167,39 @@ def trash_folder(folder: Path, trash: Path) -> None:
     remove_tree(aside)
 
 
+def note_version(conf: Path, atlas: str, version: str) -> None:
+    """List an installed version in a ``last_versions.conf`` (BrainGlobe's clients read it;
+    2.3.1 with ``check_latest=True`` fails offline without it), keeping newer entries."""
+    from atlasmith.formats import merge_last_versions
+
+    merge_last_versions(conf, {atlas: version})
+
+
+def retire_v3(root: Path, manifest: Path, name: str, trash: Path) -> None:
+    """Remove one version of a BrainGlobe 3 atlas from ``root``: its manifest folder first
+    (so BrainGlobe no longer sees it), then the components that are this atlas's own
+    (named after it, as atlasmith names them; components shared with other atlases, as
+    BrainGlobe's packager makes them, are left alone)."""
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        listed = {}
+    locations = []
+    for key in ("template", "terminology", "annotation_set", "coordinate_space"):
+        value = listed.get(key) if isinstance(listed, dict) else None
+        locations.append(value.get("location") if isinstance(value, dict) else None)
+    for reference in listed.get("additional_references", []) if isinstance(listed, dict) else []:
+        locations.append(reference.get("location") if isinstance(reference, dict) else None)
+    trash_folder(manifest.parent, trash)
+    for location in locations:
+        parts = str(location or "").strip("/").split("/")
+        if len(parts) != 3 or not parts[1].startswith(f"{name}-") or ".." in parts:
+            continue
+        folder = root.joinpath(*parts)
+        if folder.is_dir():
+            trash_folder(folder, trash)
+
+
 def recover(paths: Staging) -> None:
     """Finish or undo what a killed process left for one atlas (called with its lock held):
     extractions in progress are deleted, a swap is completed, the trash is emptied."""

@@ -2,9 +2,12 @@
 
 Layout (BrainGlobe's, so that its own tools read what we install)::
 
-    <cache_dir>/                      default ~/.brainglobe (ATLASMITH_CACHE_DIR)
-        allen_mouse_25um_v1.2/        one folder per atlas, one version per atlas
-        last_versions.conf            the repository's latest versions (BrainGlobe reads it)
+    <cache_dir>/                      BrainGlobe's brainglobe_dir, else ~/.brainglobe
+        allen_mouse_25um_v1.2/        one folder per atlas, one version per atlas (v1.2)
+        last_versions.conf            latest versions (BrainGlobe 2.3.1 reads it)
+        brainglobe-atlasapi/          the same atlases for BrainGlobe 3 (its own layout):
+            atlases/allen_mouse_25um/3_2/manifest.json, atlases/last_versions.conf,
+            templates/, annotation-sets/, terminologies/, coordinate-spaces/
         .atlasmith/
             index.json                last index read from the repository (offline use)
             locks/<atlas>.lock        one lock per atlas: concurrent processes download once
@@ -14,7 +17,9 @@ Layout (BrainGlobe's, so that its own tools read what we install)::
             swaps/<atlas>.json        the journal of an update in progress
 
 An install downloads and checks the archive and extracts it into ``staging``
-(:mod:`atlasmith._install`), then moves the folder into place; an update moves the new
+(:mod:`atlasmith._install`), then moves the folder into place, and (format v3, the default)
+writes the same atlas as BrainGlobe 3 components in ``staging`` and moves them into
+``brainglobe-atlasapi/``, the manifest last; an update moves the new
 version in before the old one goes, so there is always an installed version, and a process
 killed at any point leaves either the old version, the new one, or a journal that the next
 locked operation on the atlas completes (:func:`atlasmith._install.recover`).
@@ -23,7 +28,7 @@ locked operation on the atlas completes (:func:`atlasmith._install.recover`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,6 +67,18 @@ _STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
 _SWAPS = "swaps"  # journals of updates in progress
 _CONF = CONF_NAMES[0]  # last_versions.conf: the name BrainGlobe's client reads
+_V3_ROOT = "brainglobe-atlasapi"  # BrainGlobe 3's folder in its brainglobe_dir
+
+
+def _is_version_folder(name: str) -> bool:
+    major, _, minor = name.partition("_")
+    return major.isdigit() and minor.isdigit()
+
+
+def _is_v3_atlas(path: Path) -> bool:
+    """Whether ``path`` is a BrainGlobe 3 atlas (its manifest or version folder)."""
+    manifest = path if path.name == "manifest.json" else path / "manifest.json"
+    return manifest.is_file() and manifest.parents[2].name == "atlases"
 
 
 # --- what is installed, and what to do -------------------------------------------------------
@@ -142,6 +159,10 @@ class AtlasCache:
     client : httpx.Client, optional
         The HTTP client for every download (e.g. with a custom transport, proxy or
         certificates; the caller closes it); by default each download makes its own.
+    formats : sequence of str
+        ``("v1", "v3")`` (default): every install also writes the atlas as BrainGlobe 3
+        components into ``brainglobe-atlasapi/``, where brainglobe-atlasapi 3.x looks;
+        ``("v1",)``: the v1.2 folder only.
     """
 
     def __init__(
@@ -150,9 +171,13 @@ class AtlasCache:
         max_bytes: int | None = None,
         download_dir: Path | None = None,
         client: httpx.Client | None = None,
+        formats: Sequence[str] = ("v1", "v3"),
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.root = self.settings.cache_dir
+        #: ``v1`` is always installed (the verified package); ``v3`` adds BrainGlobe 3's copy.
+        self.formats = tuple(formats)
+        self.v3_root = self.root / _V3_ROOT
         self.max_bytes = max_bytes or self.settings.max_archive_bytes
         self.download_dir = download_dir
         self.client = client
@@ -396,7 +421,44 @@ class AtlasCache:
         )
         final = self.root / folder.name
         _install.swap_in(folder, final, None if old is None else old.path, self._paths(name))
+        _install.note_version(self.root / _CONF, atlas, version)  # BrainGlobe 2.3.1, offline
+        if "v3" in self.formats:
+            self._write_v3(final, name)
         return InstalledAtlas(atlas, version, final)
+
+    def _write_v3(self, folder: Path, name: str) -> Path:
+        """The installed v1.2 folder as BrainGlobe 3 components in ``brainglobe-atlasapi/``
+        (written in staging, moved in component by component, the manifest last); older
+        versions of the atlas there are retired. Returns the manifest."""
+        from atlasmith.formats import V1Folder, place_v3, write_v3
+
+        staging = self._paths(name).staging / "v3"
+        remove_tree(staging)
+        try:
+            files = V1Folder(folder)
+            layout = write_v3(files, staging).layout
+            references = files.metadata.additional_references
+            manifest = place_v3(staging, layout, references, self.v3_root, overwrite=True)
+        finally:
+            remove_tree(staging)
+        for other in self.installed_v3(name):
+            if other.version != layout.version:
+                _install.retire_v3(self.v3_root, other.path, name, self._paths(name).trash)
+        return manifest
+
+    def installed_v3(self, name: str | None = None) -> list[InstalledAtlas]:
+        """BrainGlobe 3 atlases in ``brainglobe-atlasapi/`` (their manifests), by name then
+        version; only ``name``'s when given."""
+        atlases = self.v3_root / "atlases"
+        if not atlases.is_dir():
+            return []
+        found = []
+        for manifest in atlases.glob("*/*/manifest.json"):
+            atlas, folder = manifest.parent.parent.name, manifest.parent.name
+            version = folder.replace("_", ".")
+            if (name is None or atlas == name) and _is_version_folder(folder):
+                found.append(InstalledAtlas(atlas, version, manifest))
+        return sorted(found, key=lambda a: (a.atlas_name, parse_version(a.version)))
 
     def install(
         self, target: str, version: str | None = None, progress: ProgressCallback | None = None
@@ -404,6 +466,8 @@ class AtlasCache:
         """Install by atlas name (or folder name), from a package archive path, or from an
         offline bundle folder (every atlas in it)."""
         path = Path(target)
+        if _is_v3_atlas(path):
+            return [self.install_v3(path)]
         if path.is_dir():
             return self.install_bundle(path, progress)
         if path.is_file():
@@ -440,6 +504,21 @@ class AtlasCache:
             finally:
                 remove_tree(folder.parent)
 
+    def install_v3(self, path: PathLike) -> InstalledAtlas:
+        """Install a BrainGlobe 3 atlas (its manifest or version folder; atlasmith's, or one
+        BrainGlobe's own packager wrote): every piece is read and checked (against the
+        manifest's sha256 where it lists them), written as a v1.2 package, and installed as
+        an archive is (so both BrainGlobe generations find it)."""
+        import tempfile
+
+        from atlasmith.convert import convert_atlas
+
+        source = Path(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self._state(), prefix="v3-source-") as tmp:
+            folder = convert_atlas(source, "v1", tmp)
+            return self.install_archive(folder.parent / f"{folder.name}{ARCHIVE_SUFFIX}")
+
     def install_bundle(
         self, folder: PathLike, progress: ProgressCallback | None = None
     ) -> list[InstalledAtlas]:
@@ -470,16 +549,30 @@ class AtlasCache:
     # --- removing and checking ------------------------------------------------------------------
 
     def remove(self, name: str) -> Path:
-        """Delete the installed atlas ``name`` (renamed away first, so it vanishes at once)."""
+        """Delete the installed atlas ``name``, and its BrainGlobe 3 copy (each renamed away
+        first, so it vanishes at once). Returns the v1.2 folder (or the v3 manifest)."""
         with self._lock(name):
             self._recover(name)
-            found = self.require(name)
-            _install.trash_folder(found.path, self._paths(name).trash)
-            return found.path
+            found, copies = self.find(name), self.installed_v3(name)
+            if found is None and not copies:
+                self.require(name)  # raises AtlasNotFoundError
+            trash = self._paths(name).trash
+            for copy in copies:
+                _install.retire_v3(self.v3_root, copy.path, name, trash)
+            if found is not None:
+                _install.trash_folder(found.path, trash)
+                return found.path
+            return copies[0].path
 
     def verify(self, name: str) -> list[str]:
-        """Re-hash the installed atlas ``name`` against its manifest; [] when intact."""
-        return verify_folder(self.require(name).path)
+        """Re-hash the installed atlas ``name`` against its manifest, and its BrainGlobe 3
+        copy against the sha256 its manifest lists; [] when intact."""
+        from atlasmith.formats import V3Atlas
+
+        problems = verify_folder(self.require(name).path)
+        for copy in self.installed_v3(name):
+            problems += V3Atlas(copy.path).problems()
+        return problems
 
     # --- small effects ----------------------------------------------------------------------------
 

@@ -2,14 +2,17 @@
 
 Sources, later ones winning:
 
-1. built-in defaults (cache ``~/.brainglobe``, as BrainGlobe keeps it);
+1. built-in defaults: the cache is BrainGlobe's own ``brainglobe_dir`` (its
+   ``bg_config.conf``, in ``$BRAINGLOBE_CONFIG_DIR`` or ``~/.config/brainglobe``), else
+   ``~/.brainglobe``, so that atlasmith installs where BrainGlobe's tools look;
 2. the config file ``~/.config/atlasmith/config.toml`` (``platformdirs.user_config_path``);
 3. environment variables ``ATLASMITH_REPOSITORY``, ``ATLASMITH_CACHE_DIR``,
    ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``;
 4. explicit arguments (command-line options).
 
 This module is the only reader of atlasmith's environment variables (and of
-``SOURCE_DATE_EPOCH``, the reproducible-builds convention for the date packages carry).
+``SOURCE_DATE_EPOCH``, the reproducible-builds convention for the date packages carry, and of
+BrainGlobe's config).
 
 The config file is TOML with these keys, all optional::
 
@@ -68,6 +71,10 @@ ENV_VARS = {
 #: network is a choice).
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 8000
+#: BrainGlobe's own config (its folder moved by ``BRAINGLOBE_CONFIG_DIR``): where its tools
+#: look for atlases (``[default_dirs] brainglobe_dir``), atlasmith's default cache too.
+BRAINGLOBE_CONFIG_ENV = "BRAINGLOBE_CONFIG_DIR"
+BRAINGLOBE_CONFIG_NAME = "bg_config.conf"
 #: Environment variable that moves the members' token file (server side).
 TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
 _EPOCH_ENV = "SOURCE_DATE_EPOCH"
@@ -85,7 +92,9 @@ class Settings:
     repository : str
         URL (``http(s)://``) or folder of the atlas repository.
     cache_dir : Path
-        Folder holding installed atlases (``NAME_RESum_vM.m``), BrainGlobe's layout.
+        Folder holding installed atlases (``NAME_RESum_vM.m``, and ``brainglobe-atlasapi/``
+        for BrainGlobe 3), BrainGlobe's layout; by default BrainGlobe's own ``brainglobe_dir``
+        (:func:`brainglobe_dir`), else ``~/.brainglobe``.
     offline : bool
         When True nothing touches the network; only installed atlases are usable.
     token : str or None
@@ -259,7 +268,43 @@ def load_settings(
         "token": token,
     }
     environ = os.environ if env is None else env
-    return resolve_settings(read_config_file(path), environ, overrides, str(path))
+    from_file = read_config_file(path)
+    if (
+        cache_dir is None
+        and not environ.get(ENV_VARS["cache_dir"])
+        and "cache_dir" not in from_file
+    ):
+        overrides["cache_dir"] = brainglobe_dir(environ)  # BrainGlobe's folder, else the default
+    return resolve_settings(from_file, environ, overrides, str(path))
+
+
+def brainglobe_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """BrainGlobe's own ``brainglobe_dir`` setting, or None when it has none.
+
+    Read from ``bg_config.conf`` in ``$BRAINGLOBE_CONFIG_DIR`` (default
+    ``~/.config/brainglobe``), as brainglobe-atlasapi 2.3.1 and 3.x read it, so atlasmith
+    installs where BrainGlobe's tools look.
+
+    Raises
+    ------
+    ConfigError
+        When the file exists but cannot be read.
+    """
+    import configparser
+
+    environ = os.environ if env is None else env
+    folder = Path(environ.get(BRAINGLOBE_CONFIG_ENV) or "~/.config/brainglobe").expanduser()
+    path = folder / BRAINGLOBE_CONFIG_NAME
+    config = configparser.ConfigParser()
+    try:
+        found = config.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{path} (BrainGlobe's config) is not readable: {err}. Fix it, or set "
+            "ATLASMITH_CACHE_DIR to choose atlasmith's cache folder."
+        ) from err
+    value = config.get("default_dirs", "brainglobe_dir", fallback="").strip() if found else ""
+    return Path(os.path.expandvars(value)).expanduser() if value else None
 
 
 def source_date_epoch(env: Mapping[str, str] | None = None) -> int | None:

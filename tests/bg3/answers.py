@@ -14,6 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+KEYS = ("acronym", "id", "name", "structure_id_path", "rgb_triplet")  # not "mesh": lazy
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
+
 
 def main() -> None:
     request = json.loads(Path(sys.argv[1]).read_text())
@@ -38,14 +46,7 @@ def main() -> None:
         "hemispheres": np.asarray(atlas.hemispheres),
         "structures": np.array(
             json.dumps(
-                [
-                    {
-                        k: (int(v) if k == "id" else v)
-                        for k, v in atlas.structures[s].items()
-                        if k in ("acronym", "id", "name", "structure_id_path", "rgb_triplet")
-                    }
-                    for s in atlas.structures
-                ]
+                [{key: _plain(atlas.structures[s][key]) for key in KEYS} for s in atlas.structures]
             )
         ),
         "metadata": np.array(

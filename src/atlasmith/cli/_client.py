@@ -78,15 +78,27 @@ def list_command(
 @click.command("install")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--version", "version", default=None, help="Install this version (M.m).")
+@click.option(
+    "--format",
+    "atlas_format",
+    type=click.Choice(["v1", "all"]),
+    default="all",
+    show_default=True,
+    help="all: the v1.2 folder (brainglobe-atlasapi <= 2.3.1) and the same atlas in "
+    "brainglobe-atlasapi/ (3.x); v1: the v1.2 folder only.",
+)
 @_with_cache
 def install_command(
     targets: tuple[str, ...],
     version: str | None,
+    atlas_format: str,
     cache: AtlasCache,
 ) -> None:
-    """Install atlases by NAME, from a package ARCHIVE_PATH, or from an offline bundle folder."""
+    """Install atlases by NAME, from a package ARCHIVE_PATH, from an offline bundle folder, or
+    from a BrainGlobe 3 atlas (its manifest or version folder)."""
     from atlasmith.progress import download_bar
 
+    cache.formats = ("v1",) if atlas_format == "v1" else ("v1", "v3")
     for target in targets:
         with download_bar(f"Downloading {target}") as update:
             for atlas in cache.install(target, version, update):

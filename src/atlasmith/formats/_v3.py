@@ -307,6 +307,17 @@ class V3Atlas(AtlasFiles):
             )
         return data
 
+    def problems(self) -> list[str]:
+        """Every listed file re-hashed: what is missing or changed ([] when intact, or when
+        the manifest lists no files, as BrainGlobe's own do not)."""
+        found = []
+        for relative in sorted(self.files or {}):
+            try:
+                self.read(relative)
+            except (IntegrityError, MissingFileError) as err:
+                found.append(str(err))
+        return found
+
     # --- AtlasFiles ----------------------------------------------------------------------------
 
     @cached_property

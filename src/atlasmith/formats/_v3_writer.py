@@ -475,33 +475,34 @@ def place_v3(
         target = root / component
         target.parent.mkdir(parents=True, exist_ok=True)
         replace_path(staging / component, target)
-    merge_last_versions(root, {writer_layout.atlas: writer_layout.version})
+    merge_last_versions(root / LAST_VERSIONS, {writer_layout.atlas: writer_layout.version})
     return final
 
 
-def merge_last_versions(root: Path, versions: Mapping[str, str]) -> None:
-    """Set ``[atlases] <atlas> = <version>`` in ``root/atlases/last_versions.conf`` (written
-    atomically; a newer version already listed is kept)."""
-    path = root / LAST_VERSIONS
-    config = configparser.ConfigParser()
-    config.optionxform = str  # type: ignore[assignment,method-assign]  # keep the names' case
+def merge_last_versions(path: Path, versions: Mapping[str, str]) -> None:
+    """Set ``[atlases] <atlas> = <version>`` in a ``last_versions.conf`` (BrainGlobe's INI
+    of latest versions), keeping its other entries in their order and a newer version already
+    listed; written atomically, in the repository's own rendering (no trailing blank line)."""
+    sections: dict[str, dict[str, str]] = {"atlases": {}}
     if path.is_file():
+        config = configparser.ConfigParser()
+        config.optionxform = str  # type: ignore[assignment,method-assign]  # keep the case
         try:
             config.read_string(path.read_text(encoding="utf-8"))
+            sections.update({name: dict(config[name]) for name in config.sections()})
         except (configparser.Error, UnicodeDecodeError):
-            config = configparser.ConfigParser()  # damaged: rewritten from what is known
-            config.optionxform = str  # type: ignore[assignment,method-assign]
-    if not config.has_section("atlases"):
-        config.add_section("atlases")
+            pass  # damaged: rewritten from what is known now
+    listed = sections["atlases"]
     for atlas, version in versions.items():
-        current = config.get("atlases", atlas, fallback=None)
         try:
-            newer = current is not None and parse_version(current) > parse_version(version)
+            newer = atlas in listed and parse_version(listed[atlas]) > parse_version(version)
         except ValueError:
             newer = False
         if not newer:
-            config.set("atlases", atlas, version)
-    out = io.StringIO()
-    config.write(out)
+            listed[atlas] = version
+    text = "\n\n".join(
+        "\n".join([f"[{name}]", *(f"{k} = {v}" for k, v in entries.items())])
+        for name, entries in sections.items()
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, out.getvalue().encode(), FILE_MODE)
+    atomic_write(path, (text + "\n").encode(), FILE_MODE)
