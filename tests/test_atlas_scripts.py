@@ -139,3 +139,7 @@ def test_aal_brainglobe_reader(aal: BuildResult, tmp_path: Path) -> None:
 def test_builds_are_reproducible_across_workers(dsurqe: BuildResult, tmp_path: Path) -> None:
     again = build_atlas(SCRIPTS / "dsurqe_mouse.py", tmp_path, workers=1)
     assert again.sha256 == dsurqe.sha256
+    # the BrainGlobe 3 tree too: its manifest lists every file's sha256
+    assert again.v3_manifest is not None
+    assert dsurqe.v3_manifest is not None
+    assert again.v3_manifest.read_bytes() == dsurqe.v3_manifest.read_bytes()

@@ -475,3 +475,36 @@ def test_damaged_tree_is_not_converted_and_leaves_nothing(tree_copy: Path, tmp_p
     with pytest.raises(IntegrityError, match="is missing"):
         convert_atlas(tree_copy, "v1", out)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# --- the chunked reader on its own --------------------------------------------------------------
+
+
+def test_zarr_reader_agrees_with_numpy_on_every_path(tmp_path: Path) -> None:
+    from atlasmith.formats import ZarrArray
+    from atlasmith.formats._v3_writer import V3Tree
+    from atlasmith.formats._zarr import ZarrWriter
+
+    rng = np.random.default_rng(5)
+    array = rng.integers(0, 2**20, size=(70, 33, 45)).astype(np.uint32)
+    array[:16] = 0  # whole chunks of fill value: left out, read back as zeros
+    tree = V3Tree(tmp_path)
+    writer = ZarrWriter(tree.put, "a", array.shape, (16, 16, 16), np.uint32, ("z", "y", "x"))
+    writer.write_all(array)
+    assert not (tmp_path / "a/c/0/0/0").exists()
+    stored = ZarrArray(tmp_path / "a")
+    assert np.array_equal(np.asarray(stored), array)
+    assert np.array_equal(stored[3:61:7, -5, ::4], array[3:61:7, -5, ::4])
+    assert stored[69, 32, 44] == array[69, 32, 44]
+    few = rng.integers(0, array.shape, size=(20, 3))  # grouped by chunk
+    assert np.array_equal(ZarrArray(tmp_path / "a").values_at(few), array[tuple(few.T)])
+    many = rng.integers(0, array.shape, size=(5000, 3))  # decoded once, then gathered
+    fresh = ZarrArray(tmp_path / "a")
+    assert np.array_equal(fresh.values_at(many), array[tuple(many.T)])
+    assert fresh._dense is not None
+    flat = np.ravel_multi_index(tuple(many.T), array.shape)
+    assert np.array_equal(fresh.take(flat), array.reshape(-1)[flat])
+    small = ZarrArray(tmp_path / "a", cache_bytes=3 * 16**3 * 4)  # a bounded chunk cache
+    assert np.array_equal(small.values_at(many), array[tuple(many.T)])
+    assert small._dense is None
+    assert len(small._cache) <= 3

@@ -224,8 +224,8 @@ class Atlas:
         return symmetric_hemispheres(self.shape)
 
     def _values_at(self, stack: Any, flat: npt.NDArray[np.intp]) -> Any:
-        if isinstance(stack, ZarrArray):  # a chunked stack: each chunk with a point read once
-            return stack.values_at(np.column_stack(np.unravel_index(flat, stack.shape)))
+        if isinstance(stack, ZarrArray):  # a chunked stack: decoded once, or chunk by chunk
+            return stack.take(flat)
         if flat.size * PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
             map_pages(stack)
         return stack.reshape(-1).take(flat)

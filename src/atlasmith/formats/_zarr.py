@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ __all__ = [
 ZSTD_LEVEL = 3
 #: Decoded chunks kept per array (bytes); a 25 um annotation is 308 MB decoded.
 CACHE_BYTES = 512 * 1024**2
+#: Gathers of at least this many points per chunk decode the whole array once (when it fits
+#: CACHE_BYTES): random points that many touch nearly every chunk anyway.
+_DENSE_POINTS_PER_CHUNK = 4
 #: ``check(relative path, data or None when missing)`` -> data to decode or None for a chunk
 #: that is absent on purpose (all fill value); raises on a missing or damaged chunk.
 ChunkCheck = Callable[[str, bytes | None], bytes | None]
@@ -176,6 +181,7 @@ class ZarrArray:
         self._relative_to = relative_to
         self._cache: OrderedDict[tuple[int, ...], npt.NDArray[Any]] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._dense: npt.NDArray[Any] | None = None
 
     # --- numpy-like surface --------------------------------------------------------------
 
@@ -214,20 +220,70 @@ class ZarrArray:
         out = dense[tuple(slice(None, None, step) for step in steps)]
         return out[squeeze] if squeeze else out
 
+    def take(self, flat: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
+        """Values at flat (C-order) indices, as ``ndarray.reshape(-1).take`` gives them."""
+        flat = np.asarray(flat, dtype=np.intp).reshape(-1)
+        if self._gathers_densely(len(flat)):
+            gathered: npt.NDArray[Any] = self.dense().reshape(-1).take(flat)
+            return gathered
+        return self.values_at(np.column_stack(np.unravel_index(flat, self.shape)))
+
+    def _gathers_densely(self, n_points: int) -> bool:
+        chunks = math.prod(self.grid)
+        return self._dense is not None or (
+            n_points >= _DENSE_POINTS_PER_CHUNK * chunks and self.nbytes <= self._cache_bytes
+        )
+
     def values_at(self, points: npt.NDArray[np.integer[Any]]) -> npt.NDArray[Any]:
-        """Values at N points (an (N, ndim) array of valid indices), reading each chunk that
-        holds one once."""
-        points = np.asarray(points, dtype=np.int64)
+        """Values at N points (an (N, ndim) array of valid indices).
+
+        Many points on an array that fits the cache budget: the array is decoded once
+        (:meth:`dense`) and gathered from like a memory-mapped stack. Otherwise the points
+        are grouped by chunk (a radix sort of their chunk numbers) and each chunk that holds
+        one is read once.
+        """
+        points = np.asarray(points, dtype=np.int64).reshape(-1, self.ndim)
+        if self._gathers_densely(len(points)):
+            return self.take(np.asarray(np.ravel_multi_index(tuple(points.T), self.shape)))
         out = np.empty(len(points), dtype=self.dtype)
-        grid = points // np.asarray(self.chunks)
-        keys = np.ravel_multi_index(grid.T, self.grid) if len(points) else grid[:, 0]
-        order = np.argsort(keys, kind="stable")
-        starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1]])
+        if not len(points):
+            return out
+        chunks = np.asarray(self.chunks)
+        grid = points // chunks
+        keys = np.ravel_multi_index(tuple(grid.T), self.grid)
+        local = np.ravel_multi_index(tuple((points - grid * chunks).T), self.chunks)
+        small = keys.astype(np.uint16) if keys.max() < 2**16 else keys  # radix sort
+        order = np.argsort(small, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
         for first, last in zip(starts, [*starts[1:], len(order)], strict=True):
             rows = order[first:last]
             index = tuple(int(i) for i in grid[rows[0]])
-            local = points[rows] - np.asarray(index) * np.asarray(self.chunks)
-            out[rows] = self.chunk(index)[tuple(local.T)]
+            out[rows] = self.chunk(index).reshape(-1).take(local[rows])
+        return out
+
+    def dense(self) -> npt.NDArray[Any]:
+        """The whole array, decoded once (chunks in parallel, each checked) and kept,
+        read-only; later reads are served from it."""
+        if self._dense is not None:
+            return self._dense
+        out = np.empty(self.shape, dtype=self.dtype)
+        indices = list(product(*(range(n) for n in self.grid)))
+
+        def place(index: tuple[int, ...]) -> None:
+            block = self.chunk(index, remember=False)
+            region = tuple(
+                slice(i * c, min((i + 1) * c, n))
+                for i, c, n in zip(index, self.chunks, self.shape, strict=True)
+            )
+            out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+            for _ in pool.map(place, indices):  # zstd and sha256 release the GIL
+                pass
+        out.flags.writeable = False
+        self._dense = out
+        self._cache.clear()
         return out
 
     # --- chunks ----------------------------------------------------------------------------
@@ -242,7 +298,7 @@ class ZarrArray:
         for index in product(*(range(n) for n in self.grid)):
             yield index, self.path / chunk_key(index)
 
-    def chunk(self, index: tuple[int, ...]) -> npt.NDArray[Any]:
+    def chunk(self, index: tuple[int, ...], remember: bool = True) -> npt.NDArray[Any]:
         """The decoded chunk at grid ``index`` (full chunk shape), checked, then cached."""
         found = self._cache.get(index)
         if found is not None:
@@ -269,7 +325,8 @@ class ZarrArray:
                 )
             block = block.reshape(self.chunks)
         block.flags.writeable = False
-        self._remember(index, block)
+        if remember:
+            self._remember(index, block)
         return block
 
     def _remember(self, index: tuple[int, ...], block: npt.NDArray[Any]) -> None:
@@ -278,6 +335,8 @@ class ZarrArray:
             self._cache.popitem(last=False)
 
     def _read_box(self, low: Sequence[int], high: Sequence[int]) -> npt.NDArray[Any]:
+        if self._dense is not None:
+            return self._dense[tuple(slice(a, b) for a, b in zip(low, high, strict=True))].copy()
         shape = [max(0, h - lo) for lo, h in zip(low, high, strict=True)]
         out = np.empty(shape, dtype=self.dtype)
         if 0 in shape:
