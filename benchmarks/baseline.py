@@ -13,17 +13,25 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def ensure_baseline_venv(venv: Path) -> Path:
-    """The baseline venv's python, creating the venv with BrainGlobe 2.3.1 when it is missing
-    or broken (its reader must import)."""
+def ensure_venv(venv: Path, spec: str, module: str, constraints: Path | None = None) -> Path:
+    """The python of ``venv``, creating it with ``spec`` (pinned by ``constraints``) when it
+    is missing or broken (``module`` must import)."""
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import brainglobe_atlasapi.core"]
+    check = [str(python), "-c", f"import {module}"]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
-    log(f"creating the baseline venv {venv} ({BASELINE_SPEC})")
+    log(f"creating the venv {venv} ({spec})")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", BASELINE_SPEC], check=True)
+    install = [str(python), "-m", "pip", "install", "--quiet"]
+    if constraints is not None:
+        install += ["-c", str(constraints)]
+    subprocess.run([*install, spec], check=True)
     return python
+
+
+def ensure_baseline_venv(venv: Path) -> Path:
+    """The baseline venv's python (BrainGlobe 2.3.1; its reader must import)."""
+    return ensure_venv(venv, BASELINE_SPEC, "brainglobe_atlasapi.core")
 
 
 BG3_SPEC = "brainglobe-atlasapi[atlasgen]==3.0.2"
@@ -32,14 +40,8 @@ BG3_CONSTRAINTS = Path(__file__).resolve().parents[1] / "tests" / "bg3" / "const
 
 def ensure_bg3_venv(venv: Path) -> Path:
     """The python of a venv with BrainGlobe 3.0.2 (the v3 format's own packager and client),
-    pinned by tests/bg3/constraints.txt; made when missing or broken (the test suite makes
-    and reuses the same one, .venv-bg3)."""
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import brainglobe_atlasapi.atlas_generation.wrapup"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    log(f"creating the BrainGlobe 3 venv {venv} ({BG3_SPEC})")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = [str(python), "-m", "pip", "install", "--quiet", "-c", str(BG3_CONSTRAINTS)]
-    subprocess.run([*install, BG3_SPEC], check=True)
-    return python
+    pinned by tests/bg3/constraints.txt (the test suite makes and reuses the same one,
+    .venv-bg3)."""
+    return ensure_venv(
+        venv, BG3_SPEC, "brainglobe_atlasapi.atlas_generation.wrapup", BG3_CONSTRAINTS
+    )

@@ -40,9 +40,7 @@ class StructureEntry(UserDict[str, Any]):
     loader: Callable[[int], Any] | None = None
 
     def _read_mesh(self) -> Any:
-        import meshio
-
-        from atlasmith.errors import MeshError
+        from atlasmith.formats import load_mesh_file
 
         filename = self.data.get("mesh_filename")
         if filename is None:
@@ -50,13 +48,7 @@ class StructureEntry(UserDict[str, Any]):
             return None
         if self.loader is not None:
             return self.loader(int(self.data["id"]))
-        try:
-            return meshio.read(filename)
-        except (TypeError, meshio.ReadError) as err:
-            raise MeshError(
-                f"No valid mesh for region: {self.data['acronym']} (file {filename} is missing "
-                "or unreadable; the atlas may have no mesh for this structure)."
-            ) from err
+        return load_mesh_file(filename, self.data["acronym"])
 
 
 def structure_id(tree: StructureTree, key: Any) -> int:

@@ -31,6 +31,7 @@ from atlasmith.formats import (
     V3Atlas,
     V3Layout,
     V3Writer,
+    check_v3_free,
     place_v3,
     v3_version,
     write_folder,
@@ -208,14 +209,6 @@ def _targets(out: Path, name: str, formats: Sequence[str], compress: bool) -> li
     return targets
 
 
-def _check_v3_free(root: Path, layout: V3Layout, overwrite: bool) -> None:
-    if (root / layout.atlas_folder).exists() and not overwrite:
-        raise AtlasExistsError(
-            f"output already exists: {root / layout.atlas_folder}. Remove it, choose another "
-            "--out folder, or pass --overwrite to replace it."
-        )
-
-
 def write_package(
     inputs: AtlasInputs,
     out_dir: PathLike,
@@ -252,7 +245,7 @@ def write_package(
     def check_free() -> None:
         _check_free(_targets(out, name, chosen, compress), overwrite)
         if "v3" in chosen:
-            _check_v3_free(v3_root, layout, overwrite)
+            check_v3_free(v3_root, layout, overwrite)
 
     check_free()
     params = _mesh_parameters(mesh_parameters) if inputs.meshes is None else None
@@ -371,7 +364,7 @@ def build_atlas(
     folder = folder_name(atlas, parsed.version)
     _check_free(_targets(out, folder, chosen, True), overwrite)
     if "v3" in chosen:
-        _check_v3_free(out / V3_ROOT, V3Layout(atlas, v3_version(parsed.version)), overwrite)
+        check_v3_free(out / V3_ROOT, V3Layout(atlas, v3_version(parsed.version)), overwrite)
     ctx = make_context(parsed, res, None if source_dir is None else Path(source_dir))
     step("loading sources")
     raw = load_raw_atlas(parsed, ctx)

@@ -430,19 +430,17 @@ class AtlasCache:
         """The installed v1.2 folder as BrainGlobe 3 components in ``brainglobe-atlasapi/``
         (written in staging, moved in component by component, the manifest last); older
         versions of the atlas there are retired. Returns the manifest."""
-        from atlasmith.formats import V1Folder, place_v3, write_v3
+        from atlasmith.formats import V1Folder, install_v3
 
         staging = self._paths(name).staging / "v3"
         remove_tree(staging)
         try:
-            files = V1Folder(folder)
-            layout = write_v3(files, staging).layout
-            references = files.metadata.additional_references
-            manifest = place_v3(staging, layout, references, self.v3_root, overwrite=True)
+            manifest = install_v3(V1Folder(folder), staging, self.v3_root, overwrite=True)
         finally:
             remove_tree(staging)
+        version = manifest.parent.name.replace("_", ".")
         for other in self.installed_v3(name):
-            if other.version != layout.version:
+            if other.version != version:
                 _install.retire_v3(self.v3_root, other.path, name, self._paths(name).trash)
         return manifest
 

@@ -27,16 +27,17 @@ import numpy as np
 
 from atlasmith._fs import temporary_folder
 from atlasmith._types import PathLike
-from atlasmith.errors import AtlasExistsError, ConfigError, MissingFileError
+from atlasmith.errors import ConfigError, MissingFileError
 from atlasmith.formats import (
     V3_ROOT,
     AtlasFiles,
     V1Folder,
     V3Atlas,
+    V3Layout,
+    check_v3_free,
     find_manifest,
-    place_v3,
+    install_v3,
     v3_version,
-    write_v3,
 )
 from atlasmith.names import ARCHIVE_SUFFIX, parse_version
 
@@ -70,20 +71,12 @@ def _open_source(source: Path, work: Path) -> AtlasFiles:
 
 
 def _to_v3(files: AtlasFiles, out: Path, overwrite: bool, workers: int) -> Path:
-    from atlasmith.formats import V3Layout
-
     meta = files.metadata
-    layout = V3Layout(meta.atlas_name, v3_version(meta.version))
     root = out / V3_ROOT
-    if (root / layout.atlas_folder).exists() and not overwrite:
-        raise AtlasExistsError(
-            f"{root / layout.atlas_folder} already exists: remove it, choose another --out, "
-            "or pass --overwrite."
-        )
+    check_v3_free(root, V3Layout(meta.atlas_name, v3_version(meta.version)), overwrite)
     out.mkdir(parents=True, exist_ok=True)
     with temporary_folder(out, f"{meta.atlas_name}.convert-") as staging:
-        writer = write_v3(files, staging, workers)
-        return place_v3(staging, writer.layout, meta.additional_references, root, overwrite)
+        return install_v3(files, staging, root, overwrite, workers)
 
 
 def _to_v1(files: AtlasFiles, out: Path, overwrite: bool, workers: int) -> Path:

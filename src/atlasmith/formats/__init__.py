@@ -14,7 +14,12 @@ from pathlib import Path
 
 from atlasmith._types import PathLike
 from atlasmith.errors import MissingFileError
-from atlasmith.formats._base import AtlasFiles, symmetric_hemispheres
+from atlasmith.formats._base import (
+    AtlasFiles,
+    load_mesh_file,
+    read_json,
+    symmetric_hemispheres,
+)
 from atlasmith.formats._precomputed import encode_mesh
 from atlasmith.formats._tiff import PAGE_BYTES, map_pages, read_stack, write_stack
 from atlasmith.formats._v1 import (
@@ -34,6 +39,8 @@ from atlasmith.formats._v1 import (
 from atlasmith.formats._v3 import V3_ROOT, V3Atlas, V3Layout, find_manifest, is_v3_version
 from atlasmith.formats._v3_writer import (
     V3Writer,
+    check_v3_free,
+    install_v3,
     merge_last_versions,
     place_v3,
     v3_version,
@@ -57,9 +64,13 @@ __all__ = [
     "V3Writer",
     "V3_ROOT",
     "ZarrArray",
+    "check_v3_free",
+    "install_v3",
     "encode_mesh",
     "find_manifest",
     "is_v3_version",
+    "load_mesh_file",
+    "read_json",
     "merge_last_versions",
     "place_v3",
     "symmetric_hemispheres",

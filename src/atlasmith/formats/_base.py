@@ -14,11 +14,47 @@ from atlasmith._types import Float64Array, IntArray
 from atlasmith.hierarchy import StructureTree
 from atlasmith.metadata import AtlasMetadata
 
-__all__ = ["AtlasFiles", "symmetric_hemispheres"]
+__all__ = ["AtlasFiles", "load_mesh_file", "read_json", "symmetric_hemispheres"]
 
 #: Hemisphere values (BrainGlobe's): left 1, right 2.
 LEFT, RIGHT = 1, 2
 _FRONTAL_AXIS = 2  # right -> left in "asr"
+
+
+def read_json(path: Path, advice: str) -> Any:
+    """A JSON file of an atlas: MissingFileError ("<path> does not exist: <advice>") when it
+    is absent, AtlasFormatError when it is not JSON."""
+    import json
+
+    from atlasmith.errors import AtlasFormatError, MissingFileError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise MissingFileError(f"{path} does not exist: {advice}") from err
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AtlasFormatError(
+            f"{path} is not valid JSON ({err}): the file is corrupt. Re-install or rebuild the "
+            "atlas."
+        ) from err
+
+
+def load_mesh_file(path: Path, label: object) -> Any:
+    """A mesh file as a ``meshio.Mesh``; MeshError naming ``label`` and the file when it is
+    missing or unreadable."""
+    import meshio
+
+    from atlasmith.errors import MeshError
+
+    try:
+        return meshio.read(path)
+    except (TypeError, meshio.ReadError) as err:
+        raise MeshError(
+            f"No valid mesh for region: {label} (file {path} is missing or unreadable; the "
+            "atlas may have no mesh for this structure)."
+        ) from err
 
 
 def symmetric_hemispheres(shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
@@ -81,18 +117,7 @@ class AtlasFiles(ABC):
     def load_mesh(self, structure_id: int) -> Any:
         """A structure's mesh as a ``meshio.Mesh`` (micrometres, "asr"); MeshError when it
         is missing or unreadable."""
-        import meshio
-
-        from atlasmith.errors import MeshError
-
-        path = self.mesh_path(structure_id)
-        try:
-            return meshio.read(path)
-        except (TypeError, meshio.ReadError) as err:
-            raise MeshError(
-                f"No valid mesh for structure {structure_id} (file {path} is missing or "
-                "unreadable; the atlas may have no mesh for this structure)."
-            ) from err
+        return load_mesh_file(self.mesh_path(structure_id), structure_id)
 
     def misnamed_mesh_files(self) -> list[Path]:
         """Mesh files whose name is not a structure id (none, unless a format names files)."""

@@ -19,8 +19,8 @@ from typing import Any
 import numpy.typing as npt
 
 from atlasmith.config import source_date_epoch
-from atlasmith.errors import AtlasFormatError, MissingFileError
-from atlasmith.formats._base import AtlasFiles
+from atlasmith.errors import AtlasFormatError
+from atlasmith.formats._base import AtlasFiles, read_json
 from atlasmith.formats._tiff import read_stack, write_stack
 from atlasmith.hierarchy import StructureTree
 from atlasmith.metadata import METADATA_KEYS, AtlasMetadata
@@ -57,20 +57,11 @@ def stack_file(name: str) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise MissingFileError(
-            f"{path} does not exist: {path.parent} is not a complete atlas folder (it needs "
-            f"{METADATA} and {STRUCTURES}). Check the path, or re-install the atlas."
-        ) from err
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AtlasFormatError(
-            f"{path} is not valid JSON ({err}): the file is corrupt. Re-install or rebuild the "
-            "atlas."
-        ) from err
+    return read_json(
+        path,
+        f"{path.parent} is not a complete atlas folder (it needs {METADATA} and {STRUCTURES}). "
+        "Check the path, or re-install the atlas.",
+    )
 
 
 class V1Folder(AtlasFiles):

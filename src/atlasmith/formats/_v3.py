@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,10 +43,11 @@ from atlasmith.errors import (
     IntegrityError,
     MissingFileError,
 )
-from atlasmith.formats._base import AtlasFiles
+from atlasmith.formats._base import AtlasFiles, read_json
 from atlasmith.formats._precomputed import decode_mesh
 from atlasmith.formats._zarr import ZarrArray
 from atlasmith.hierarchy import StructureTree
+from atlasmith.metadata import METADATA_KEYS
 from atlasmith.names import is_version
 
 __all__ = [
@@ -81,20 +81,11 @@ TERMINOLOGY_HEADER = (
     "color_hex_triplet",
     "root_identifier_path",
 )
-#: Manifest keys BrainGlobe's packager writes (anything else is extra metadata).
+#: Manifest keys BrainGlobe's packager writes: v1's metadata keys, the manifest's location
+#: and the components (anything else is extra metadata).
 MANIFEST_KEYS = (
-    "name",
+    *METADATA_KEYS,
     "location",
-    "citation",
-    "atlas_link",
-    "species",
-    "symmetric",
-    "resolution",
-    "orientation",
-    "version",
-    "shape",
-    "additional_references",
-    "atlas_packager",
     "coordinate_space",
     "terminology",
     "annotation_set",
@@ -159,14 +150,7 @@ def find_manifest(path: Path) -> Path | None:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise MissingFileError(
-            f"{path} does not exist: the v3 atlas is incomplete. Re-install it."
-        ) from err
-    except (ValueError, UnicodeDecodeError) as err:
-        raise AtlasFormatError(f"{path} is not valid JSON ({err}). Re-install the atlas.") from err
+    return read_json(path, "the v3 atlas is incomplete. Re-install it.")
 
 
 def _location(component: Any, what: str, manifest: Path) -> str:

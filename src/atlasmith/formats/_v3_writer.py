@@ -66,6 +66,8 @@ from atlasmith.statistics import label_profiles
 __all__ = [
     "V3Tree",
     "V3Writer",
+    "check_v3_free",
+    "install_v3",
     "merge_last_versions",
     "place_v3",
     "terminology_csv",
@@ -475,6 +477,25 @@ def _components(layout: V3Layout, references: Iterable[str]) -> list[str]:
     ]
 
 
+def check_v3_free(root: Path, layout: V3Layout, overwrite: bool) -> None:
+    """AtlasExistsError when ``root`` already has this version and ``overwrite`` is False."""
+    if (root / layout.atlas_folder).exists() and not overwrite:
+        raise AtlasExistsError(
+            f"output already exists: {root / layout.atlas_folder}. Remove it, choose another "
+            "--out folder, or pass --overwrite to replace it."
+        )
+
+
+def install_v3(
+    files: AtlasFiles, staging: Path, root: Path, overwrite: bool, workers: int = 2
+) -> Path:
+    """Write any atlas as BrainGlobe 3 components in ``staging`` (an empty folder on the
+    root's disk) and move them into ``root``; return the manifest."""
+    layout = write_v3(files, staging, workers).layout
+    references = files.metadata.additional_references
+    return place_v3(staging, layout, references, root, overwrite)
+
+
 def place_v3(
     staging: Path, writer_layout: V3Layout, references: Iterable[str], root: Path, overwrite: bool
 ) -> Path:
@@ -490,11 +511,7 @@ def place_v3(
     """
     components = _components(writer_layout, list(references))
     final = root / writer_layout.manifest
-    if (root / writer_layout.atlas_folder).exists() and not overwrite:
-        raise AtlasExistsError(
-            f"{root / writer_layout.atlas_folder} already exists: remove it, choose another "
-            "--out folder, or pass --overwrite to replace it."
-        )
+    check_v3_free(root, writer_layout, overwrite)
     for component in components:
         target = root / component
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from atlasmith.errors import AtlasFormatError, MissingFileError
+from atlasmith.errors import AtlasFormatError
+from atlasmith.formats._base import read_json
 
 __all__ = [
     "ZarrArray",
@@ -357,14 +358,7 @@ class ZarrArray:
 
 def _read_metadata(path: Path) -> dict[str, Any]:
     file = path / "zarr.json"
-    try:
-        metadata = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise MissingFileError(
-            f"{file} does not exist: the array {path} is incomplete. Re-install the atlas."
-        ) from err
-    except (ValueError, UnicodeDecodeError) as err:
-        raise AtlasFormatError(f"{file} is not valid JSON ({err}). Re-install the atlas.") from err
+    metadata = read_json(file, f"the array {path} is incomplete. Re-install the atlas.")
     if not isinstance(metadata, dict) or metadata.get("node_type") != "array":
         raise AtlasFormatError(f"{file} does not describe a Zarr v3 array.")
     grid = metadata.get("chunk_grid", {})
