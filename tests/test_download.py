@@ -39,6 +39,7 @@ class Fault:
     drop_after: int | None = None
     ignore_range: bool = False
     times: int = 1_000_000
+    stall: float | None = None  # with drop_after: then hang this long before dropping
 
 
 @dataclass
@@ -133,9 +134,11 @@ def _handler(repo: RepoServer) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(size - start))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
-            self._stream(target, start, fault.drop_after if fault else None)
+            self._stream(target, start, fault.drop_after if fault else None, fault)
 
-        def _stream(self, target: Path, start: int, drop_after: int | None) -> None:
+        def _stream(
+            self, target: Path, start: int, drop_after: int | None, fault: Fault | None = None
+        ) -> None:
             chunk = 64 * 1024
             sent = 0
             with open(target, "rb") as stream:
@@ -144,6 +147,8 @@ def _handler(repo: RepoServer) -> type[http.server.BaseHTTPRequestHandler]:
                     if drop_after is not None and sent + len(block) > drop_after:
                         self.wfile.write(block[: drop_after - sent])
                         self.wfile.flush()
+                        if fault is not None and fault.stall:
+                            time.sleep(fault.stall)  # a server that hangs mid-transfer
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return

@@ -30,6 +30,7 @@ def fetch(
     *,
     repository: PathLike | None = None,
     cache_dir: PathLike | None = None,
+    lazy: bool = False,
 ) -> Atlas:
     """Open atlas ``name``, downloading and installing it on first use.
 
@@ -42,6 +43,10 @@ def fetch(
         installed version, or the repository's latest when none is installed.
     repository, cache_dir : optional
         Override the configured repository and cache folder.
+    lazy : bool
+        Open the atlas as published in BrainGlobe 3's format, downloading only its manifest
+        now and each other piece (stack chunk, mesh, mask) on first use, verified; pieces
+        already downloaded are used offline. Default: install the whole v1.2 package.
 
     Returns
     -------
@@ -61,6 +66,8 @@ def fetch(
     >>> atlas = fetch("allen_mouse_25um")  # doctest: +SKIP
     """
     cache = AtlasCache(load_settings(repository=repository, cache_dir=cache_dir))
+    if lazy:
+        return Atlas(cache.open_lazy(name, version))
     with download_bar(f"Downloading {name}") as update:
         installed = cache.fetch(name, version, progress=update)
     return Atlas(installed.path)
@@ -99,6 +106,9 @@ class BrainGlobeAtlas(Atlas):
         give the folders not passed explicitly.
     fn_update : callable, optional
         ``fn_update(completed_bytes, total_bytes)`` during the download.
+    lazy : bool
+        Open the BrainGlobe 3 copy piece by piece instead of installing the package (see
+        :func:`fetch`); atlasmith's extension.
 
     Examples
     --------
@@ -115,6 +125,7 @@ class BrainGlobeAtlas(Atlas):
         check_latest: bool = True,
         config_dir: PathLike | None = None,
         fn_update: ProgressCallback | None = None,
+        lazy: bool = False,
     ) -> None:
         self.atlas_name = atlas_name
         self.fn_update = fn_update
@@ -124,6 +135,9 @@ class BrainGlobeAtlas(Atlas):
         interm = interm_download_dir or dirs.get("interm_download_dir")
         self.interm_download_dir = Path(interm) if interm else None
         self._cache = AtlasCache(settings, download_dir=self.interm_download_dir)
+        if lazy:
+            Atlas.__init__(self, self._cache.open_lazy(atlas_name))
+            return
         with download_bar(f"Downloading {atlas_name}", fn_update) as update:
             installed = self._cache.fetch(atlas_name, progress=update)
         self._open(installed.path)

@@ -27,8 +27,9 @@ locked operation on the atlas completes (:func:`atlasmith._install.recover`).
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ from atlasmith import _install
 from atlasmith._fs import atomic_write, remove_tree
 from atlasmith._types import PathLike, ProgressCallback
 from atlasmith.config import Settings, load_settings
-from atlasmith.download import fetch_bytes, is_remote, join_location
+from atlasmith.download import download_file, fetch_bytes, is_remote, join_location
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
@@ -54,6 +55,8 @@ from atlasmith.repository import CONF_NAMES, INDEX_NAME, IndexEntry, RepositoryI
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
+    from atlasmith.formats import V3Atlas
+
 __all__ = [
     "Action",
     "AtlasCache",
@@ -68,6 +71,9 @@ _LOCK_TIMEOUT = 3600.0
 _SWAPS = "swaps"  # journals of updates in progress
 _CONF = CONF_NAMES[0]  # last_versions.conf: the name BrainGlobe's client reads
 _V3_ROOT = "brainglobe-atlasapi"  # BrainGlobe 3's folder in its brainglobe_dir
+_V3_PREFIX = "atlas"  # the repository's folder of BrainGlobe 3 components
+_V3_CONF = "atlases/last_versions.conf"
+_LAZY = "lazy"  # markers of atlases whose v3 pieces are fetched on use
 
 
 def _is_version_folder(name: str) -> bool:
@@ -434,6 +440,7 @@ class AtlasCache:
 
         staging = self._paths(name).staging / "v3"
         remove_tree(staging)
+        (self.root / _STATE / _LAZY / name).unlink(missing_ok=True)  # complete from now on
         try:
             manifest = install_v3(V1Folder(folder), staging, self.v3_root, overwrite=True)
         finally:
@@ -443,6 +450,84 @@ class AtlasCache:
             if other.version != version:
                 _install.retire_v3(self.v3_root, other.path, name, self._paths(name).trash)
         return manifest
+
+    # --- BrainGlobe 3 atlases, piece by piece -----------------------------------------------
+
+    def open_lazy(self, name: str, version: str | None = None) -> V3Atlas:
+        """Open ``name`` as published in BrainGlobe 3's format, downloading only its manifest
+        now: every other piece (a stack chunk, a mesh, a mask) is fetched on first use into
+        ``brainglobe-atlasapi/``, checked against the sha256 the manifest lists (itself
+        checked against the index), written atomically (resumable), under the atlas's lock.
+        Pieces already here are used offline.
+
+        Raises
+        ------
+        OfflineError
+            Offline and the manifest is not cached yet.
+        AtlasNotFoundError
+            The repository has no such atlas or version, or no BrainGlobe 3 copy of it.
+        """
+        from atlasmith.formats import V3Atlas
+
+        manifest = self._lazy_manifest(name, version)
+        return V3Atlas(manifest, fetch=self._piece_fetcher(name))
+
+    def _lazy_manifest(self, name: str, version: str | None) -> Path:
+        if self.blocked:  # offline: the newest manifest fetched before
+            cached = [a for a in self.installed_v3(name) if version in (None, a.version)]
+            if cached:
+                return cached[-1].path
+            raise self._offline_error(name, version)
+        entry = self.index().entry(name, version)
+        if not entry.v3:
+            raise AtlasNotFoundError(
+                f"{self.settings.repository} publishes no BrainGlobe 3 copy of {name} "
+                f"{entry.version}: install it whole with `atlasmith install {name}`."
+            )
+        relative = str(entry.v3["manifest"]).removeprefix(f"{_V3_PREFIX}/")
+        target = self.v3_root / relative
+        with self._lock(name):
+            marker = self._state(_LAZY) / name  # its pieces come one by one (for verify)
+            if not self.installed_v3(name) or marker.is_file():
+                marker.touch()
+            if not (target.is_file() and sha256_file(target) == entry.v3["sha256"]):
+                self._download(
+                    str(entry.v3["manifest"]), target, entry.v3["sha256"], entry.v3["size"]
+                )
+            _install.note_version(self.v3_root / _V3_CONF, name, str(entry.v3["version"]))
+        return target
+
+    def _piece_fetcher(self, name: str) -> Callable[[str, str, int], bytes]:
+        def fetch(relative: str, sha256: str, size: int) -> bytes:
+            target = self.v3_root / relative
+            with self._lock(name):  # another process may have fetched it meanwhile
+                if target.is_file():
+                    data = target.read_bytes()
+                    if len(data) == size and hashlib.sha256(data).hexdigest() == sha256:
+                        return data
+                if self.blocked:
+                    raise OfflineError(
+                        f"{target} is not downloaded yet and offline mode is on: unset "
+                        f"ATLASMITH_OFFLINE, or install {name} whole before going offline."
+                    )
+                self._download(f"{_V3_PREFIX}/{relative}", target, sha256, size)
+                return target.read_bytes()
+
+        return fetch
+
+    def _download(self, key: str, target: Path, sha256: str, size: int) -> None:
+        """One piece of the repository into ``target``: resumable (``.part``), verified, then
+        renamed into place."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        download_file(
+            join_location(self.settings.repository, key),
+            target,
+            sha256=sha256,
+            size=size,
+            timeout=self.settings.timeout,
+            retries=self.settings.retries,
+            client=self.client,
+        )
 
     def installed_v3(self, name: str | None = None) -> list[InstalledAtlas]:
         """BrainGlobe 3 atlases in ``brainglobe-atlasapi/`` (their manifests), by name then
@@ -564,12 +649,23 @@ class AtlasCache:
 
     def verify(self, name: str) -> list[str]:
         """Re-hash the installed atlas ``name`` against its manifest, and its BrainGlobe 3
-        copy against the sha256 its manifest lists; [] when intact."""
+        copy (or the pieces of it fetched so far) against the sha256 its manifest lists; []
+        when intact."""
+        found = self.find(name)
+        if found is None and not self.installed_v3(name):
+            self.require(name)  # raises AtlasNotFoundError
+        problems = verify_folder(found.path) if found is not None else []
+        return problems + self.verify_v3(name)
+
+    def verify_v3(self, name: str) -> list[str]:
+        """The BrainGlobe 3 copies of ``name``: every file re-hashed (for an atlas opened
+        lazily, every piece downloaded so far); [] when intact."""
         from atlasmith.formats import V3Atlas
 
-        problems = verify_folder(self.require(name).path)
+        lazy = (self.root / _STATE / _LAZY / name).is_file()
+        problems = []
         for copy in self.installed_v3(name):
-            problems += V3Atlas(copy.path).problems()
+            problems += V3Atlas(copy.path).problems(present_only=lazy)
         return problems
 
     # --- small effects ----------------------------------------------------------------------------

@@ -17,6 +17,11 @@ and it builds the same package, with these fixes of BrainGlobe 2.3.1's behaviour
   reorientation; BrainGlobe's flip is one voxel off);
 - the archive is byte-reproducible and carries a ``manifest.json`` with every file's sha256;
 - an empty ``meshes_dict`` makes atlasmith generate the meshes from the annotation.
+
+For BrainGlobe 3 (brainglobe-atlasapi 3.x) users, :func:`use_repository` points its own,
+unmodified client at an atlasmith repository. Importing this module is cheap (the build
+machinery loads when a function needs it), so it can be imported where only BrainGlobe 3 is
+installed.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from atlasmith.build import write_package
+from atlasmith._bg3 import environment, use_repository
 from atlasmith.errors import AtlasExistsError, ScriptError
-from atlasmith.inputs import RawAtlas, prepare_inputs
 
-__all__ = ["construct_meshes_from_annotation", "wrapup_atlas_from_data"]
+__all__ = [
+    "construct_meshes_from_annotation",
+    "environment",
+    "use_repository",
+    "wrapup_atlas_from_data",
+]
 
 _MIN_KEEP = 0.05  # decimate_fraction 0 ("reduce as much as possible") keeps 5% of triangles
 _CLUSTER_VOXELS = 2.0  # vertex-clustering block, in voxels (meshes are made in voxel units)
@@ -114,6 +121,8 @@ def wrapup_atlas_from_data(
     Path
         The archive when ``compress``, else the folder.
     """
+    from atlasmith.build import write_package
+    from atlasmith.inputs import RawAtlas, prepare_inputs
     from atlasmith.orientation import check_origin
 
     raw = RawAtlas(
@@ -189,6 +198,8 @@ def construct_meshes_from_annotation(
     ScriptError
         ``num_threads`` is 0 (a ValueError, as in BrainGlobe).
     """
+    import numpy as np
+
     from atlasmith.hierarchy import StructureTree
     from atlasmith.meshes import MeshParameters, generate_meshes
 

@@ -45,7 +45,8 @@ _log = logging.getLogger("atlasmith.server")
 _SERVED = re.compile(
     r"^(?:index\.json|last_versions\.conf|latest_versions\.conf|index\.html"
     r"|[a-z0-9][a-z0-9_.-]*\.tar\.gz"
-    r"|(?:previews|structures|atlases|static)/[A-Za-z0-9][A-Za-z0-9_.-]*)$"
+    r"|(?:previews|structures|atlases|static)/[A-Za-z0-9][A-Za-z0-9_.-]*"
+    r"|atlas/(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)*[A-Za-z0-9][A-Za-z0-9_.-]*)$"
 )
 
 
@@ -84,7 +85,8 @@ def make_app(
     -------
     FastAPI
         Routes: ``GET /``, ``GET /health``, ``GET|HEAD /<file>`` (the repository layout),
-        ``PUT /atlases/<archive>`` (upload), ``POST /atlases/<atlas>/<version>/yank``.
+        ``PUT /atlases/<archive>`` (upload), ``POST /atlases/<atlas>/<version>/yank``, and
+        BrainGlobe 3's read-only S3 subset under ``/brainglobe`` (:mod:`atlasmith.s3api`).
     """
     if tokens is not None and tokens.path.resolve().is_relative_to(repository.root):
         raise ConfigError(
@@ -95,6 +97,9 @@ def make_app(
     app.state.repository = repository
     app.state.tokens = tokens
     app.state.max_upload_bytes = max_upload_bytes
+    from atlasmith.s3api import add_s3_routes
+
+    add_s3_routes(app, repository, _file_response)  # before the catch-all file route
     _add_read_routes(app, repository)
     _add_write_routes(app)
     return app
@@ -152,8 +157,10 @@ def _file_response(request: Request, path: Path) -> Response:
 
 
 def _cache_control(path: Path) -> str:
-    # archives, previews and structure copies of a version never change; indexes do
+    # archives, previews, structure copies and v3 components of a version never change;
+    # indexes and version lists do
     immutable = path.name.endswith((".tar.gz", ".png")) or path.parent.name == "structures"
+    immutable = immutable or ("/atlas/" in path.as_posix() and not path.name.endswith(".conf"))
     return "public, max-age=31536000, immutable" if immutable else "no-cache"
 
 

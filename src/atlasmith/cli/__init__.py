@@ -12,6 +12,7 @@ import click
 
 from atlasmith._version import __version__
 from atlasmith.cli._client import (
+    brainglobe_env_command,
     info_command,
     install_command,
     list_command,
@@ -64,5 +65,6 @@ for _command in (
     remove_command,
     verify_command,
     info_command,
+    brainglobe_env_command,
 ):
     main.add_command(_command)

@@ -75,6 +75,23 @@ def list_command(
         click.echo(f"note: {problem}", err=True)
 
 
+@click.command("brainglobe-env")
+@click.argument("url")
+@reports_errors
+def brainglobe_env_command(url: str) -> None:
+    """Print the shell lines that point BrainGlobe 3's client at the repository served at URL
+    (`atlasmith serve`, or an S3 endpoint holding bucket 'brainglobe')."""
+    from atlasmith._bg3 import environment
+
+    for key, value in environment(url).items():
+        click.echo(f"export {key}={value}")
+    click.echo(
+        "# brainglobe-atlasapi 3.x also checks a fixed AWS address before any download: with "
+        "internet access these lines suffice; offline, or where only this server is reachable, "
+        f'call atlasmith.compat.use_repository("{url}") in Python before opening an atlas.'
+    )
+
+
 @click.command("install")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--version", "version", default=None, help="Install this version (M.m).")

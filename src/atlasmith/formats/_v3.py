@@ -27,7 +27,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -91,6 +92,8 @@ MANIFEST_KEYS = (
     "annotation_set",
     "template",
 )
+#: ``fetch(relative path, sha256, size) -> bytes``: gets a listed piece (lazy downloads).
+PieceFetcher = Callable[[str, str, int], bytes]
 FILES_KEY = "atlasmith"  # extra manifest key: {"format": ..., "files": {path: {sha256, size}}}
 FILES_FORMAT = "atlasmith-v3-files/1"
 
@@ -215,14 +218,20 @@ class V3Atlas(AtlasFiles):
     path : str or Path
         The atlas manifest (``.../atlases/<atlas>/<M_m>/manifest.json``) or its folder.
 
+    fetch : callable, optional
+        ``fetch(relative path, sha256, size) -> bytes``: gets a listed piece that is missing or
+        damaged here (the cache's lazy download: verified, written atomically); without it
+        such a piece is an error.
+
     Stacks are :class:`~atlasmith.formats._zarr.ZarrArray` (read chunk by chunk); when the
     manifest lists its files' sha256 (atlasmith writes it), every file read is checked
-    against it, and a listed file that is missing is an error, never zeros.
+    against it, and a listed file that is missing is fetched or an error, never zeros.
     """
 
     format_name = "brainglobe-v3"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, fetch: PieceFetcher | None = None) -> None:
+        self.fetch = fetch
         manifest = find_manifest(Path(path))
         if manifest is None:
             raise MissingFileError(
@@ -278,28 +287,56 @@ class V3Atlas(AtlasFiles):
                 f"{self.root / relative} is not listed in {self.manifest_path}: a file the atlas "
                 "does not have. Re-install the atlas."
             )
+        sha256, size = str(expected.get("sha256")), expected.get("size")
+        intact = (
+            data is not None and len(data) == size and hashlib.sha256(data).hexdigest() == sha256
+        )
+        if intact:
+            return data
+        if self.fetch is not None:  # a lazily downloaded atlas: get (or repair) the piece
+            return self.fetch(relative, sha256, int(size or 0))
         if data is None:
             raise IntegrityError(
                 f"{self.root / relative} is missing, but the manifest lists it (an interrupted "
                 "download?). Nothing is read as zeros: re-install the atlas."
             )
-        got = hashlib.sha256(data).hexdigest()
-        if got != expected.get("sha256") or len(data) != expected.get("size"):
-            raise IntegrityError(
-                f"{self.root / relative} is damaged: sha256 {got}, the manifest says "
-                f"{expected.get('sha256')}. Re-install the atlas."
-            )
-        return data
+        raise IntegrityError(
+            f"{self.root / relative} is damaged: sha256 {hashlib.sha256(data).hexdigest()}, the "
+            f"manifest says {sha256}. Re-install the atlas."
+        )
 
-    def problems(self) -> list[str]:
+    def _json(self, relative: str) -> Any:
+        """A JSON file of the atlas, read (or fetched) and checked like every piece."""
+        data = self.read(relative)
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise AtlasFormatError(f"{self.root / relative} is not valid JSON ({err}).") from err
+
+    def listed(self, relative: str) -> bool:
+        """Whether the atlas has this file (here, or listed in its manifest)."""
+        return (self.files is not None and relative in self.files) or (
+            self.root / relative
+        ).is_file()
+
+    def problems(self, present_only: bool = False) -> list[str]:
         """Every listed file re-hashed: what is missing or changed ([] when intact, or when
-        the manifest lists no files, as BrainGlobe's own do not)."""
+        the manifest lists no files, as BrainGlobe's own do not). ``present_only``: the
+        pieces downloaded so far (a lazily fetched atlas), never fetching one."""
         found = []
         for relative in sorted(self.files or {}):
-            try:
-                self.read(relative)
-            except (IntegrityError, MissingFileError) as err:
-                found.append(str(err))
+            data = _read_or_none(self.root / relative)
+            if data is None and present_only:
+                continue
+            expected = (self.files or {})[relative]
+            if data is None:
+                found.append(f"{self.root / relative} is missing, but the manifest lists it.")
+            elif len(data) != expected.get("size") or (
+                hashlib.sha256(data).hexdigest() != expected.get("sha256")
+            ):
+                found.append(
+                    f"{self.root / relative} is damaged: its sha256 is not the listed one."
+                )
         return found
 
     # --- AtlasFiles ----------------------------------------------------------------------------
@@ -376,7 +413,7 @@ class V3Atlas(AtlasFiles):
 
     def _level(self, folder: str) -> ZarrArray:
         """The pyramid level of an OME-Zarr image whose scale is this atlas's resolution."""
-        group = _read_json(self.root / folder / "zarr.json")
+        group = self._json(f"{folder}/zarr.json")
         resolution = np.asarray(self.metadata_dict["resolution"]) / 1000.0
         try:
             multiscales = group["attributes"]["ome"]["multiscales"][0]
@@ -395,9 +432,16 @@ class V3Atlas(AtlasFiles):
                 path = str(dataset["path"])
                 if "/" in path or path in ("", ".", ".."):
                     raise AtlasFormatError(f"{self.root / folder}: dataset path {path!r}.")
-                return ZarrArray(self.root / folder / path, check=self.check, relative_to=self.root)
+                return self._array(f"{folder}/{path}")
         raise AtlasFormatError(
             f"{self.root / folder} has no level at {self.metadata_dict['resolution']} um."
+        )
+
+    def _array(self, folder: str) -> ZarrArray:
+        """A Zarr array of the atlas, its metadata and chunks read through :meth:`check`."""
+        metadata = self._json(f"{folder}/zarr.json")
+        return ZarrArray(
+            self.root / folder, check=self.check, relative_to=self.root, metadata=metadata
         )
 
     @property
@@ -409,10 +453,14 @@ class V3Atlas(AtlasFiles):
         return self.mesh_folder / str(int(structure_id))
 
     def mesh_files(self) -> dict[int, Path]:
-        """Every mesh fragment there is, by structure id."""
-        if not self.mesh_folder.is_dir():
-            return {}
-        return {int(p.name): p for p in self.mesh_folder.iterdir() if p.name.isdigit()}
+        """Every mesh fragment the atlas has (listed in its manifest, or here), by id."""
+        names: set[str] = set()
+        if self.files is not None:
+            base = f"{self.location('annotation_set')}/{MESHES}/"
+            names = {key[len(base) :] for key in self.files if key.startswith(base)}
+        elif self.mesh_folder.is_dir():
+            names = {p.name for p in self.mesh_folder.iterdir()}
+        return {int(name): self.mesh_folder / name for name in sorted(names) if name.isdigit()}
 
     def read_mesh(self, structure_id: int) -> tuple[Float64Array, IntArray]:
         """A structure's mesh in micrometres on the "asr" axes, checked and decoded."""
@@ -426,9 +474,7 @@ class V3Atlas(AtlasFiles):
 
         from atlasmith.errors import MeshError
 
-        if not self.mesh_path(structure_id).is_file() and (
-            self.files is None or self._mesh_key(structure_id) not in self.files
-        ):
+        if not self.listed(self._mesh_key(structure_id)):
             raise MeshError(
                 f"No valid mesh for structure {structure_id}: {self.mesh_path(structure_id)} "
                 "does not exist (the atlas has no mesh for this structure)."
@@ -444,11 +490,9 @@ class V3Atlas(AtlasFiles):
     @cached_property
     def _masks(self) -> tuple[ZarrArray, dict[int, int]] | None:
         folder = f"{self.location('annotation_set')}/{ANNOTATION_MASKS}"
-        if not (self.root / folder / "zarr.json").is_file():
+        if not self.listed(f"{folder}/zarr.json"):
             return None
-        values = ZarrArray(
-            self.root / folder / ANNOTATION_VALUES, check=self.check, relative_to=self.root
-        )
+        values = self._array(f"{folder}/{ANNOTATION_VALUES}")
         index = {int(v): i for i, v in enumerate(np.asarray(values))}
         return self._level(folder), index
 

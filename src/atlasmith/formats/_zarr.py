@@ -168,9 +168,10 @@ class ZarrArray:
         check: ChunkCheck | None = None,
         relative_to: Path | None = None,
         cache_bytes: int = CACHE_BYTES,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = path
-        metadata = _read_metadata(path)
+        metadata = _read_metadata(path) if metadata is None else _checked_metadata(path, metadata)
         self.shape: tuple[int, ...] = tuple(int(s) for s in metadata["shape"])
         self.chunks: tuple[int, ...] = tuple(
             int(c) for c in metadata["chunk_grid"]["configuration"]["chunk_shape"]
@@ -358,7 +359,14 @@ class ZarrArray:
 
 def _read_metadata(path: Path) -> dict[str, Any]:
     file = path / "zarr.json"
-    metadata = read_json(file, f"the array {path} is incomplete. Re-install the atlas.")
+    return _checked_metadata(
+        path, read_json(file, f"the array {path} is incomplete. Re-install the atlas.")
+    )
+
+
+def _checked_metadata(path: Path, metadata: Any) -> dict[str, Any]:
+    """An array's ``zarr.json``, checked to be one this reader reads."""
+    file = path / "zarr.json"
     if not isinstance(metadata, dict) or metadata.get("node_type") != "array":
         raise AtlasFormatError(f"{file} does not describe a Zarr v3 array.")
     grid = metadata.get("chunk_grid", {})

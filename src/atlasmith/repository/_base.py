@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO, Self
@@ -12,14 +13,23 @@ from atlasmith._fs import is_safe_relpath
 from atlasmith.errors import AtlasNotFoundError, RepositoryError
 from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name
-from atlasmith.repository._check import CheckedArchive, check_archive
+from atlasmith.repository._check import V3_PREFIX, CheckedArchive, check_archive
 from atlasmith.repository._index import IndexEntry, RepositoryIndex, utc_now
 from atlasmith.web import render_site
 
-__all__ = ["CONF_NAMES", "INDEX_NAME", "Repository", "StorageRepository", "check_name"]
+__all__ = [
+    "CONF_NAMES",
+    "INDEX_NAME",
+    "V3_CONF",
+    "Repository",
+    "StorageRepository",
+    "check_name",
+]
 
 INDEX_NAME = "index.json"
 CONF_NAMES = ("last_versions.conf", "latest_versions.conf")
+#: BrainGlobe 3's list of latest versions (its client's listing reads it).
+V3_CONF = f"{V3_PREFIX}/atlases/last_versions.conf"
 _log = logging.getLogger("atlasmith.repository")
 
 
@@ -118,13 +128,16 @@ class StorageRepository(Repository):
         """Exclusive lock over index changes, across processes (and machines for S3)."""
 
     def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
-        """Check ``archive`` and publish it (see :meth:`Repository.publish`)."""
-        checked = check_archive(archive, preview, self.max_bytes, self.scratch_dir())
-        with self._lock():
-            entry = checked.entry(utc_now())
-            index = self.read_index().with_entry(entry)
-            self._store_files(checked)
-            self._write_index(index)
+        """Check ``archive`` and publish it, with the same atlas as BrainGlobe 3 components
+        under ``atlas/`` (see :meth:`Repository.publish`)."""
+        scratch = self.scratch_dir()
+        with tempfile.TemporaryDirectory(prefix=".atlasmith-v3-", dir=scratch) as v3_dir:
+            checked = check_archive(archive, preview, self.max_bytes, scratch, Path(v3_dir))
+            with self._lock():
+                entry = checked.entry(utc_now())
+                index = self.read_index().with_entry(entry)
+                self._store_files(checked)
+                self._write_index(index)
         _log.info("published %s (%d bytes, sha256 %s)", entry.archive, entry.size, entry.sha256)
         return entry
 
@@ -137,6 +150,11 @@ class StorageRepository(Repository):
         return index.entry(atlas_name, version)
 
     def _store_files(self, checked: CheckedArchive) -> None:
+        if checked.v3 is not None:  # components first, the manifest last
+            staged = checked.v3
+            for relative in staged.files:
+                self._write_file(f"{V3_PREFIX}/{relative}", staged.root / relative)
+            self._write_file(f"{V3_PREFIX}/{staged.manifest}", staged.root / staged.manifest)
         self._write_file(archive_name(checked.atlas_name, checked.version), checked.path)
         self._write_bytes(f"structures/{checked.stem}.json", checked.structures_json)
         if checked.preview_png is not None:
@@ -150,3 +168,4 @@ class StorageRepository(Repository):
         conf = index.render_conf().encode()
         for name in CONF_NAMES:
             self._write_bytes(name, conf)
+        self._write_bytes(V3_CONF, index.render_v3_conf().encode())

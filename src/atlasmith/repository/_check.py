@@ -13,7 +13,39 @@ from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name, folder_name, split_archive_name
 from atlasmith.repository._index import IndexEntry
 
-__all__ = ["CheckedArchive", "check_archive", "summary_metadata"]
+__all__ = ["V3_PREFIX", "CheckedArchive", "StagedV3", "check_archive", "summary_metadata"]
+
+#: Where a repository keeps BrainGlobe 3 components: the keys BrainGlobe 3's client reads
+#: under its bucket (``s3://brainglobe/atlas/...``).
+V3_PREFIX = "atlas"
+
+
+@dataclass(frozen=True)
+class StagedV3:
+    """A checked archive's atlas written as BrainGlobe 3 components, ready to store.
+
+    ``files`` maps each component file (relative to ``root``, the v3 root) to its sha256 and
+    size; ``manifest`` is the manifest's path relative to ``root`` (it lists ``files``)."""
+
+    root: Path
+    version: str
+    manifest: str
+    files: Mapping[str, Mapping[str, Any]]
+
+    def index_entry(self) -> dict[str, Any]:
+        """The ``v3`` part of the index entry."""
+        from atlasmith.package import sha256_file
+
+        path = self.root / self.manifest
+        return {
+            "version": self.version,
+            "manifest": f"{V3_PREFIX}/{self.manifest}",
+            "sha256": sha256_file(path),
+            "size": path.stat().st_size,
+            "files": len(self.files) + 1,
+            "bytes": sum(int(f["size"]) for f in self.files.values()) + path.stat().st_size,
+        }
+
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,6 +63,7 @@ class CheckedArchive:
     build: Mapping[str, Any]
     structures_json: bytes
     preview_png: bytes | None = field(default=None)
+    v3: StagedV3 | None = field(default=None)
 
     @property
     def stem(self) -> str:
@@ -50,6 +83,7 @@ class CheckedArchive:
             structures=f"structures/{self.stem}.json",
             metadata=self.metadata,
             build=self.build,
+            v3=self.v3.index_entry() if self.v3 is not None else {},
         )
 
 
@@ -58,6 +92,7 @@ def check_archive(
     preview: str | Path | None = None,
     max_bytes: int = MAX_PUBLISHED_BYTES,
     work_dir: Path | None = None,
+    v3_dir: Path | None = None,
 ) -> CheckedArchive:
     """Check an archive the way a repository must before accepting it.
 
@@ -75,6 +110,10 @@ def check_archive(
         Size cap for the archive and for its extracted content.
     work_dir
         Where to extract for the checks (default: the system's temporary folder).
+    v3_dir
+        An empty folder: the checked package is also written there as BrainGlobe 3
+        components (``CheckedArchive.v3``), re-read and checked against the sha256 they were
+        written with, for the repository to store beside the archive.
 
     Raises
     ------
@@ -94,7 +133,8 @@ def check_archive(
     size = path.stat().st_size
     if size > max_bytes:
         raise ArchiveError(f"{path.name} is {size} bytes, over the limit of {max_bytes} bytes.")
-    contents = _check_contents(path, folder_name(atlas_name, version), max_bytes, work_dir)
+    stem = folder_name(atlas_name, version)
+    contents = _check_contents(path, stem, max_bytes, work_dir, v3_dir)
     return CheckedArchive(
         path=path,
         atlas_name=atlas_name,
@@ -105,10 +145,13 @@ def check_archive(
         build=contents["build"],
         structures_json=contents["structures"],
         preview_png=_read_preview(Path(preview)) if preview else contents["preview"],
+        v3=contents["v3"],
     )
 
 
-def _check_contents(path: Path, stem: str, max_bytes: int, work_dir: Path | None) -> dict[str, Any]:
+def _check_contents(
+    path: Path, stem: str, max_bytes: int, work_dir: Path | None, v3_dir: Path | None
+) -> dict[str, Any]:
     """Extract to a temporary folder, verify and validate it, and read what the index needs."""
     from atlasmith.package import safe_extract
 
@@ -126,7 +169,22 @@ def _check_contents(path: Path, stem: str, max_bytes: int, work_dir: Path | None
             )
         _verify(folder, path.name)
         _validate(folder, path.name)
-        return _read_contents(folder)
+        contents = _read_contents(folder)
+        contents["v3"] = _stage_v3(folder, v3_dir) if v3_dir is not None else None
+        return contents
+
+
+def _stage_v3(folder: Path, v3_dir: Path) -> StagedV3:
+    """Write the package as BrainGlobe 3 components (deterministic: the same bytes as the
+    build's own v3 tree) and check every file against the sha256 it was written with."""
+    from atlasmith.formats import V1Folder, V3Atlas, write_v3
+
+    writer = write_v3(V1Folder(folder), v3_dir)
+    manifest = writer.layout.manifest
+    problems = V3Atlas(v3_dir / manifest).problems()
+    if problems:  # the disk changed what was just written
+        raise IntegrityError(f"the BrainGlobe 3 copy could not be written intact: {problems[0]}")
+    return StagedV3(v3_dir, writer.version, manifest, dict(writer.out.files))
 
 
 def _verify(folder: Path, archive_name: str) -> None:

@@ -73,6 +73,11 @@ class IndexEntry:
         Why it was yanked, for people who pinned it.
     preview, structures : str or None
         Repository paths of the preview image and of the copy of ``structures.json``.
+    v3 : Mapping
+        The same version as BrainGlobe 3 components (empty when not published so):
+        ``version`` ("3.m"), ``manifest`` (its repository path, under ``atlas/``),
+        ``sha256`` and ``size`` of that manifest (which lists every component file's sha256),
+        ``files`` and ``bytes`` (how many files, how many bytes in all).
     metadata : Mapping
         Summary metadata (name, species, resolution, shape, citation, licence...).
     build : Mapping
@@ -92,6 +97,7 @@ class IndexEntry:
     structures: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     build: Mapping[str, Any] = field(default_factory=dict)
+    v3: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"{self.atlas_name} {self.version}"
@@ -109,8 +115,11 @@ class IndexEntry:
         for path in (self.preview, self.structures):
             if path is not None and not is_safe_relpath(path):
                 raise _bad(where, f"{path!r} is not a safe relative path")
+        if self.v3:
+            _check_v3(where, self.v3)
         object.__setattr__(self, "metadata", _frozen(self.metadata))
         object.__setattr__(self, "build", _frozen(self.build))
+        object.__setattr__(self, "v3", _frozen(self.v3))
 
     @property
     def folder_name(self) -> str:
@@ -145,6 +154,7 @@ class IndexEntry:
                 structures=d.get("structures"),
                 metadata=dict(d.get("metadata") or {}),
                 build=dict(d.get("build") or {}),
+                v3=dict(d.get("v3") or {}),
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise _bad(f"{atlas_name} {version}", f"missing or malformed field {err}") from err
@@ -166,7 +176,26 @@ class IndexEntry:
         optional = {"yank_reason": self.yank_reason, "preview": self.preview}
         optional["structures"] = self.structures
         d.update({k: v for k, v in optional.items() if v is not None})
+        if self.v3:
+            d["v3"] = _plain(self.v3)
         return d
+
+
+def _check_v3(where: str, v3: Mapping[str, Any]) -> None:
+    """The ``v3`` part of an entry: a v3 version, a manifest path under ``atlas/atlases/``,
+    its sha256 and size."""
+    manifest = v3.get("manifest")
+    size = v3.get("size")
+    if not is_version(v3.get("version")):
+        raise _bad(where, "v3.version must be '<major>.<minor>'")
+    if not (isinstance(manifest, str) and is_safe_relpath(manifest)) or not manifest.startswith(
+        "atlas/atlases/"
+    ):
+        raise _bad(where, "v3.manifest must be a path under 'atlas/atlases/'")
+    if not isinstance(v3.get("sha256"), str) or _SHA256_RE.match(v3["sha256"]) is None:
+        raise _bad(where, "v3.sha256 must be 64 lowercase hex digits")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _bad(where, "v3.size must be a non-negative integer")
 
 
 def _plain(value: Any) -> Any:
@@ -330,6 +359,13 @@ class RepositoryIndex:
         """``last_versions.conf`` / ``latest_versions.conf`` text (BrainGlobe's INI)."""
         lines = ["[atlases]", *(f"{k} = {v}" for k, v in self.latest_versions().items())]
         return "\n".join(lines) + "\n"
+
+    def render_v3_conf(self) -> str:
+        """BrainGlobe 3's ``atlases/last_versions.conf``: the v3 version of each atlas's
+        latest non-yanked version that has one."""
+        latest = (self.latest(name) for name in self.names())
+        pairs = [(e.atlas_name, e.v3["version"]) for e in latest if e is not None and e.v3]
+        return "\n".join(["[atlases]", *(f"{k} = {v}" for k, v in pairs)]) + "\n"
 
     # --- changes (return a new index) -------------------------------------------------------
 
