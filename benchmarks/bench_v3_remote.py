@@ -3,9 +3,9 @@ archive and against BrainGlobe 3.0.2's own client, same server, one run.
 
 The atlas is Allen 25 um with meshes (``atlasmith build atlas_scripts/allen_mouse.py
 --resolution 25`` from ../shared/data), published to a repository folder and served by
-``atlasmith serve`` on loopback (in this process, behind a counter of requests and body bytes).
-Each client starts from an empty cache and does, in order, measuring the bytes the server sent
-and the wall time of each step:
+``atlasmith serve`` on loopback (in its own process, behind a counter of requests and body
+bytes). Each client starts from an empty cache and does, in order, measuring the bytes the
+server sent and the wall time of each step:
 
 1. open the atlas + look up one point (``structure_from_coords``);
 2. + read the whole annotation;
@@ -39,16 +39,13 @@ SCRIPT = REPO / "atlas_scripts" / "allen_mouse.py"
 SHARED_DATA = REPO.parent / "shared" / "data"
 NAME = "allen_mouse_25um"
 POINT = (264, 160, 228)
+#: (step, seconds, responses, body bytes, the requests)
+Row = tuple[str, float, int, int, list[str]]
 
-BG3_CLIENT = r"""
-import json, sys, time
-import numpy as np
-url, name, folder, point = sys.argv[1], sys.argv[2], sys.argv[3], tuple(json.loads(sys.argv[4]))
-from atlasmith.compat import use_repository
-use_repository(url)
-from brainglobe_atlasapi import BrainGlobeAtlas
-marks = [("start", time.time())]
-atlas = BrainGlobeAtlas(name, brainglobe_dir=folder, check_latest=False)
+# Each client runs in a fresh interpreter; the import of the library is a step of its own.
+STEPS = r"""
+marks.append(("import", time.time()))
+atlas = OPEN
 atlas.structure_from_coords(point)
 marks.append(("open + first lookup", time.time()))
 np.asarray(atlas.annotation).sum()
@@ -59,51 +56,101 @@ atlas.get_structure_mask("CH")
 marks.append(("+ one mask (CH)", time.time()))
 print(json.dumps(marks))
 """
+PROLOGUE = r"""
+import json, sys, time
+import numpy as np
+url, name, folder, point = sys.argv[1], sys.argv[2], sys.argv[3], tuple(json.loads(sys.argv[4]))
+"""
+OURS_CLIENT = (
+    PROLOGUE
+    + r"""
+marks = [("start", time.time())]
+from atlasmith import fetch
+"""
+    + STEPS.replace("OPEN", "fetch(name, repository=url, cache_dir=folder, lazy=True)")
+)
+BG3_CLIENT = (
+    PROLOGUE
+    + r"""
+marks = [("start", time.time())]
+from brainglobe_atlasapi import BrainGlobeAtlas
+from atlasmith.compat import use_repository  # the one-call helper (atlasmith's source)
+use_repository(url)
+"""
+    + STEPS.replace("OPEN", "BrainGlobeAtlas(name, brainglobe_dir=folder, check_latest=False)")
+)
 
 
 class Counter:
-    """ASGI middleware: when each response started, and the body bytes sent when."""
+    """ASGI middleware: writes when each response started and the body bytes sent when, a
+    line each, to a log that :class:`Traffic` reads (the server runs in its own process, so
+    that it takes no CPU from the client being measured)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, log: Path) -> None:
         self.app = app
-        self.events: list[tuple[float, int, int]] = []  # (time, responses, bytes)
-        self.lock = threading.Lock()
+        self.log = open(log, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def counting(message: Any) -> None:
-            event = None
             if message["type"] == "http.response.start":
-                event = (time.time(), 1, 0)
+                self.log.write(f"{time.time()} 1 0 {scope['method']} {scope['path']}\n")
             elif message["type"] == "http.response.body":
-                event = (time.time(), 0, len(message.get("body", b"")))
-            if event is not None:
-                with self.lock:
-                    self.events.append(event)
+                self.log.write(f"{time.time()} 0 {len(message.get('body', b''))} - -\n")
             await send(message)
 
         await self.app(scope, receive, counting)
 
+
+class Traffic:
+    """What the server's :class:`Counter` logged."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def _events(self, start: float, end: float) -> list[list[str]]:
+        rows = [line.split(" ", 4) for line in self.log.read_text().splitlines()]
+        return [row for row in rows if start <= float(row[0]) < end]
+
+    def requests(self, start: float, end: float) -> list[str]:
+        """The requests answered in [start, end), as 'METHOD path'."""
+        return [f"{r[3]} {r[4]}" for r in self._events(start, end) if r[1] == "1"]
+
     def between(self, start: float, end: float) -> tuple[int, int]:
         """(responses, body bytes) sent in [start, end)."""
-        with self.lock:
-            inside = [(r, n) for t, r, n in self.events if start <= t < end]
-        return sum(r for r, _ in inside), sum(n for _, n in inside)
+        events = self._events(start, end)
+        return sum(int(r[1]) for r in events), sum(int(r[2]) for r in events)
 
 
-def serve(repository: Path) -> tuple[str, Counter, Any]:
+def run_server(repository: Path, log: Path) -> None:
+    """The server process: ``atlasmith serve``'s app behind a :class:`Counter`; prints its
+    port, then serves until killed."""
     import uvicorn
 
     from atlasmith.repository import LocalRepository
     from atlasmith.server import make_app
 
-    counter = Counter(make_app(LocalRepository(repository)))
-    config = uvicorn.Config(counter, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    app = Counter(make_app(LocalRepository(repository)), log)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://127.0.0.1:{port}", counter, server
+    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+    thread.join()
+
+
+def serve(repository: Path, log: Path) -> tuple[str, Traffic, subprocess.Popen[str]]:
+    log.write_text("")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(repository), str(log)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    port = process.stdout.readline().strip()
+    if not port:
+        raise SystemExit("the server did not start")
+    return f"http://127.0.0.1:{port}", Traffic(log), process
 
 
 def prepare(out: Path) -> Path:
@@ -126,50 +173,26 @@ def prepare(out: Path) -> Path:
     return repository
 
 
-def ours(url: str, counter: Counter) -> list[tuple[str, float, int, int]]:
-    import numpy as np
-
-    from atlasmith import fetch
-
-    rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        start = time.time()
-        atlas = fetch(NAME, repository=url, cache_dir=cache, lazy=True)
-        atlas.structure_from_coords(POINT)
-        steps = [("open + first lookup", time.time())]
-        np.asarray(atlas.annotation).sum()
-        steps.append(("+ annotation", time.time()))
-        atlas.mesh_from_structure("CH")
-        steps.append(("+ one mesh (CH)", time.time()))
-        atlas.get_structure_mask("CH")
-        steps.append(("+ one mask (CH)", time.time()))
-    previous = start
-    for label, when in steps:
-        requests, sent = counter.between(previous, when + 0.01)
-        rows.append((label, when - previous, requests, sent))
-        previous = when + 0.01
-    return rows
-
-
-def brainglobe(python: Path, url: str, counter: Counter) -> list[tuple[str, float, int, int]]:
+def client(python: Path, script: str, url: str, counter: Traffic, label: str) -> list[Row]:
+    """Run one client from an empty cache (and home); its steps with the traffic of each."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     with tempfile.TemporaryDirectory() as folder:
         env.update(HOME=folder, BRAINGLOBE_CONFIG_DIR=f"{folder}/config")
         run = subprocess.run(
-            [str(python), "-c", BG3_CLIENT, url, NAME, f"{folder}/bg", json.dumps(POINT)],
+            [str(python), "-c", script, url, NAME, f"{folder}/cache", json.dumps(POINT)],
             capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
     if run.returncode != 0:
-        raise SystemExit(f"BrainGlobe 3.0.2's client failed:\n{run.stderr[-3000:]}")
+        raise SystemExit(f"{label}'s client failed:\n{run.stderr[-3000:]}")
     marks = json.loads(run.stdout.strip().splitlines()[-1])
     rows = []
-    for (_, previous), (label, when) in zip(marks, marks[1:], strict=False):
-        requests, sent = counter.between(previous, when + 0.01)
-        rows.append((label, when - previous, requests, sent))
+    for (_, previous), (step, when) in zip(marks, marks[1:], strict=False):
+        requests, sent = counter.between(previous, when)
+        rows.append((step, when - previous, requests, sent, counter.requests(previous, when)))
     return rows
 
 
-def archive(url: str, counter: Counter, out: Path) -> tuple[float, int, int]:
+def archive(url: str, counter: Traffic, out: Path) -> tuple[float, int, int]:
     import httpx
 
     start = time.time()
@@ -188,28 +211,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "v3-remote")
     parser.add_argument("--bg3-venv", type=Path, default=REPO / ".venv-bg3")
+    parser.add_argument("--requests", action="store_true", help="list each step's requests")
+    parser.add_argument("--serve", nargs=2, type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.serve:
+        run_server(*opts.serve)
+        return
     opts.out.mkdir(parents=True, exist_ok=True)
     bg3 = ensure_bg3_venv(opts.bg3_venv)
     repository = prepare(opts.out)
-    url, counter, server = serve(repository)
+    url, counter, server = serve(repository, opts.out / "traffic.log")
     print(f"machine: {os.cpu_count()} cores, load average before {os.getloadavg()}")
     try:
-        mine = ours(url, counter)
-        theirs = brainglobe(bg3, url, counter)
+        mine = client(Path(sys.executable), OURS_CLIENT, url, counter, "atlasmith")
+        theirs = client(bg3, BG3_CLIENT, url, counter, "BrainGlobe 3.0.2")
         whole = archive(url, counter, opts.out)
     finally:
-        server.should_exit = True
+        server.terminate()
+        server.wait()
     print(f"load average after {os.getloadavg()}")
     print(f"\n{NAME} from atlasmith serve on loopback, each client from an empty cache")
     print(f"| {'step':<22} | {'atlasmith: s':>12} | {'MB':>8} | {'req':>5} "
           f"| {'BrainGlobe 3.0.2: s':>19} | {'MB':>8} | {'req':>5} |")  # fmt: skip
-    for (label, t1, r1, b1), (_, t2, r2, b2) in zip(mine, theirs, strict=True):
+    for (label, t1, r1, b1, _), (_, t2, r2, b2, _) in zip(mine, theirs, strict=True):
         print(f"| {label:<22} | {t1:>12.2f} | {b1 / 1e6:>8.3f} | {r1:>5} "
               f"| {t2:>19.2f} | {b2 / 1e6:>8.3f} | {r2:>5} |")  # fmt: skip
+    total = [sum(row[k] for row in rows) for rows in (mine, theirs) for k in (1, 3, 2)]
+    print(f"| {'total':<22} | {total[0]:>12.2f} | {total[1] / 1e6:>8.3f} | {total[2]:>5} "
+          f"| {total[3]:>19.2f} | {total[4] / 1e6:>8.3f} | {total[5]:>5} |")  # fmt: skip
+    if opts.requests:
+        for who, rows in (("atlasmith", mine), ("BrainGlobe 3.0.2", theirs)):
+            for label, *_, paths in rows:
+                print(f"\n{who}, {label}:", *sorted(paths), sep="\n  ")
     seconds, requests, sent = whole
     print(f"\nwhole v1.2 archive: {seconds:.2f} s, {sent / 1e6:.1f} MB, {requests} request(s)")
-    first = mine[0][3]
+    first = sum(row[3] for row in mine[:2])
     print(f"open + first lookup needs {sent / max(first, 1):.0f}x fewer bytes than the archive "
           f"({first / 1e6:.3f} MB against {sent / 1e6:.1f} MB)")  # fmt: skip
 

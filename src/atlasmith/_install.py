@@ -24,7 +24,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Literal, cast
 
 import httpx
 
@@ -34,10 +34,14 @@ from atlasmith.download import GrowingFile, download_file
 from atlasmith.errors import ArchiveError, IntegrityError
 from atlasmith.limits import DISK_MARGIN_BYTES
 from atlasmith.names import split_folder_name
-from atlasmith.package import read_manifest, safe_extract, verify_folder
+from atlasmith.package import MANIFEST_NAME, read_manifest, safe_extract, verify_folder
 from atlasmith.progress import both
 
 __all__ = [
+    "Action",
+    "Plan",
+    "plan",
+    "InstalledAtlas",
     "Staging",
     "check_extracted",
     "check_space",
@@ -46,6 +50,67 @@ __all__ = [
     "swap_in",
     "trash_folder",
 ]
+
+
+Action = Literal["install", "update", "use"]
+
+
+@dataclass(frozen=True)
+class InstalledAtlas:
+    """An atlas folder in the cache."""
+
+    atlas_name: str
+    version: str
+    path: Path
+
+    @property
+    def has_manifest(self) -> bool:
+        """False for folders installed by another tool (e.g. BrainGlobe's own client)."""
+        return (self.path / MANIFEST_NAME).is_file()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do for one atlas, decided by :func:`plan`."""
+
+    action: Action
+    version: str | None
+
+
+def plan(
+    installed: str | None,
+    wanted: str | None,
+    latest: str | None,
+    upgrade: bool,
+    force: bool = False,
+) -> Plan:
+    """Decide whether to install, update or use what is installed (pure).
+
+    Parameters
+    ----------
+    installed : str or None
+        The installed version.
+    wanted : str or None
+        An explicitly requested version.
+    latest : str or None
+        The repository's latest version (None when unknown, e.g. offline).
+    upgrade : bool
+        Move to the latest version (``atlasmith update``) rather than keep what is installed.
+    force : bool
+        Install again even when the installed version is the target (a repair).
+
+    >>> plan(None, None, "1.2", False), plan("1.1", None, "1.2", False).action
+    (Plan(action='install', version='1.2'), 'use')
+    >>> plan("1.1", None, "1.2", True), plan("1.2", "1.2", "1.3", False).action
+    (Plan(action='update', version='1.2'), 'use')
+    """
+    keep = installed if not upgrade else None
+    target = wanted or keep or latest
+    if installed is None:
+        return Plan("install", target)
+    if target is None or (target == installed and not force):
+        return Plan("use", installed)
+    return Plan("update", target)
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,20 @@ locked operation on the atlas completes (:func:`atlasmith._install.recover`).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from atlasmith import _install
+from atlasmith._cache_v3 import STATE, V3_ROOT, V3Cache, is_v3_atlas
 from atlasmith._fs import atomic_write, remove_tree
+from atlasmith._install import Action, InstalledAtlas, Plan, plan
 from atlasmith._types import PathLike, ProgressCallback
 from atlasmith.config import Settings, load_settings
-from atlasmith.download import download_file, fetch_bytes, is_remote, join_location
+from atlasmith.download import fetch_bytes, is_remote, join_location
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
@@ -49,13 +50,12 @@ from atlasmith.errors import (
     RepositoryError,
 )
 from atlasmith.names import ARCHIVE_SUFFIX, check_atlas_name, parse_version, split_folder_name
-from atlasmith.package import MANIFEST_NAME, safe_extract, sha256_file, top_folder, verify_folder
+from atlasmith.package import safe_extract, sha256_file, top_folder, verify_folder
 from atlasmith.repository import CONF_NAMES, INDEX_NAME, IndexEntry, RepositoryIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from atlasmith.formats import V3Atlas
 
 __all__ = [
     "Action",
@@ -65,93 +65,15 @@ __all__ = [
     "plan",
 ]
 
-Action = Literal["install", "update", "use"]
-_STATE = ".atlasmith"
 _LOCK_TIMEOUT = 3600.0
 _SWAPS = "swaps"  # journals of updates in progress
 _CONF = CONF_NAMES[0]  # last_versions.conf: the name BrainGlobe's client reads
-_V3_ROOT = "brainglobe-atlasapi"  # BrainGlobe 3's folder in its brainglobe_dir
-_V3_PREFIX = "atlas"  # the repository's folder of BrainGlobe 3 components
-_V3_CONF = "atlases/last_versions.conf"
-_LAZY = "lazy"  # markers of atlases whose v3 pieces are fetched on use
-
-
-def _is_version_folder(name: str) -> bool:
-    major, _, minor = name.partition("_")
-    return major.isdigit() and minor.isdigit()
-
-
-def _is_v3_atlas(path: Path) -> bool:
-    """Whether ``path`` is a BrainGlobe 3 atlas (its manifest or version folder)."""
-    manifest = path if path.name == "manifest.json" else path / "manifest.json"
-    return manifest.is_file() and manifest.parents[2].name == "atlases"
-
-
-# --- what is installed, and what to do -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstalledAtlas:
-    """An atlas folder in the cache."""
-
-    atlas_name: str
-    version: str
-    path: Path
-
-    @property
-    def has_manifest(self) -> bool:
-        """False for folders installed by another tool (e.g. BrainGlobe's own client)."""
-        return (self.path / MANIFEST_NAME).is_file()
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to do for one atlas, decided by :func:`plan`."""
-
-    action: Action
-    version: str | None
-
-
-def plan(
-    installed: str | None,
-    wanted: str | None,
-    latest: str | None,
-    upgrade: bool,
-    force: bool = False,
-) -> Plan:
-    """Decide whether to install, update or use what is installed (pure).
-
-    Parameters
-    ----------
-    installed : str or None
-        The installed version.
-    wanted : str or None
-        An explicitly requested version.
-    latest : str or None
-        The repository's latest version (None when unknown, e.g. offline).
-    upgrade : bool
-        Move to the latest version (``atlasmith update``) rather than keep what is installed.
-    force : bool
-        Install again even when the installed version is the target (a repair).
-
-    >>> plan(None, None, "1.2", False), plan("1.1", None, "1.2", False).action
-    (Plan(action='install', version='1.2'), 'use')
-    >>> plan("1.1", None, "1.2", True), plan("1.2", "1.2", "1.3", False).action
-    (Plan(action='update', version='1.2'), 'use')
-    """
-    keep = installed if not upgrade else None
-    target = wanted or keep or latest
-    if installed is None:
-        return Plan("install", target)
-    if target is None or (target == installed and not force):
-        return Plan("use", installed)
-    return Plan("update", target)
 
 
 # --- the cache ---------------------------------------------------------------------------------
 
 
-class AtlasCache:
+class AtlasCache(V3Cache):
     """Installed atlases in one cache folder, and the repository they come from.
 
     Parameters
@@ -183,7 +105,7 @@ class AtlasCache:
         self.root = self.settings.cache_dir
         #: ``v1`` is always installed (the verified package); ``v3`` adds BrainGlobe 3's copy.
         self.formats = tuple(formats)
-        self.v3_root = self.root / _V3_ROOT
+        self.v3_root = self.root / V3_ROOT
         self.max_bytes = max_bytes or self.settings.max_archive_bytes
         self.download_dir = download_dir
         self.client = client
@@ -225,7 +147,7 @@ class AtlasCache:
             When several versions are installed (BrainGlobe's FileExistsError).
         """
         check_atlas_name(name)
-        if (self.root / _STATE / _SWAPS / f"{name}.json").is_file():
+        if (self.root / STATE / _SWAPS / f"{name}.json").is_file():
             with self._lock(name):  # an update was killed between its two renames
                 self._recover(name)
         found = [a for a in self.installed() if a.atlas_name == name]
@@ -248,7 +170,7 @@ class AtlasCache:
 
     def cached_index(self) -> RepositoryIndex | None:
         """The index last read from the repository, or None."""
-        path = self.root / _STATE / INDEX_NAME  # no mkdir: a shared cache may be read-only
+        path = self.root / STATE / INDEX_NAME  # no mkdir: a shared cache may be read-only
         if not path.is_file():
             return None
         try:
@@ -432,124 +354,13 @@ class AtlasCache:
             self._write_v3(final, name)
         return InstalledAtlas(atlas, version, final)
 
-    def _write_v3(self, folder: Path, name: str) -> Path:
-        """The installed v1.2 folder as BrainGlobe 3 components in ``brainglobe-atlasapi/``
-        (written in staging, moved in component by component, the manifest last); older
-        versions of the atlas there are retired. Returns the manifest."""
-        from atlasmith.formats import V1Folder, install_v3
-
-        staging = self._paths(name).staging / "v3"
-        remove_tree(staging)
-        (self.root / _STATE / _LAZY / name).unlink(missing_ok=True)  # complete from now on
-        try:
-            manifest = install_v3(V1Folder(folder), staging, self.v3_root, overwrite=True)
-        finally:
-            remove_tree(staging)
-        version = manifest.parent.name.replace("_", ".")
-        for other in self.installed_v3(name):
-            if other.version != version:
-                _install.retire_v3(self.v3_root, other.path, name, self._paths(name).trash)
-        return manifest
-
-    # --- BrainGlobe 3 atlases, piece by piece -----------------------------------------------
-
-    def open_lazy(self, name: str, version: str | None = None) -> V3Atlas:
-        """Open ``name`` as published in BrainGlobe 3's format, downloading only its manifest
-        now: every other piece (a stack chunk, a mesh, a mask) is fetched on first use into
-        ``brainglobe-atlasapi/``, checked against the sha256 the manifest lists (itself
-        checked against the index), written atomically (resumable), under the atlas's lock.
-        Pieces already here are used offline.
-
-        Raises
-        ------
-        OfflineError
-            Offline and the manifest is not cached yet.
-        AtlasNotFoundError
-            The repository has no such atlas or version, or no BrainGlobe 3 copy of it.
-        """
-        from atlasmith.formats import V3Atlas
-
-        manifest = self._lazy_manifest(name, version)
-        return V3Atlas(manifest, fetch=self._piece_fetcher(name))
-
-    def _lazy_manifest(self, name: str, version: str | None) -> Path:
-        if self.blocked:  # offline: the newest manifest fetched before
-            cached = [a for a in self.installed_v3(name) if version in (None, a.version)]
-            if cached:
-                return cached[-1].path
-            raise self._offline_error(name, version)
-        entry = self.index().entry(name, version)
-        if not entry.v3:
-            raise AtlasNotFoundError(
-                f"{self.settings.repository} publishes no BrainGlobe 3 copy of {name} "
-                f"{entry.version}: install it whole with `atlasmith install {name}`."
-            )
-        relative = str(entry.v3["manifest"]).removeprefix(f"{_V3_PREFIX}/")
-        target = self.v3_root / relative
-        with self._lock(name):
-            marker = self._state(_LAZY) / name  # its pieces come one by one (for verify)
-            if not self.installed_v3(name) or marker.is_file():
-                marker.touch()
-            if not (target.is_file() and sha256_file(target) == entry.v3["sha256"]):
-                self._download(
-                    str(entry.v3["manifest"]), target, entry.v3["sha256"], entry.v3["size"]
-                )
-            _install.note_version(self.v3_root / _V3_CONF, name, str(entry.v3["version"]))
-        return target
-
-    def _piece_fetcher(self, name: str) -> Callable[[str, str, int], bytes]:
-        def fetch(relative: str, sha256: str, size: int) -> bytes:
-            target = self.v3_root / relative
-            with self._lock(name):  # another process may have fetched it meanwhile
-                if target.is_file():
-                    data = target.read_bytes()
-                    if len(data) == size and hashlib.sha256(data).hexdigest() == sha256:
-                        return data
-                if self.blocked:
-                    raise OfflineError(
-                        f"{target} is not downloaded yet and offline mode is on: unset "
-                        f"ATLASMITH_OFFLINE, or install {name} whole before going offline."
-                    )
-                self._download(f"{_V3_PREFIX}/{relative}", target, sha256, size)
-                return target.read_bytes()
-
-        return fetch
-
-    def _download(self, key: str, target: Path, sha256: str, size: int) -> None:
-        """One piece of the repository into ``target``: resumable (``.part``), verified, then
-        renamed into place."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        download_file(
-            join_location(self.settings.repository, key),
-            target,
-            sha256=sha256,
-            size=size,
-            timeout=self.settings.timeout,
-            retries=self.settings.retries,
-            client=self.client,
-        )
-
-    def installed_v3(self, name: str | None = None) -> list[InstalledAtlas]:
-        """BrainGlobe 3 atlases in ``brainglobe-atlasapi/`` (their manifests), by name then
-        version; only ``name``'s when given."""
-        atlases = self.v3_root / "atlases"
-        if not atlases.is_dir():
-            return []
-        found = []
-        for manifest in atlases.glob("*/*/manifest.json"):
-            atlas, folder = manifest.parent.parent.name, manifest.parent.name
-            version = folder.replace("_", ".")
-            if (name is None or atlas == name) and _is_version_folder(folder):
-                found.append(InstalledAtlas(atlas, version, manifest))
-        return sorted(found, key=lambda a: (a.atlas_name, parse_version(a.version)))
-
     def install(
         self, target: str, version: str | None = None, progress: ProgressCallback | None = None
     ) -> list[InstalledAtlas]:
         """Install by atlas name (or folder name), from a package archive path, or from an
         offline bundle folder (every atlas in it)."""
         path = Path(target)
-        if _is_v3_atlas(path):
+        if is_v3_atlas(path):
             return [self.install_v3(path)]
         if path.is_dir():
             return self.install_bundle(path, progress)
@@ -586,21 +397,6 @@ class AtlasCache:
                 return self._move_in(folder, archive, name, old, check_manifest=not trusted)
             finally:
                 remove_tree(folder.parent)
-
-    def install_v3(self, path: PathLike) -> InstalledAtlas:
-        """Install a BrainGlobe 3 atlas (its manifest or version folder; atlasmith's, or one
-        BrainGlobe's own packager wrote): every piece is read and checked (against the
-        manifest's sha256 where it lists them), written as a v1.2 package, and installed as
-        an archive is (so both BrainGlobe generations find it)."""
-        import tempfile
-
-        from atlasmith.convert import convert_atlas
-
-        source = Path(path)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self._state(), prefix="v3-source-") as tmp:
-            folder = convert_atlas(source, "v1", tmp)
-            return self.install_archive(folder.parent / f"{folder.name}{ARCHIVE_SUFFIX}")
 
     def install_bundle(
         self, folder: PathLike, progress: ProgressCallback | None = None
@@ -657,21 +453,10 @@ class AtlasCache:
         problems = verify_folder(found.path) if found is not None else []
         return problems + self.verify_v3(name)
 
-    def verify_v3(self, name: str) -> list[str]:
-        """The BrainGlobe 3 copies of ``name``: every file re-hashed (for an atlas opened
-        lazily, every piece downloaded so far); [] when intact."""
-        from atlasmith.formats import V3Atlas
-
-        lazy = (self.root / _STATE / _LAZY / name).is_file()
-        problems = []
-        for copy in self.installed_v3(name):
-            problems += V3Atlas(copy.path).problems(present_only=lazy)
-        return problems
-
     # --- small effects ----------------------------------------------------------------------------
 
     def _state(self, *parts: str) -> Path:
-        path = self.root.joinpath(_STATE, *parts)
+        path = self.root.joinpath(STATE, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +43,9 @@ CACHE_BYTES = 512 * 1024**2
 #: Gathers of at least this many points per chunk decode the whole array once (when it fits
 #: CACHE_BYTES): random points that many touch nearly every chunk anyway.
 _DENSE_POINTS_PER_CHUNK = 4
+#: Threads reading the chunks of one read (several per core: a lazily fetched atlas waits on
+#: the network, and decoding releases the GIL).
+_THREADS = 8
 #: ``check(relative path, data or None when missing)`` -> data to decode or None for a chunk
 #: that is absent on purpose (all fill value); raises on a missing or damaged chunk.
 ChunkCheck = Callable[[str, bytes | None], bytes | None]
@@ -183,6 +186,7 @@ class ZarrArray:
         self._relative_to = relative_to
         self._cache: OrderedDict[tuple[int, ...], npt.NDArray[Any]] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._cache_lock = threading.Lock()  # reads place chunks from several threads
         self._dense: npt.NDArray[Any] | None = None
 
     # --- numpy-like surface --------------------------------------------------------------
@@ -280,9 +284,7 @@ class ZarrArray:
             )
             out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
 
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-            for _ in pool.map(place, indices):  # zstd and sha256 release the GIL
-                pass
+        self._each(place, indices)
         out.flags.writeable = False
         self._dense = out
         self._cache.clear()
@@ -302,10 +304,11 @@ class ZarrArray:
 
     def chunk(self, index: tuple[int, ...], remember: bool = True) -> npt.NDArray[Any]:
         """The decoded chunk at grid ``index`` (full chunk shape), checked, then cached."""
-        found = self._cache.get(index)
-        if found is not None:
-            self._cache.move_to_end(index)
-            return found
+        with self._cache_lock:
+            found = self._cache.get(index)
+            if found is not None:
+                self._cache.move_to_end(index)
+                return found
         file = self.path / chunk_key(index)
         try:
             data: bytes | None = file.read_bytes()
@@ -332,9 +335,10 @@ class ZarrArray:
         return block
 
     def _remember(self, index: tuple[int, ...], block: npt.NDArray[Any]) -> None:
-        self._cache[index] = block
-        while len(self._cache) > 1 and len(self._cache) * block.nbytes > self._cache_bytes:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[index] = block
+            while len(self._cache) > 1 and len(self._cache) * block.nbytes > self._cache_bytes:
+                self._cache.popitem(last=False)
 
     def _read_box(self, low: Sequence[int], high: Sequence[int]) -> npt.NDArray[Any]:
         if self._dense is not None:
@@ -347,14 +351,30 @@ class ZarrArray:
             range(lo // c, (h - 1) // c + 1)
             for lo, h, c in zip(low, high, self.chunks, strict=True)
         ]
-        for index in product(*ranges):
+
+        def place(index: tuple[int, ...]) -> None:
             origin = [i * c for i, c in zip(index, self.chunks, strict=True)]
             a = [max(lo, o) for lo, o in zip(low, origin, strict=True)]
             b = [min(h, o + c) for h, o, c in zip(high, origin, self.chunks, strict=True)]
             source = tuple(slice(x - o, y - o) for x, y, o in zip(a, b, origin, strict=True))
             target = tuple(slice(x - lo, y - lo) for x, y, lo in zip(a, b, low, strict=True))
-            out[target] = self.chunk(tuple(index))[source]
+            out[target] = self.chunk(index)[source]
+
+        indices = [tuple(index) for index in product(*ranges)]
+        self._each(place, indices)
         return out
+
+    def _each(self, place: Callable[[tuple[int, ...]], None], indices: list[Any]) -> None:
+        """``place`` for every chunk index: in threads when there are several (zstd, sha256
+        and the network of a lazily fetched atlas release the GIL; more threads than cores
+        so that fetches overlap)."""
+        if len(indices) <= 1:
+            for index in indices:
+                place(index)
+            return
+        with ThreadPoolExecutor(min(_THREADS, len(indices))) as pool:
+            for _ in pool.map(place, indices):
+                pass
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
