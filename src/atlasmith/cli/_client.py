@@ -86,9 +86,10 @@ def brainglobe_env_command(url: str) -> None:
     for key, value in environment(url).items():
         click.echo(f"export {key}={value}")
     click.echo(
-        "# brainglobe-atlasapi 3.x also checks a fixed AWS address before any download: with "
-        "internet access these lines suffice; offline, or where only this server is reachable, "
-        f'call atlasmith.compat.use_repository("{url}") in Python before opening an atlas.'
+        "# These send brainglobe-atlasapi 3.x's downloads to the repository. Before any "
+        "download 3.x also checks, and reads its list of atlas names from, a fixed AWS address: "
+        "these lines alone work only where that address is reachable and lists the atlas. "
+        f'Otherwise call atlasmith.compat.use_repository("{url}") in Python before opening one.'
     )
 
 
