@@ -66,16 +66,22 @@ def _local_raw(root: Path) -> Callable[[str], bytes | None]:
     return read
 
 
+#: The request log of each moto server process, by its URL.
+MOTO_LOGS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real S3-compatible server process (moto's standalone server) on loopback."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = log_path.open("wb")
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    MOTO_LOGS[url] = log_path  # its request log, for tests that count requests
     try:
         _wait_for(url, process)
         yield url

@@ -34,7 +34,7 @@ from atlasmith.errors import AtlasExistsError, DownloadError, IntegrityError, Of
 from atlasmith.repository import LocalRepository, S3Repository
 from atlasmith.server import serve_in_thread
 from test_download import Fault, RepoServer
-from test_repository import moto_url  # noqa: F401 - the moto server fixture
+from test_repository import MOTO_LOGS, moto_url  # noqa: F401 - the moto server fixture
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -320,8 +320,23 @@ def test_brainglobe3_client_reads_an_s3_repository(
     )
     if repository.read_index().get(NAME, "1.2") is None:
         repository.publish(packages["1.2"])
+    log = MOTO_LOGS[moto_url]
+    before = len(log.read_bytes().splitlines())
     result = _bg3_client(bg3_python, moto_url, tmp_path / "bg")
+    lines = [
+        line.decode("utf-8", "replace")
+        for line in log.read_bytes().splitlines()[before:]
+        if b'HTTP/1.1"' in line
+    ]
     _same_as_atlasmith(result, published)
+    lists = sum("list-type=2" in line for line in lines)
+    gets = sum('"GET ' in line for line in lines)
+    heads = sum('"HEAD ' in line for line in lines)
+    print(
+        f"\nBrainGlobe 3.0.2 against an S3 endpoint (moto): {len(lines)} requests "
+        f"({heads} HEAD, {gets - lists} GET, {lists} List)"
+    )
+    assert gets > 0
 
 
 # --- atlasmith's own client, piece by piece ------------------------------------------------------
