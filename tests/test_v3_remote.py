@@ -9,6 +9,7 @@ survives broken and hostile servers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +31,13 @@ import pytest
 from atlasmith import Atlas, fetch
 from atlasmith.cache import AtlasCache
 from atlasmith.config import load_settings
-from atlasmith.errors import AtlasExistsError, DownloadError, IntegrityError, OfflineError
+from atlasmith.errors import (
+    AtlasExistsError,
+    AtlasFormatError,
+    DownloadError,
+    IntegrityError,
+    OfflineError,
+)
 from atlasmith.repository import LocalRepository, S3Repository
 from atlasmith.server import serve_in_thread
 from test_download import Fault, RepoServer
@@ -380,6 +387,34 @@ def test_lazy_open_downloads_the_manifest_only(published: Path, tmp_path: Path) 
     assert again.structure_from_coords((66, 40, 57), as_acronym=True) == label
     with pytest.raises(OfflineError, match="not downloaded yet"):
         again.mesh_from_structure(8)
+
+
+def test_a_listing_naming_keys_outside_the_root_is_refused(published: Path, tmp_path: Path) -> None:
+    """The client's listing is the manifest's file list (it never lists the server): a
+    repository whose manifest (hashed consistently in its index) names keys outside the atlas
+    root is refused before any piece is read, and nothing lands outside the cache."""
+    hostile = tmp_path / "hostile"
+    shutil.copytree(published, hostile)
+    manifest_key = f"atlas/atlases/{NAME}/3_2/manifest.json"
+    manifest = json.loads((hostile / manifest_key).read_text())
+    files = manifest["atlasmith"]["files"]
+    files["../../../escaped.txt"] = {"sha256": "0" * 64, "size": 1}
+    data = json.dumps(manifest).encode()
+    (hostile / manifest_key).write_bytes(data)
+    index = json.loads((hostile / "index.json").read_text())
+    for entry in index["atlases"][NAME]["versions"].values():
+        if entry.get("v3", {}).get("manifest") == manifest_key:
+            entry["v3"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    (hostile / "index.json").write_text(json.dumps(index))
+    server = RepoServer(hostile).start()
+    try:
+        cache = _lazy_cache(server.url, tmp_path / "cache")
+        with pytest.raises(AtlasFormatError, match="not a path inside the atlas root"):
+            Atlas(cache.open_lazy(NAME)).structure_from_coords((66, 40, 57))
+        assert not any("list-type" in path for path, _ in server.log)
+    finally:
+        server.stop()
+    assert not list(tmp_path.rglob("escaped.txt"))
 
 
 def test_damaged_cached_piece_is_fetched_again(published: Path, tmp_path: Path) -> None:

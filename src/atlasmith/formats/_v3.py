@@ -261,6 +261,13 @@ class V3Atlas(AtlasFiles):
         files = listed.get("files")
         if listed.get("format") != FILES_FORMAT or not isinstance(files, Mapping):
             raise AtlasFormatError(f"{self.manifest_path}: '{FILES_KEY}' is not {FILES_FORMAT}.")
+        for key in files:
+            parts = str(key).split("/")
+            if str(key).startswith("/") or any(p in ("", ".", "..") for p in parts):
+                raise AtlasFormatError(
+                    f"{self.manifest_path} lists {key!r}, which is not a path inside the atlas "
+                    "root. The manifest is damaged or hostile; nothing is read."
+                )
         return {str(k): dict(v) for k, v in files.items()}
 
     def location(self, component: str) -> str:
