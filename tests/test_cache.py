@@ -23,7 +23,7 @@ from atlasmith.errors import (
     IntegrityError,
     OfflineError,
 )
-from atlasmith.package import sha256_file, verify_folder
+from atlasmith.package import verify_folder
 from atlasmith.repository import RepositoryIndex
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
 from test_download import Fault, RepoServer, make_package, write_repository
@@ -273,9 +273,8 @@ def test_a_partial_download_is_resumed_or_restarted(
         repo.faults[f"/{NAME}_v1.1.tar.gz"] = Fault(ignore_range=True)
     installed = make_cache(repo, cache_dir).fetch(NAME)
     assert verify_folder(installed.path) == []
-    assert repo.gets(f"{NAME}_v1.1.tar.gz") == [f"bytes={len(data) // 2}-"] + (
-        [] if server_resumes else [None]
-    )
+    # a server that ignores Range sends the whole file, which is used: one request either way
+    assert repo.gets(f"{NAME}_v1.1.tar.gz") == [f"bytes={len(data) // 2}-"]
     assert_clean_state(cache_dir)
 
 
@@ -565,19 +564,6 @@ def test_fetch_returns_an_atlas(
     assert json.loads((atlas.root_dir / "metadata.json").read_text())["version"] == "1.1"
 
 
-def test_a_brainglobe_style_repository_installs_with_a_warning(
-    repo: RepoServer, cache_dir: Path
-) -> None:
-    (repo.root / "index.json").unlink()  # GIN has last_versions.conf only: no hashes
-    with pytest.warns(UserWarning, match="no sha256"):
-        installed = make_cache(repo, cache_dir).fetch(NAME)
-    assert installed.version == "1.1"
-    assert sha256_file(repo.root / f"{NAME}_v1.1.tar.gz")  # served, and installed from it
-    (repo.root / "last_versions.conf").write_text("<html>504 Gateway Time-out</html>")
-    with pytest.raises(Exception, match="not a versions file"):
-        make_cache(repo, cache_dir).index()
-
-
 def test_progress_callbacks_chain(tmp_path: Path) -> None:
     from atlasmith.progress import download_bar
 
@@ -588,3 +574,40 @@ def test_progress_callbacks_chain(tmp_path: Path) -> None:
     assert seen == [(5, 10), (5, 10)]
     with download_bar("x", enabled=False) as update:
         update(1, 2)  # no callback: nothing to call, no error
+
+
+def test_an_index_of_100k_atlases_installs_in_linear_time(
+    packages: dict[str, Path], tmp_path: Path, cache_dir: Path
+) -> None:
+    """The client's work grows linearly with the number of atlases in the index (it was
+    quadratic: 20k atlases took 26 s and 100k never finished). The bound below is a guard
+    against a hang, not a timing check; the time is printed."""
+    import threading
+    import time
+
+    root = write_repository(tmp_path / "repo", [packages["1.1"]])
+    index = json.loads((root / "index.json").read_text())
+    entry = index["atlases"][NAME]["versions"]["1.1"]
+    for i in range(100_000):
+        other = f"atlas{i}_mouse_100um"
+        index["atlases"][other] = {
+            "versions": {"1.0": {**entry, "archive": f"{other}_v1.0.tar.gz"}}
+        }
+    (root / "index.json").write_text(json.dumps(index))
+    server = RepoServer(root).start()
+    done: list[InstalledAtlas] = []
+    try:
+        start = time.monotonic()
+        worker = threading.Thread(
+            target=lambda: done.append(make_cache(server, cache_dir).fetch(NAME))
+        )
+        worker.start()
+        worker.join(300)
+        elapsed = time.monotonic() - start
+    finally:
+        server.stop()
+    assert done, "the install did not finish in 300 s"
+    assert done[0].version == "1.1"
+    conf = (cache_dir / "last_versions.conf").read_text()
+    assert conf.count("\n") == 100_002  # [atlases] and every atlas
+    print(f"\ninstall from an index of 100,001 atlases: {elapsed:.1f} s")

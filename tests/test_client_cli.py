@@ -176,10 +176,12 @@ def test_hostile_archive_path_is_refused(
 # --- real processes ------------------------------------------------------------------------------
 
 
-def install_process(repo: RepoServer, cache_dir: Path) -> subprocess.Popen[bytes]:
+def install_process(
+    repo: RepoServer, cache_dir: Path, command: str = "install"
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, ATLASMITH_REPOSITORY=repo.url, ATLASMITH_CACHE_DIR=str(cache_dir))
     return subprocess.Popen(
-        [sys.executable, "-m", "atlasmith", "install", NAME],
+        [sys.executable, "-m", "atlasmith", command, NAME],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -235,6 +237,38 @@ def test_downloads_killed_at_random_points_never_leave_a_half_installed_atlas(
     ranged = [r for r in repo.gets(ARCHIVE) if r is not None]
     assert ranged, "no download was ever resumed"
     assert outcomes.count(False) >= 6  # most kills interrupted the install
+
+
+def test_a_remove_killed_mid_deletion_never_comes_back(
+    repo: RepoServer, cache_dir: Path, packages: dict[str, Path]
+) -> None:
+    """SIGKILL of `atlasmith remove` while it deletes, then `atlasmith install`: the half
+    deleted folder is never brought back as "installed"; the install downloads it whole."""
+    import tarfile
+
+    with tarfile.open(packages["1.1"]) as tar:
+        files = sum(member.isfile() for member in tar.getmembers())
+    trash = cache_dir / ".atlasmith" / "trash" / NAME
+    caught = 0
+    for _ in range(8):
+        if not cache_at(cache_dir, repo.url).installed():
+            cache_at(cache_dir, repo.url).fetch(NAME)
+        process = install_process(repo, cache_dir, "remove")
+        while process.poll() is None and not (trash.is_dir() and any(trash.iterdir())):
+            pass  # kill as soon as the deletion has started
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        caught += trash.is_dir() and any(p.is_dir() for p in trash.iterdir())
+        still = bool(cache_at(cache_dir).installed())  # killed before the rename: untouched
+        gets = len(repo.gets(ARCHIVE))
+        process = install_process(repo, cache_dir)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+        assert assert_nothing_half_installed(cache_dir)
+        (installed,) = cache_at(cache_dir).installed()
+        assert sum(p.is_file() for p in installed.path.rglob("*")) == files
+        assert len(repo.gets(ARCHIVE)) == gets + (not still)  # downloaded, not resurrected
+    assert caught >= 4, "the kills never landed while the folder was being deleted"
 
 
 def test_eight_processes_fetch_the_same_atlas_with_one_download(

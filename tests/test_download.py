@@ -313,7 +313,131 @@ def test_server_ignoring_range_restarts_cleanly(
     dest.with_name("blob.tar.gz.part").write_bytes(source.read_bytes()[:500_000])
     download_file(server.url + "blob.tar.gz", dest, sha256=digest, size=PAYLOAD_SIZE)
     assert dest.read_bytes() == source.read_bytes()
-    assert server.gets("blob.tar.gz") == ["bytes=500000-", None]
+    assert server.gets("blob.tar.gz") == ["bytes=500000-"]  # its whole-file answer is used
+
+
+def _finishes(call: Callable[[], Any], seconds: float) -> BaseException | None:
+    """Run ``call`` in a thread; the exception it raised (None if none), failing the test if
+    it does not finish in ``seconds`` (the old client looped for ever)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds} s"
+    return outcome[0]
+
+
+def test_a_server_that_ignores_range_and_drops_every_transfer_is_given_up_on(
+    served: Callable[[Path], RepoServer], payload: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, digest = payload
+    server = served(source.parent)
+    server.faults["/blob.tar.gz"] = Fault(ignore_range=True, drop_after=PAYLOAD_SIZE // 3)
+    dest = tmp_path / "blob.tar.gz"
+    error = _finishes(
+        lambda: download_file(
+            server.url + "blob.tar.gz", dest, sha256=digest, size=PAYLOAD_SIZE, retries=3
+        ),
+        60,
+    )
+    assert isinstance(error, DownloadError)
+    assert "ignores Range" in str(error)
+    requests = server.gets("blob.tar.gz")
+    assert len(requests) <= 4  # one attempt, then at most `retries` that failed
+    assert server.sent["/blob.tar.gz"] <= len(requests) * PAYLOAD_SIZE
+    assert not dest.exists()
+
+
+class EndlessServer:
+    """Answers every GET with an endless body of zeros and no Content-Length (a hostile or
+    broken server); counts the bytes it sent."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                block = bytes(1 << 20)
+                try:
+                    while owner.sent < 2 << 30:  # 2 GiB at most, should a client never stop
+                        self.wfile.write(block)
+                        owner.sent += len(block)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_an_endless_archive_without_a_size_stops_at_the_cap(tmp_path: Path) -> None:
+    server = EndlessServer()
+    dest = tmp_path / "atlas.tar.gz"
+    try:
+        error = _finishes(
+            lambda: download_file(server.url + "atlas.tar.gz", dest, max_size=8 << 20), 60
+        )
+    finally:
+        server.stop()
+    assert isinstance(error, DownloadError)
+    assert "sent more than 8388608 bytes" in str(error)
+    assert not dest.exists()
+    assert not dest.with_name("atlas.tar.gz.part").exists()  # nothing left filling the disk
+
+
+_CAPPED_INDEX = r"""
+import resource, sys
+from atlasmith.download import fetch_bytes
+from atlasmith.errors import DownloadError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    fetch_bytes(sys.argv[1] + "index.json", retries=1)
+except DownloadError as err:
+    print("refused:", err)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("grew_kb", after - before)
+"""
+
+
+def test_an_endless_index_is_refused_in_bounded_memory() -> None:
+    import subprocess
+    import sys
+
+    server = EndlessServer()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _CAPPED_INDEX, server.url],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert "refused:" in run.stdout
+    assert "not an index" in run.stdout
+    grew_mb = int(run.stdout.split("grew_kb")[1]) / 1024
+    assert grew_mb < 100, f"reading the index took {grew_mb:.0f} MB"
+    assert server.sent < 1 << 30  # it stopped reading long before the 1.5 GB an attacker sends
 
 
 def test_a_part_file_longer_than_the_file_restarts(

@@ -51,6 +51,7 @@ class Backend:
 
     repo: Repository
     raw: Callable[[str], bytes | None]
+    drop: Callable[[str], None]  # delete a stored file behind the repository's back
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +65,13 @@ def _local_raw(root: Path) -> Callable[[str], bytes | None]:
         return path.read_bytes() if path.is_file() else None
 
     return read
+
+
+def _local_drop(root: Path) -> Callable[[str], None]:
+    def drop(name: str) -> None:
+        (root / name).unlink()
+
+    return drop
 
 
 #: The request log of each moto server process, by its URL.
@@ -123,15 +131,18 @@ def _s3_backend(moto_url: str, bucket: str) -> Backend:
         except client.exceptions.NoSuchKey:
             return None
 
+    def drop(name: str) -> None:
+        client.delete_object(Bucket=bucket, Key=f"atlases/{name}")
+
     repo = S3Repository(f"s3://{bucket}/atlases", **options)
-    return Backend(repo, raw)
+    return Backend(repo, raw, drop)
 
 
 @pytest.fixture(params=["local", "http", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     root = tmp_path / "repo"
     if request.param == "local":
-        yield Backend(LocalRepository(root), _local_raw(root))
+        yield Backend(LocalRepository(root), _local_raw(root), _local_drop(root))
     elif request.param == "http":
         token_file = tmp_path / "config" / "tokens.json"
         token = TokenStore(token_file).add("maintainer")
@@ -139,7 +150,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             serve_in_thread(root, token_file=token_file) as url,
             HttpRepository(url, token=token) as repo,
         ):
-            yield Backend(repo, _local_raw(root))
+            yield Backend(repo, _local_raw(root), _local_drop(root))
     else:
         moto_url = request.getfixturevalue("moto_url")
         yield _s3_backend(moto_url, f"bucket-{uuid.uuid4().hex[:12]}")
@@ -237,6 +248,25 @@ def _rename(folder: Path, name: str, version: str) -> None:
     metadata = json.loads((folder / "metadata.json").read_text())
     metadata.update(name=name, version=version)
     (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+def test_a_lost_index_is_an_error_never_an_empty_repository(
+    backend: Backend, packages: PackageFactory
+) -> None:
+    backend.repo.publish(packages(version="1.1"))
+    backend.repo.publish(packages(version="1.2"))
+    backend.drop("index.json")
+    before = snapshot(backend)
+    # publishing (a new version, or a published one again), or yanking, changes nothing
+    for attempt in (
+        lambda: backend.repo.publish(packages(version="1.3")),
+        lambda: backend.repo.publish(packages(version="1.2")),
+        lambda: backend.repo.yank("allen_mouse_100um", "1.2", reason="x"),
+    ):
+        with pytest.raises(RepositoryError, match="index was lost or damaged"):
+            attempt()
+        assert snapshot(backend) == before
+    assert backend.raw("allen_mouse_100um_v1.3.tar.gz") is None
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from atlasmith._types import PathLike
 
@@ -126,7 +126,8 @@ def is_safe_relpath(path: str) -> bool:
     >>> is_safe_relpath("previews/a.png"), is_safe_relpath("../a"), is_safe_relpath("/etc")
     (True, False, False)
     """
-    parts = PurePosixPath(path).parts
+    parts = path.split("/")  # as PurePosixPath would split it, without its cost (indexes of
+    # 100,000 atlases check two paths each)
     return bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts
 
 

@@ -3,8 +3,8 @@
 1. :func:`download_and_extract`: download the archive to ``.part`` (resumed, retried, sha256
    and size checked) while a thread extracts the growing file safely into a staging folder
    on the cache's disk.
-2. :func:`check_extracted`: the folder is the atlas it was published as, and matches its own
-   manifest when the archive's hash could not be checked.
+2. :func:`check_extracted`: the folder is the atlas and version it was published as, and
+   matches its own manifest.
 3. :func:`swap_in`: the new folder is renamed into place *before* the old version is moved
    away, so there is always an installed version; a journal records the swap so that a
    process killed between the two renames is finished by :func:`recover`, which the cache
@@ -165,6 +165,7 @@ def download_and_extract(
             retries=retries,
             progress=both(progress, part.notify),
             client=client,
+            max_size=max_bytes,  # no size listed (GIN): never more than an archive may hold
         )
     except BaseException:
         part.restarted = True  # stops the extraction at its next read
@@ -178,12 +179,10 @@ def download_and_extract(
     return safe_extract(archive, staging, max_bytes=max_bytes)  # the streamed one failed
 
 
-def check_extracted(
-    folder: Path, archive: Path, name: str, *, verify_manifest: bool
-) -> tuple[str, str]:
-    """Check that an extracted folder is atlas ``name`` (and, with ``verify_manifest``, that
-    its files match its manifest, when it has one); return its name and version. Nothing is
-    installed otherwise."""
+def check_extracted(folder: Path, archive: Path, name: str, version: str) -> tuple[str, str]:
+    """Check that an extracted folder is ``version`` of atlas ``name`` (the one the index or
+    the archive's name said) and that its files match its manifest when it has one; return
+    its name and version. Nothing is installed otherwise."""
     from atlasmith.formats import METADATA  # imports the stack readers: only when installing
 
     parsed = split_folder_name(folder.name)
@@ -197,7 +196,13 @@ def check_extracted(
             f"{archive} has no {METADATA} in {folder.name}: not an atlas package. "
             "Nothing was installed."
         )
-    if verify_manifest and read_manifest(folder) is not None:
+    if parsed[1] != version:
+        raise IntegrityError(
+            f"{archive} holds version {parsed[1]} of {name} ({folder.name}), but version "
+            f"{version} was asked for. Nothing was installed; the repository serves a "
+            "mislabelled archive: tell its maintainers."
+        )
+    if read_manifest(folder) is not None:
         problems = verify_folder(folder)
         if problems:
             raise IntegrityError(

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlasmith import _install
+from atlasmith import _install, _trust
 from atlasmith._cache_v3 import STATE, V3_ROOT, V3Cache, is_v3_atlas
 from atlasmith._fs import atomic_write, remove_tree
 from atlasmith._install import Action, InstalledAtlas, Plan, plan
@@ -115,10 +115,20 @@ class AtlasCache(V3Cache):
 
     @classmethod
     def from_options(
-        cls, repository: str | None, cache_dir: PathLike | None, offline: bool | None
+        cls,
+        repository: str | None,
+        cache_dir: PathLike | None,
+        offline: bool | None,
+        allow_unverified: bool | None = None,
     ) -> AtlasCache:
         """A cache for command-line options (None: from the environment or config file)."""
-        return cls(load_settings(repository=repository, cache_dir=cache_dir, offline=offline))
+        settings = load_settings(
+            repository=repository,
+            cache_dir=cache_dir,
+            offline=offline,
+            allow_unverified=allow_unverified,
+        )
+        return cls(settings)
 
     def __repr__(self) -> str:
         return f"AtlasCache({str(self.root)!r}, repository={self.settings.repository!r})"
@@ -211,6 +221,7 @@ class AtlasCache(V3Cache):
         if data is not None:
             index = RepositoryIndex.from_json(data, repo)
             self._write_state(INDEX_NAME, data)
+            _trust.remember_verified(self._state(), repo)  # never downgraded from now on
             atomic_write(self.root / _CONF, index.render_conf().encode())  # BrainGlobe's copy
             return index
         conf = read(_CONF)
@@ -219,6 +230,7 @@ class AtlasCache(V3Cache):
                 f"{repo} is not an atlas repository: it has neither {INDEX_NAME} nor {_CONF}. "
                 "Check ATLASMITH_REPOSITORY or --repository."
             )
+        _trust.check_unverified(self.root / STATE, self.settings)  # or refuses
         return RepositoryIndex.from_conf(conf.decode("utf-8", "replace"), repo)
 
     def latest_version(self, name: str) -> str | None:
@@ -329,7 +341,7 @@ class AtlasCache(V3Cache):
                 client=self.client,
             )
             try:
-                return self._move_in(folder, target, entry.atlas_name, old, check_manifest=False)
+                return self._move_in(folder, target, entry.atlas_name, old, entry.version)
             finally:
                 remove_tree(folder.parent)
         finally:
@@ -341,12 +353,11 @@ class AtlasCache(V3Cache):
         archive: Path,
         name: str,
         old: InstalledAtlas | None,
-        check_manifest: bool,
+        expected: str,
     ) -> InstalledAtlas:
-        """Check an extracted folder and move it into place, retiring ``old``."""
-        atlas, version = _install.check_extracted(
-            folder, archive, name, verify_manifest=check_manifest
-        )
+        """Check an extracted folder (it is version ``expected`` of ``name`` and matches its
+        own manifest) and move it into place, retiring ``old``."""
+        atlas, version = _install.check_extracted(folder, archive, name, expected)
         final = self.root / folder.name
         _install.swap_in(folder, final, None if old is None else old.path, self._paths(name))
         _install.note_version(self.root / _CONF, atlas, version)  # BrainGlobe 2.3.1, offline
@@ -388,13 +399,13 @@ class AtlasCache(V3Cache):
                 "('<name>_<res>um_v<major>.<minor>'). Is this an atlas package?"
             )
         name, version = parsed
-        trusted = self._check_known_hash(archive, name, version)
+        self._check_known_hash(archive, name, version)
         with self._lock(name):
             self._recover(name)
             old = self.find(name)
             folder = safe_extract(archive, self._paths(name).staging, max_bytes=self.max_bytes)
             try:
-                return self._move_in(folder, archive, name, old, check_manifest=not trusted)
+                return self._move_in(folder, archive, name, old, version)
             finally:
                 remove_tree(folder.parent)
 
@@ -412,18 +423,17 @@ class AtlasCache(V3Cache):
         bundle = AtlasCache(replace(self.settings, repository=str(source)), self.max_bytes)
         return [bundle.update(name, progress)[1] for name in bundle.index().names()]
 
-    def _check_known_hash(self, archive: Path, name: str, version: str) -> bool:
+    def _check_known_hash(self, archive: Path, name: str, version: str) -> None:
         cached = self.cached_index()
         entry = cached.get(name, version) if cached else None
         if entry is None or entry.sha256 is None:
-            return False
+            return
         got = sha256_file(archive)
         if got != entry.sha256:
             raise IntegrityError(
                 f"{archive} is not the published {name} {version}: sha256 expected "
                 f"{entry.sha256} (repository index), got {got}. Nothing was installed."
             )
-        return True
 
     # --- removing and checking ------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ Sources, later ones winning:
    ``~/.brainglobe``, so that atlasmith installs where BrainGlobe's tools look;
 2. the config file ``~/.config/atlasmith/config.toml`` (``platformdirs.user_config_path``);
 3. environment variables ``ATLASMITH_REPOSITORY``, ``ATLASMITH_CACHE_DIR``,
-   ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``;
+   ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``, ``ATLASMITH_ALLOW_UNVERIFIED``;
 4. explicit arguments (command-line options).
 
 This module is the only reader of atlasmith's environment variables (and of
@@ -23,6 +23,8 @@ The config file is TOML with these keys, all optional::
     timeout = 30.0                                # seconds without data before a retry
     retries = 5                                   # attempts per download
     max_archive_bytes = 68719476736               # cap on an archive's unpacked size (64 GiB)
+    allow_unverified = ["https://lab.example/"]   # repositories (or true: any) that may
+                                                  # serve archives without sha256 (no index.json)
 
 Unknown keys are refused, so that a typo does not silently fall back to a default.
 """
@@ -52,13 +54,15 @@ __all__ = [
     "parse_bool",
     "read_config_file",
     "resolve_settings",
+    "same_repository",
     "source_date_epoch",
     "token_file",
 ]
 
 #: BrainGlobe's atlas repository (GIN). It has no index.json: atlases from it are installed
-#: without a hash check (with a warning). Point ``repository`` at an atlasmith repository to
-#: get verified downloads.
+#: without a hash check (with a warning), as BrainGlobe's own client installs them; any other
+#: repository must publish hashes unless the user allows it (``allow_unverified``). Point
+#: ``repository`` at an atlasmith repository to get verified downloads.
 DEFAULT_REPOSITORY = "https://gin.g-node.org/brainglobe/atlases/raw/master/"
 ENV_VARS = {
     "repository": "ATLASMITH_REPOSITORY",
@@ -66,6 +70,7 @@ ENV_VARS = {
     "offline": "ATLASMITH_OFFLINE",
     "token": "ATLASMITH_TOKEN",
     "max_archive_bytes": "ATLASMITH_MAX_ARCHIVE_BYTES",
+    "allow_unverified": "ATLASMITH_ALLOW_UNVERIFIED",
 }
 #: Where ``atlasmith serve`` listens unless told otherwise (loopback only: opening it to the
 #: network is a choice).
@@ -78,7 +83,16 @@ BRAINGLOBE_CONFIG_NAME = "bg_config.conf"
 #: Environment variable that moves the members' token file (server side).
 TOKEN_FILE_ENV = "ATLASMITH_TOKEN_FILE"
 _EPOCH_ENV = "SOURCE_DATE_EPOCH"
-_KEYS = ("repository", "cache_dir", "offline", "token", "timeout", "retries", "max_archive_bytes")
+_KEYS = (
+    "repository",
+    "cache_dir",
+    "offline",
+    "token",
+    "timeout",
+    "retries",
+    "max_archive_bytes",
+    "allow_unverified",
+)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -105,6 +119,9 @@ class Settings:
         Attempts per download before giving up.
     max_archive_bytes : int
         Cap on the uncompressed size of one archive (decompression bombs stop there).
+    allow_unverified : bool or tuple of str
+        Repositories (URLs or folders; True: any) from which archives may be installed without
+        a published sha256. Never used for a repository that once served a verified index.
     """
 
     repository: str = DEFAULT_REPOSITORY
@@ -114,6 +131,25 @@ class Settings:
     timeout: float = 30.0
     retries: int = 5
     max_archive_bytes: int = MAX_EXTRACTED_BYTES
+    allow_unverified: bool | tuple[str, ...] = False
+
+    def allows_unverified(self) -> bool:
+        """Whether archives of this repository may be installed without a published sha256:
+        BrainGlobe's GIN (which never publishes one), or a repository the user allowed."""
+        if same_repository(self.repository, DEFAULT_REPOSITORY):
+            return True
+        if isinstance(self.allow_unverified, bool):
+            return self.allow_unverified
+        return any(same_repository(self.repository, r) for r in self.allow_unverified)
+
+
+def same_repository(a: str, b: str) -> bool:
+    """Whether two repository locations name the same repository (trailing ``/`` ignored).
+
+    >>> same_repository("https://a.org/x/", "https://a.org/x"), same_repository("a", "b")
+    (True, False)
+    """
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
 
 
 def config_path() -> Path:
@@ -152,9 +188,16 @@ def _from_file(data: Mapping[str, Any], path: str) -> dict[str, Any]:
         "timeout": (int, float),
         "retries": (int,),
         "max_archive_bytes": (int,),
+        "allow_unverified": (bool, list),
     }
     for key, value in data.items():
-        if not isinstance(value, types[key]) or (key != "offline" and isinstance(value, bool)):
+        if key == "allow_unverified" and isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{path}: allow_unverified must be true/false or a list of URLs.")
+            data = {**data, key: tuple(value)}
+            continue
+        booleans = ("offline", "allow_unverified")
+        if not isinstance(value, types[key]) or (key not in booleans and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types[key])
             raise ConfigError(f"{path}: {key} must be of type {names}, got {value!r}.")
     return dict(data)
@@ -166,7 +209,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         value = env.get(var)
         if value is None or (value == "" and key != "offline"):
             continue
-        if key == "offline":
+        if key in ("offline", "allow_unverified"):
             found[key] = parse_bool(value, var)
         elif key == "max_archive_bytes":
             found[key] = _parse_int(value, var)
@@ -239,12 +282,13 @@ def load_settings(
     token: str | None = None,
     config_file: PathLike | None = None,
     env: Mapping[str, str] | None = None,
+    allow_unverified: bool | None = None,
 ) -> Settings:
     """Read the config file and the environment and apply explicit values on top.
 
     Parameters
     ----------
-    repository, cache_dir, offline, token
+    repository, cache_dir, offline, token, allow_unverified
         Explicit values (command-line options); None means "not given".
     config_file : str or Path, optional
         Config file to read instead of :func:`config_path`.
@@ -266,6 +310,7 @@ def load_settings(
         "cache_dir": cache_dir,
         "offline": offline,
         "token": token,
+        "allow_unverified": allow_unverified,
     }
     environ = os.environ if env is None else env
     from_file = read_config_file(path)

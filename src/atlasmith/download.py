@@ -130,20 +130,36 @@ def fetch_bytes(
     with _using(client, timeout) as http:
         for attempt in range(1, retries + 1):
             try:
-                response = http.get(location)
+                with http.stream("GET", location) as response:
+                    status = response.status_code
+                    if status in (404, 410):
+                        return None
+                    if status not in _RETRY_STATUS:
+                        _check_status(location, status)
+                        return _read_capped(location, response, max_bytes)
+                reason = f"HTTP {status}"
             except httpx.TransportError as err:
-                _give_up_or_wait(location, attempt, retries, str(err) or type(err).__name__)
-                continue
-            if response.status_code in (404, 410):
-                return None
-            if response.status_code in _RETRY_STATUS:
-                _give_up_or_wait(location, attempt, retries, f"HTTP {response.status_code}")
-                continue
-            _check_status(location, response.status_code)
-            if len(response.content) > max_bytes:
-                raise DownloadError(f"{location} is larger than {max_bytes} bytes: not an index.")
-            return response.content
+                reason = str(err) or type(err).__name__
+            _give_up_or_wait(location, attempt, retries, reason)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_capped(location: str, response: httpx.Response, max_bytes: int) -> bytes:
+    """The body, read block by block and refused as soon as it passes ``max_bytes`` (whatever
+    Content-Length says, or without one), so memory stays bounded."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise DownloadError(f"{location} is larger than {max_bytes} bytes: not an index.")
+    blocks, received = [], 0
+    for block in response.iter_bytes():
+        received += len(block)
+        if received > max_bytes:
+            raise DownloadError(
+                f"{location} sent more than {max_bytes} bytes: not an index (refused without "
+                "reading the rest)."
+            )
+        blocks.append(block)
+    return b"".join(blocks)
 
 
 def _give_up_or_wait(location: str, attempt: int, retries: int, reason: str) -> None:
@@ -205,6 +221,7 @@ def download_file(
     retries: int = 5,
     progress: ProgressCallback | None = None,
     client: httpx.Client | None = None,
+    max_size: int | None = None,
 ) -> Path:
     """Download (or copy) a file to ``dest``, resuming, retrying and verifying it.
 
@@ -224,6 +241,9 @@ def download_file(
         ``progress(completed, total)`` after each chunk (BrainGlobe's ``fn_update``).
     client : httpx.Client, optional
         The HTTP client to use (default: one from :func:`make_client`).
+    max_size : int, optional
+        Most bytes accepted when ``size`` is unknown (a server streaming for ever stops
+        there).
 
     Returns
     -------
@@ -245,7 +265,7 @@ def download_file(
         part.restart()
     if is_remote(location):
         with _using(client, timeout) as http:
-            _fetch_remote(http, location, part, size, retries, progress)
+            _fetch_remote(http, location, part, size, retries, progress, max_size)
     else:
         _copy_local(location, part, progress, size)
     _verify(location, part, sha256, size)
@@ -315,6 +335,28 @@ def _append(
         progress(part.size, total)
 
 
+@dataclass
+class _Attempts:
+    """The budget of one download: attempts that fail without progress (``retries``), attempts
+    in all, and whether the server honours ``Range`` (a server that answers a ranged request
+    with the whole file again makes every attempt start from byte 0: then an attempt that
+    breaks off is a failure, whatever it received, so the download ends)."""
+
+    retries: int
+    failures: int = 0
+    attempts: int = 0
+    resumable: bool = True
+
+    @property
+    def limit(self) -> int:
+        return max(MAX_ATTEMPTS, self.retries)
+
+
+#: Attempts of one download in all, progress or not (a server that sends a few bytes and
+#: drops the connection every time must not keep the client busy for ever).
+MAX_ATTEMPTS = 100
+
+
 def _fetch_remote(
     client: httpx.Client,
     url: str,
@@ -322,24 +364,35 @@ def _fetch_remote(
     size: int | None,
     retries: int,
     progress: ProgressCallback | None,
+    max_size: int | None = None,
 ) -> None:
-    failures = 0
+    budget = _Attempts(retries)
     while size is None or part.size < size:
         before = part.size
+        budget.attempts += 1
         try:
-            if _attempt(client, url, part, size, progress):
+            if _attempt(client, url, part, size, progress, budget, max_size):
                 return
             reason = "incomplete answer"
         except _Restart:
             part.restart()
-            continue
+            before = 0
+            reason = "the server answered a resumed download with an inconsistent range"
         except httpx.TransportError as err:
             reason = str(err) or type(err).__name__
         except _RetryableStatus as err:
             reason = str(err)
-        failures = 0 if part.size > before else failures + 1
-        if failures:
-            _give_up_or_wait(url, failures, retries, reason)
+        progressed = budget.resumable and part.size > before
+        budget.failures = 0 if progressed else budget.failures + 1
+        if budget.attempts >= budget.limit:
+            raise DownloadError(
+                f"Download of {url} did not complete in {budget.attempts} attempts ({reason}); "
+                f"{part.size} bytes are kept and the next run resumes from there."
+            )
+        if budget.failures:
+            if not budget.resumable:
+                reason += "; the server ignores Range requests, so no attempt can resume"
+            _give_up_or_wait(url, budget.failures, retries, reason)
 
 
 class _RetryableStatus(Exception):
@@ -352,16 +405,51 @@ def _attempt(
     part: _Part,
     size: int | None,
     progress: ProgressCallback | None,
+    budget: _Attempts,
+    max_size: int | None,
 ) -> bool:
     """One GET (ranged when resuming); True when the file is complete."""
+    if part.size and not budget.resumable:
+        part.restart()
     headers = {"Range": f"bytes={part.size}-"} if part.size else {}
     with client.stream("GET", url, headers=headers) as response:
         total = _check_answer(url, response, part, size)
-        with open(part.path, "ab", buffering=256 * 1024) as out:
-            # network-sized blocks: a dropped connection keeps every byte received so far
-            for block in response.iter_raw():
-                _append(block, out, part, total, size, progress)
+        if part.size and response.status_code == 200:  # Range ignored: the whole file again
+            budget.resumable = False
+            part.restart()
+        try:
+            with open(part.path, "ab", buffering=256 * 1024) as out:
+                # network-sized blocks: a dropped connection keeps every byte received so far
+                for block in response.iter_raw():
+                    _append(block, out, part, total, size, progress)
+                    if max_size is not None and part.size > max_size:
+                        raise _too_large(url, part, max_size)
+        except OSError as err:
+            raise _disk_error(url, part, err) from err
     return total == 0 or part.size >= total  # unknown total: the stream ended cleanly
+
+
+def _too_large(url: str, part: _Part, max_size: int) -> DownloadError:
+    part.restart()
+    return DownloadError(
+        f"{url} sent more than {max_size} bytes, the most one archive may have (the repository "
+        "lists no size for it); the download was stopped and removed. Raise "
+        "ATLASMITH_MAX_ARCHIVE_BYTES if the atlas really is that large."
+    )
+
+
+def _disk_error(url: str, part: _Part, err: OSError) -> DownloadError:
+    import errno
+
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return DownloadError(f"Cannot write the download of {url} to {part.path}: {err}.")
+    written = part.size
+    part.restart()  # a full disk helps nobody: the partial file goes
+    return DownloadError(
+        f"No space left on the disk of {part.path.parent} after {written} bytes of {url}; the "
+        "partial download was removed. Free some space, or set ATLASMITH_CACHE_DIR to a "
+        "larger disk, and run the command again."
+    )
 
 
 def _check_answer(url: str, response: httpx.Response, part: _Part, size: int | None) -> int:
@@ -378,9 +466,7 @@ def _check_answer(url: str, response: httpx.Response, part: _Part, size: int | N
         if match is None or int(match[1]) != part.size:
             raise _Restart
         return int(match[3]) if match[3] != "*" else (size or 0)
-    if part.size:  # a 200 answer to a Range request: the whole file comes again
-        raise _Restart
-    return length or (size or 0)
+    return length or (size or 0)  # a 200 answer: the whole file (also to a Range request)
 
 
 class DownloadRestarted(Exception):

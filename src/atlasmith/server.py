@@ -226,7 +226,7 @@ def _add_write_routes(app: FastAPI) -> None:
         """Publish an archive (members only): streamed, checked, then added to the index."""
         member = _member(app, authorization)
         atlas_name, version = _archive_name(file_name)
-        if repository.read_index().get(atlas_name, version) is not None:
+        if _call(repository.read_index).get(atlas_name, version) is not None:
             raise HTTPException(409, f"{atlas_name} {version} is already published.")
         scratch = repository.scratch_dir()
         with tempfile.TemporaryDirectory(prefix=".atlasmith-upload-", dir=scratch) as tmp:

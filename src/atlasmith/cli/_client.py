@@ -23,16 +23,23 @@ __all__ = ["AtlasStatus", "atlas_info", "list_rows", "settings_info", "status_ro
 
 
 def _with_cache(command: Callable[..., None]) -> Callable[..., None]:
-    """Add the options every client command takes (--repository, --cache-dir, --offline) and
-    hand the command the cache they describe, as ``cache``; errors are reported cleanly."""
+    """Add the options every client command takes (--repository, --cache-dir, --offline,
+    --allow-unverified) and hand the command the cache they describe, as ``cache``; errors are
+    reported cleanly."""
 
     @functools.wraps(command)
     def run(
-        *args: Any, repository: str | None, cache_dir: str | None, offline: bool | None, **kw: Any
+        *args: Any,
+        repository: str | None,
+        cache_dir: str | None,
+        offline: bool | None,
+        allow_unverified: bool | None,
+        **kw: Any,
     ) -> None:
         from atlasmith.cache import AtlasCache
 
-        command(*args, cache=AtlasCache.from_options(repository, cache_dir, offline), **kw)
+        cache = AtlasCache.from_options(repository, cache_dir, offline, allow_unverified)
+        command(*args, cache=cache, **kw)
 
     options = [
         click.option(
@@ -51,6 +58,14 @@ def _with_cache(command: Callable[..., None]) -> Callable[..., None]:
             is_flag=True,
             default=None,
             help="Never touch the network (also ATLASMITH_OFFLINE=1).",
+        ),
+        click.option(
+            "--allow-unverified",
+            is_flag=True,
+            default=None,
+            help="Install from a repository that publishes no sha256 (no index.json), for this "
+            "command (also ATLASMITH_ALLOW_UNVERIFIED=1). Never for one that published hashes "
+            "before. BrainGlobe's GIN is always allowed, as BrainGlobe's own client reads it.",
         ),
     ]
     decorated: Callable[..., None] = reports_errors(run)

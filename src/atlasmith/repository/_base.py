@@ -115,6 +115,35 @@ class StorageRepository(Repository):
         """A folder for temporary files on the repository's disk (None: the system's)."""
         return None
 
+    def read_index(self) -> RepositoryIndex:
+        """``index.json``; an empty index only for a repository with nothing published.
+
+        Raises
+        ------
+        RepositoryError
+            ``index.json`` is missing or unreadable while the repository holds published files:
+            taking that for an empty repository would drop every published version from the
+            next index written (and let a published version be published again).
+        """
+        data = self.read_bytes(INDEX_NAME)
+        if data is not None:
+            return RepositoryIndex.from_json(data)
+        traces = self._published_traces()
+        if traces:
+            raise RepositoryError(
+                f"{self.location} has no readable {INDEX_NAME}, but it holds published files "
+                f"({', '.join(traces[:3])}): its index was lost or damaged. Nothing was "
+                f"changed. Restore {INDEX_NAME} (from a backup, or a client's copy in "
+                f"<cache>/.atlasmith/{INDEX_NAME}) before publishing or yanking."
+            )
+        return RepositoryIndex()
+
+    def _published_traces(self) -> list[str]:
+        """Files that only a repository with published versions has (the rendered ``.conf``
+        files; backends that can list add archives)."""
+        names = [*CONF_NAMES, V3_CONF]
+        return [name for name in names if self.read_bytes(name) is not None]
+
     @abstractmethod
     def _write_bytes(self, name: str, data: bytes) -> None:
         """Write a whole file atomically (readers see the old or the new content)."""

@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from atlasmith._fs import atomic_file, atomic_write
 from atlasmith.errors import RepositoryError
+from atlasmith.names import ARCHIVE_SUFFIX
 from atlasmith.repository._base import StorageRepository, check_name
 
 __all__ = ["LOCK_NAME", "LocalRepository"]
@@ -60,10 +61,18 @@ class LocalRepository(StorageRepository):
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root
 
+    def _published_traces(self) -> list[str]:
+        found = self.root.glob(f"*{ARCHIVE_SUFFIX}")
+        archives = sorted(p.name for p in found if p.is_file() and not p.name.startswith("."))
+        return [*super()._published_traces(), *archives]
+
     def read_bytes(self, name: str) -> bytes | None:
         """The content of a file of the layout, or None when it does not exist."""
         path = self.path(name)
-        return path.read_bytes() if path.is_file() else None
+        try:
+            return path.read_bytes() if path.is_file() else None
+        except OSError as err:
+            raise RepositoryError(f"Cannot read {path}: {err.strerror or err}.") from err
 
     def _open(self, name: str) -> BinaryIO:
         path = self.path(name)

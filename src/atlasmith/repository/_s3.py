@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from atlasmith.errors import RepositoryError
+from atlasmith.names import ARCHIVE_SUFFIX
 from atlasmith.repository._base import StorageRepository
 
 __all__ = ["S3Repository"]
@@ -66,6 +67,17 @@ class S3Repository(StorageRepository):
 
     def _key(self, name: str) -> str:
         return f"{self.root}/{name}"
+
+    def _published_traces(self) -> list[str]:
+        try:
+            listed = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            listed = []
+        except OSError as err:
+            raise RepositoryError(f"Cannot list {self.location}: {err}") from err
+        names = [str(key).rsplit("/", 1)[-1] for key in listed]
+        archives = sorted(n for n in names if n.endswith(ARCHIVE_SUFFIX) and not n.startswith("."))
+        return [*super()._published_traces(), *archives]
 
     def read_bytes(self, name: str) -> bytes | None:
         """The content of an object of the layout, or None when it does not exist."""
