@@ -34,6 +34,10 @@ def test_precedence_file_then_environment_then_arguments(
         'repository = "https://file.example/"\ncache_dir = "~/from_file"\noffline = true\n'
         'token = "file-token"\ntimeout = 5\nretries = 2\n'
     )
+    config_path().chmod(0o644)  # readable by others while it holds a token: a warning
+    with pytest.warns(UserWarning, match="holds an upload token but is not private"):
+        load_settings()
+    config_path().chmod(0o600)
     monkeypatch.delenv("ATLASMITH_CACHE_DIR")
     from_file = load_settings()
     assert from_file.repository == "https://file.example/"

@@ -20,6 +20,7 @@ import functools
 import os
 import secrets
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ __all__ = [
     "remove_tree",
     "replace_path",
     "temporary_folder",
+    "unsafe_secret_permissions",
 ]
 
 FILE_MODE = 0o644
@@ -159,3 +161,33 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     function.restype = ctypes.c_int
     found: Callable[[int, bytes, int, bytes, int], int] = function
     return found
+
+
+def unsafe_secret_permissions(path: Path) -> list[str]:
+    """What lets another user change (or read) the secret file ``path``: the file readable or
+    writable by group or others, or owned by someone else; its folder, or any folder above,
+    writable by others without the sticky bit (``/tmp``'s), or owned by someone else (root
+    aside). [] when private. A missing file is fine (its folder is still checked)."""
+    me = os.geteuid()
+    problems = []
+    if path.exists():
+        info = path.stat()
+        if info.st_uid not in (me, 0):
+            problems.append(f"{path} belongs to user {info.st_uid}")
+        if info.st_mode & 0o077:
+            problems.append(f"{path} has mode {stat.S_IMODE(info.st_mode):o} (must be 600)")
+    folder = path.parent
+    if folder.is_dir():
+        info = folder.stat()
+        if info.st_mode & 0o022:
+            problems.append(f"{folder} has mode {stat.S_IMODE(info.st_mode):o} (must be 700)")
+    for above in [folder, *folder.parents]:
+        if not above.is_dir():
+            continue
+        info = above.stat()
+        if info.st_uid not in (me, 0):
+            problems.append(f"{above} belongs to user {info.st_uid}")
+        shared = info.st_mode & 0o002 and not info.st_mode & stat.S_ISVTX
+        if above != folder and (shared or info.st_mode & 0o020 and info.st_uid != me):
+            problems.append(f"{above} can be changed by other users")
+    return problems

@@ -314,6 +314,8 @@ def load_settings(
     }
     environ = os.environ if env is None else env
     from_file = read_config_file(path)
+    if "token" in from_file:
+        _warn_if_shared(path)
     if (
         cache_dir is None
         and not environ.get(ENV_VARS["cache_dir"])
@@ -321,6 +323,23 @@ def load_settings(
     ):
         overrides["cache_dir"] = brainglobe_dir(environ)  # BrainGlobe's folder, else the default
     return resolve_settings(from_file, environ, overrides, str(path))
+
+
+def _warn_if_shared(path: Path) -> None:
+    """Warn when the config file holds an upload token that other users could read or change."""
+    import warnings
+
+    from atlasmith._fs import unsafe_secret_permissions
+
+    problems = unsafe_secret_permissions(path)
+    if problems:
+        warnings.warn(
+            f"{path} holds an upload token but is not private ({'; '.join(problems)}): other "
+            f"users may read or replace it. Run chmod 600 {path}, or keep the token in "
+            "ATLASMITH_TOKEN instead.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def brainglobe_dir(env: Mapping[str, str] | None = None) -> Path | None:

@@ -295,10 +295,18 @@ def serve(
     token_file: str | Path | None = None,
     max_upload_bytes: int = MAX_PUBLISHED_BYTES,
 ) -> None:
-    """Serve a repository folder with uvicorn until interrupted (access log on)."""
+    """Serve a repository folder with uvicorn until interrupted (access log on).
+
+    Raises
+    ------
+    ConfigError
+        The token file, its folder or a folder above could be changed (or the file read) by
+        another user: the server does not start (see :meth:`TokenStore.check_private`).
+    """
     import uvicorn
 
     tokens = TokenStore(token_file)
+    tokens.check_private()
     app = make_app(LocalRepository(repository_dir), tokens, max_upload_bytes)
     _log_to_stderr()
     if not tokens.names():

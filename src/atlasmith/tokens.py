@@ -3,6 +3,11 @@
 A token is 256 random bits, so a plain sha256 is enough to store it safely (slow, salted
 hashes protect guessable passwords; nothing about a random token can be guessed), and it lets
 the server find a token with one dictionary lookup instead of trying every stored hash.
+
+The store is as careful as OpenSSH with ``authorized_keys``: the file is written 0600 and its
+folder made 0700 whatever the umask, and the server refuses to start (and ``token add`` to
+write) when the file, its folder or a folder above them could be changed by another user, as
+anyone who can write there can plant a hash of their own and upload.
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from atlasmith._fs import atomic_write
+from atlasmith._fs import atomic_write, unsafe_secret_permissions
 from atlasmith.config import token_file
 from atlasmith.errors import AtlasExistsError, ConfigError
 
@@ -53,6 +59,23 @@ class TokenStore:
 
     def __repr__(self) -> str:
         return f"TokenStore({str(self.path)!r})"
+
+    def check_private(self) -> None:
+        """Refuse a store another user could change or read (see
+        :func:`atlasmith._fs.unsafe_secret_permissions`).
+
+        Raises
+        ------
+        ConfigError
+            Naming each problem and the ``chmod`` that fixes it.
+        """
+        problems = unsafe_secret_permissions(self.path)
+        if problems:
+            raise ConfigError(
+                f"The token file {self.path} is not private: {'; '.join(problems)}. Another "
+                "user could add a token of their own and upload. Fix the permissions (e.g. "
+                f"chmod 700 {self.path.parent}; chmod 600 {self.path}) and try again."
+            )
 
     def add(self, name: str) -> str:
         """Create a token for member ``name`` and return it (it is not stored, only its hash)."""
@@ -107,8 +130,12 @@ class TokenStore:
         atomic_write(self.path, (text + "\n").encode(), mode=0o600)  # readable by its owner only
 
     def _lock(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path) + ".lock", timeout=30)
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.is_dir()]
+        for folder in reversed(missing):  # the folders made here: 0700 whatever the umask
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, 0o700)
+        self.check_private()  # never write into a folder another user controls
+        return FileLock(str(self.path) + ".lock", timeout=30, mode=0o600)
 
 
 def _check_member(name: str) -> None:

@@ -14,8 +14,51 @@ __all__ = ["publish_command", "release_command", "serve_command", "token_group",
 _to_option = click.option(
     "--to", "to", default=None, help="Repository: folder, http(s):// URL or s3://bucket/prefix."
 )
+
+
+def _read_token(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> str | None:
+    """``--token -`` reads the token from standard input, ``--token @FILE`` from a file (which
+    must be private); a token written out on the command line works, with a warning: every user
+    of the machine can read it in the process list."""
+    if value is None:
+        return None
+    if value == "-":
+        import sys
+
+        token = sys.stdin.readline().strip()
+    elif value.startswith("@"):
+        from pathlib import Path
+
+        from atlasmith._fs import unsafe_secret_permissions
+
+        path = Path(value[1:]).expanduser()
+        problems = unsafe_secret_permissions(path)
+        if problems:
+            click.echo(f"warning: {'; '.join(problems)}: chmod 600 {path}", err=True)
+        try:
+            token = path.read_text().strip()
+        except OSError as err:
+            raise click.BadParameter(f"cannot read {path}: {err.strerror}") from err
+    else:
+        click.echo(
+            "warning: a token given on the command line is visible to every user of this "
+            "machine (ps); prefer ATLASMITH_TOKEN, --token @FILE or --token - (standard input).",
+            err=True,
+        )
+        token = value
+    if not token:
+        raise click.BadParameter("the token is empty")
+    return token
+
+
 _token_option = click.option(
-    "--token", default=None, help="Upload token (default: ATLASMITH_TOKEN or the config file)."
+    "--token",
+    default=None,
+    callback=_read_token,
+    help="Upload token: '-' reads it from standard input, '@FILE' from a private file "
+    "(default: ATLASMITH_TOKEN or the config file).",
 )
 _token_file_option = click.option(
     "--token-file",
