@@ -3,10 +3,15 @@ to members, no path outside the repository, BrainGlobe's own client, load, and f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import resource
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -337,3 +342,112 @@ def test_health_reports_a_damaged_index(tmp_path: Path) -> None:
         response = httpx.get(f"{url}/health")
     assert response.status_code == 503
     assert "index.json" in response.json()["detail"]
+
+
+# --- connections: an idle flood or a trickled request head cannot stop the server ---------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _limit_descriptors() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # a common default
+
+
+@contextlib.contextmanager
+def _server_process(root: Path, log: Path, *extra: str) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "atlasmith", "serve", str(root), "--port", str(port),
+               "--token-file", str(root.parent / "tokens.json"), *extra]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_limit_descriptors
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    httpx.get(f"{url}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_1100_idle_connections_do_not_stop_the_server(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    root = tmp_path / "repo"
+    root.mkdir()
+    log = tmp_path / "server.log"
+    idle: list[socket.socket] = []
+    try:
+        with _server_process(root, log) as url:
+            port = int(url.rsplit(":", 1)[1])
+            for _ in range(1100):  # each sends nothing, ever
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            latencies = []
+            for _ in range(5):
+                start = time.monotonic()
+                answer = httpx.get(f"{url}/health", timeout=5)  # a liveness bound, not a timing
+                latencies.append(time.monotonic() - start)
+                assert answer.status_code == 200
+            closed = 0
+            for sock in idle:  # the server closed the idle ones it needed room for
+                sock.setblocking(False)
+                try:
+                    closed += sock.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed += 1
+            shown = ", ".join(f"{t * 1000:.0f}" for t in latencies)
+            print(f"\n/health with 1,100 idle connections open: {shown} ms; {closed} idle "
+                  "connections closed by the server")  # fmt: skip
+            assert closed >= 1100 - 1024
+    finally:
+        for sock in idle:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    text = log.read_text()
+    assert "Too many open files" not in text  # accept never ran out of descriptors
+    assert len(text) < 100_000  # no line written per connection
+
+
+def test_a_request_head_never_sent_or_trickled_is_cut_off(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    with _server_process(root, tmp_path / "server.log", "--header-timeout", "1") as url:
+        port = int(url.rsplit(":", 1)[1])
+        silent = socket.create_connection(("127.0.0.1", port), timeout=30)
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=30)
+        trickle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        trickle.setblocking(False)
+        ended = {"silent": False, "trickle": False}
+        deadline = time.monotonic() + 30  # a bound against a hang: the timeout is 1 s
+        while not all(ended.values()) and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                trickle.send(b"X")  # one header byte at a time, never the end of the head
+            for name, sock in (("silent", silent), ("trickle", trickle)):
+                sock.setblocking(False)
+                try:
+                    ended[name] = ended[name] or sock.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    ended[name] = True
+            time.sleep(0.2)
+        silent.close()
+        trickle.close()
+        assert ended == {"silent": True, "trickle": True}
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200

@@ -29,3 +29,9 @@ MAX_SMALL_FILE_BYTES = 64 * 1024**2
 DISK_MARGIN_BYTES = 64 * 1024**2
 #: Size up to which a file read from a remote repository is kept in memory, not on disk.
 SPOOL_BYTES = 64 * 1024**2
+#: Seconds ``atlasmith serve`` gives a connection to send a complete request head (after it
+#: opens, or after the previous response): idle or trickling connections are closed then.
+SERVER_HEADER_TIMEOUT_S = 10.0
+#: Connections ``atlasmith serve`` keeps open at most (lowered to fit the process's file
+#: descriptor limit); beyond it the longest-idle connection is closed first.
+SERVER_MAX_CONNECTIONS = 900

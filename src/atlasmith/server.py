@@ -34,7 +34,11 @@ from atlasmith.errors import (
     RepositoryError,
     ValidationError,
 )
-from atlasmith.limits import MAX_PUBLISHED_BYTES
+from atlasmith.limits import (
+    MAX_PUBLISHED_BYTES,
+    SERVER_HEADER_TIMEOUT_S,
+    SERVER_MAX_CONNECTIONS,
+)
 from atlasmith.names import split_archive_name
 from atlasmith.repository import LocalRepository
 from atlasmith.tokens import TokenStore
@@ -294,8 +298,11 @@ def serve(
     port: int = SERVER_PORT,
     token_file: str | Path | None = None,
     max_upload_bytes: int = MAX_PUBLISHED_BYTES,
+    header_timeout: float = SERVER_HEADER_TIMEOUT_S,
+    max_connections: int = SERVER_MAX_CONNECTIONS,
 ) -> None:
-    """Serve a repository folder with uvicorn until interrupted (access log on).
+    """Serve a repository folder with uvicorn until interrupted (access log on), with a
+    deadline for request heads and a cap on open connections (:mod:`atlasmith._connections`).
 
     Raises
     ------
@@ -314,7 +321,19 @@ def serve(
             "no upload tokens in %s: the server is read-only (`atlasmith token add NAME`)",
             tokens.path,
         )
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
+    from atlasmith._connections import ACCEPT_BACKLOG, guarded_protocol
+
+    protocol = guarded_protocol(header_timeout, max_connections)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=True,
+        http=protocol,
+        timeout_keep_alive=5,
+        backlog=ACCEPT_BACKLOG,
+    )
 
 
 def _log_to_stderr() -> None:

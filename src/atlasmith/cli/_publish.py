@@ -6,7 +6,11 @@ import click
 
 from atlasmith.cli._common import reports_errors, source_dir_option
 from atlasmith.config import SERVER_HOST, SERVER_PORT
-from atlasmith.limits import MAX_PUBLISHED_BYTES
+from atlasmith.limits import (
+    MAX_PUBLISHED_BYTES,
+    SERVER_HEADER_TIMEOUT_S,
+    SERVER_MAX_CONNECTIONS,
+)
 
 __all__ = ["publish_command", "release_command", "serve_command", "token_group", "yank_command"]
 
@@ -80,14 +84,35 @@ _token_file_option = click.option(
     show_default=True,
     help="Largest archive an upload may send.",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=SERVER_HEADER_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a connection has to send a complete request head before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=8),
+    default=SERVER_MAX_CONNECTIONS,
+    show_default=True,
+    help="Open connections at most (lowered to fit the file descriptor limit); the "
+    "longest-idle one is closed to make room.",
+)
 @reports_errors
 def serve_command(
-    directory: str, host: str, port: int, token_file: str | None, max_upload_bytes: int
+    directory: str,
+    host: str,
+    port: int,
+    token_file: str | None,
+    max_upload_bytes: int,
+    header_timeout: float,
+    max_connections: int,
 ) -> None:
     """Serve the repository in DIRECTORY over HTTP (read-only; uploads need a member's token)."""
     from atlasmith.server import serve
 
-    serve(directory, host, port, token_file, max_upload_bytes)
+    serve(directory, host, port, token_file, max_upload_bytes, header_timeout, max_connections)
 
 
 @click.command("publish")
