@@ -539,3 +539,36 @@ def test_helpers() -> None:
     delays = [backoff_delay(n) for n in range(1, 8)]
     assert all(0.5 <= d <= 12.5 for d in delays)
     assert delays[-1] >= 10.0
+
+
+def test_a_redirect_loop_is_a_one_line_error(tmp_path: Path) -> None:
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with pytest.raises(DownloadError, match="redirects in a loop"):
+            fetch_bytes(url + "index.json")
+        with pytest.raises(DownloadError, match="redirects in a loop"):
+            download_file(url + "atlas.tar.gz", tmp_path / "atlas.tar.gz")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_size_mismatch_names_the_size_received(
+    served: Callable[[Path], RepoServer], payload: tuple[Path, str], tmp_path: Path
+) -> None:
+    source, digest = payload
+    server = served(source.parent)
+    with pytest.raises(IntegrityError, match=f"has {PAYLOAD_SIZE} bytes, the index says"):
+        download_file(server.url + "blob.tar.gz", tmp_path / "b", size=PAYLOAD_SIZE + 10)

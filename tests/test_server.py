@@ -451,3 +451,78 @@ def test_a_request_head_never_sent_or_trickled_is_cut_off(tmp_path: Path) -> Non
         trickle.close()
         assert ended == {"silent": True, "trickle": True}
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+
+
+# --- every failure answered with a status and a reason, never a 500 -----------------------
+
+
+@contextlib.contextmanager
+def _fresh_server(tmp_path: Path, root: Path | None = None) -> Iterator[tuple[str, Path, str]]:
+    root = root if root is not None else tmp_path / "repo"
+    root.mkdir(parents=True, exist_ok=True)
+    token_file = tmp_path / "config" / "tokens.json"
+    token = TokenStore(token_file).add("maintainer")
+    with serve_in_thread(root, token_file=token_file) as url:
+        yield url.rstrip("/"), token_file, token
+
+
+def _upload(url: str, token: str, archive: Path) -> httpx.Response:
+    return httpx.put(
+        f"{url}/atlases/{archive.name}",
+        content=archive.read_bytes(),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+
+
+def test_long_names_are_refused_with_a_4xx(tmp_path: Path) -> None:
+    long = "a" * 300
+    with _fresh_server(tmp_path) as (url, _, token):
+        for path in (f"/{long}", f"/previews/{long}.png", f"/brainglobe/atlas/{long}",
+                     f"/structures/{long}.json"):  # fmt: skip
+            status = httpx.get(f"{url}{path}").status_code
+            assert 400 <= status < 500, (path, status)
+        put = httpx.put(f"{url}/atlases/{long}_v1.2.tar.gz", content=b"x",
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert 400 <= put.status_code < 500
+
+
+def test_a_damaged_token_file_is_503_not_500(tmp_path: Path, packages: PackageFactory) -> None:
+    with _fresh_server(tmp_path) as (url, token_file, token):
+        token_file.write_text("{damaged")
+        answer = _upload(url, token, packages())
+        assert answer.status_code == 503
+        assert "token file" in answer.json()["detail"]
+
+
+def test_an_index_replaced_by_a_folder_is_503_and_nothing_is_stored(
+    tmp_path: Path, packages: PackageFactory
+) -> None:
+    root = tmp_path / "repo"
+    (root / "index.json").mkdir(parents=True)
+    with _fresh_server(tmp_path, root) as (url, _, token):
+        answer = _upload(url, token, packages())
+        assert answer.status_code == 503
+        assert "not a file" in answer.json()["detail"]
+        assert httpx.get(f"{url}/health").status_code == 503
+    assert sorted(p.name for p in root.iterdir()) == ["index.json"]  # nothing else stored
+
+
+def test_a_full_disk_is_507_and_leaves_nothing(tmp_path: Path, packages: PackageFactory) -> None:
+    root = tmp_path / "small"
+    root.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(root)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"a small disk needs a tmpfs mount (root): {mounted.stderr.strip()}")
+    try:
+        with _fresh_server(tmp_path, root) as (url, _, token):
+            answer = _upload(url, token, packages())
+            assert answer.status_code == 507
+            assert "disk is full" in answer.json()["detail"]
+            assert httpx.get(f"{url}/health").status_code == 200
+        assert list(root.iterdir()) == []  # no hidden leftover, no archive without index
+    finally:
+        subprocess.run(["umount", str(root)], check=True)

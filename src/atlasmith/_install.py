@@ -31,7 +31,7 @@ import httpx
 from atlasmith._fs import atomic_write, remove_tree, replace_path
 from atlasmith._types import ProgressCallback
 from atlasmith.download import GrowingFile, download_file
-from atlasmith.errors import ArchiveError, IntegrityError
+from atlasmith.errors import ArchiveError, DiskFullError, IntegrityError
 from atlasmith.limits import DISK_MARGIN_BYTES
 from atlasmith.names import split_folder_name
 from atlasmith.package import MANIFEST_NAME, read_manifest, safe_extract, verify_folder
@@ -289,10 +289,10 @@ def recover(paths: Staging) -> None:
 
 
 def check_space(folder: Path, needed: int) -> None:
-    """OSError when ``folder``'s disk cannot hold ``needed`` more bytes (and a margin)."""
+    """DiskFullError when ``folder``'s disk cannot hold ``needed`` more bytes (and a margin)."""
     free = shutil.disk_usage(folder).free
     if needed + DISK_MARGIN_BYTES > free:
-        raise OSError(
+        raise DiskFullError(
             f"Not enough disk space in {folder}: the download needs {needed} bytes, "
             f"{free} are free. Free some space or set ATLASMITH_CACHE_DIR to a larger disk."
         )

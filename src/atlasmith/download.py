@@ -138,6 +138,8 @@ def fetch_bytes(
                         _check_status(location, status)
                         return _read_capped(location, response, max_bytes)
                 reason = f"HTTP {status}"
+            except httpx.TooManyRedirects as err:
+                raise _redirect_loop(location) from err
             except httpx.TransportError as err:
                 reason = str(err) or type(err).__name__
             _give_up_or_wait(location, attempt, retries, reason)
@@ -160,6 +162,13 @@ def _read_capped(location: str, response: httpx.Response, max_bytes: int) -> byt
             )
         blocks.append(block)
     return b"".join(blocks)
+
+
+def _redirect_loop(location: str) -> DownloadError:
+    return DownloadError(
+        f"{location} redirects in a loop (or more than 20 times): the server is misconfigured. "
+        "Check the repository URL, or tell the repository's maintainers."
+    )
 
 
 def _give_up_or_wait(location: str, attempt: int, retries: int, reason: str) -> None:
@@ -283,9 +292,10 @@ def _already_there(target: Path, sha256: str, size: int | None) -> bool:
 def _verify(location: str, part: _Part, sha256: str | None, size: int | None) -> None:
     got = part.digest.hexdigest()
     if size is not None and part.size != size:
+        received = part.size
         part.restart()
         raise IntegrityError(
-            f"Download of {location} has {part.size} bytes, the index says {size}. The partial "
+            f"Download of {location} has {received} bytes, the index says {size}. The partial "
             "file was removed; run the command again."
         )
     if sha256 is not None and got != sha256.lower():
@@ -378,6 +388,8 @@ def _fetch_remote(
             part.restart()
             before = 0
             reason = "the server answered a resumed download with an inconsistent range"
+        except httpx.TooManyRedirects as err:
+            raise _redirect_loop(url) from err
         except httpx.TransportError as err:
             reason = str(err) or type(err).__name__
         except _RetryableStatus as err:

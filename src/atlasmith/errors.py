@@ -45,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "CoordinateError",
+    "DiskFullError",
     "DownloadError",
     "HierarchyError",
     "HierarchyLevelError",
@@ -62,6 +63,9 @@ __all__ = [
     "UnknownAtlasError",
     "ValidationError",
 ]
+
+
+_ENOSPC = 28  # errno.ENOSPC on every system atlasmith runs on
 
 
 class AtlasmithError(Exception):
@@ -182,6 +186,14 @@ class RepositoryError(AtlasmithError, OSError):
 
 class AuthenticationError(RepositoryError):
     """Raised when an upload has no token or a token that is not accepted."""
+
+
+class DiskFullError(AtlasmithError, OSError):
+    """Raised when a disk has no room for what must be written (``errno`` is ENOSPC)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = _ENOSPC
 
 
 class DownloadError(AtlasmithError, ConnectionError):

@@ -35,3 +35,9 @@ SERVER_HEADER_TIMEOUT_S = 10.0
 #: Connections ``atlasmith serve`` keeps open at most (lowered to fit the process's file
 #: descriptor limit); beyond it the longest-idle connection is closed first.
 SERVER_MAX_CONNECTIONS = 900
+#: Uploads to ``atlasmith serve``: seconds without a byte of the body before it is refused
+#: (408), and the average rate it must keep after a grace period (a 20 GB archive at this rate
+#: takes 5.8 days; a trickling client is cut off).
+BODY_IDLE_S = 60.0
+BODY_GRACE_S = 60.0
+BODY_MIN_BYTES_PER_S = 40_000

@@ -7,7 +7,9 @@ ETag support, and accepts uploads from members of the atlas team (bearer tokens)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
 import re
 import tempfile
@@ -35,6 +37,9 @@ from atlasmith.errors import (
     ValidationError,
 )
 from atlasmith.limits import (
+    BODY_GRACE_S,
+    BODY_IDLE_S,
+    BODY_MIN_BYTES_PER_S,
     MAX_PUBLISHED_BYTES,
     SERVER_HEADER_TIMEOUT_S,
     SERVER_MAX_CONNECTIONS,
@@ -201,7 +206,15 @@ def _member(app: FastAPI, authorization: str | None) -> str:
             detail="Uploads need a member's token: 'Authorization: Bearer <token>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    member = tokens.check(authorization[7:].strip()) if tokens is not None else None
+    try:
+        member = tokens.check(authorization[7:].strip()) if tokens is not None else None
+    except ConfigError as err:  # the server's own token file: nobody can upload until fixed
+        _log.error("%s", err)
+        raise HTTPException(
+            503,
+            "The server cannot read its token file; uploads are off until its "
+            "maintainers repair it (the server's log names the problem).",
+        ) from err
     if member is None:
         raise HTTPException(status_code=403, detail="This token is not valid for uploads.")
     return member
@@ -266,27 +279,65 @@ def _call(function: Any, *args: Any) -> Any:
     """Run a repository call, turning atlasmith errors into HTTP errors with the reason."""
     try:
         return function(*args)
-    except RepositoryError as err:
-        raise HTTPException(503, f"The repository cannot be written now: {err}") from err
+    except OSError as err:  # RepositoryError is one; a full disk may come from any write
+        raise _storage_error(err) from err
     except AtlasmithError as err:
         kind = {"X-Atlasmith-Error": type(err).__name__}
         raise HTTPException(_status_for(err), str(err), headers=kind) from err
 
 
+def _storage_error(err: OSError) -> HTTPException:
+    """507 for a full disk (the client may try again later), 503 for any other failure of the
+    repository's storage; the reason goes with both."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HTTPException(
+            507,
+            f"The repository's disk is full ({err}): nothing was published. Try again once "
+            "its maintainers have freed space.",
+        )
+    if isinstance(err, RepositoryError):
+        return HTTPException(503, f"The repository cannot be written now: {err}")
+    return HTTPException(503, f"The repository cannot be written now: {err.strerror or err}.")
+
+
 async def _receive(request: Request, path: Path, limit: int) -> None:
-    """Stream the request body to ``path``; 413 as soon as it passes ``limit`` bytes."""
+    """Stream the request body to ``path``: 413 as soon as it passes ``limit`` bytes; 408
+    when the client sends nothing for ``BODY_IDLE_S`` or sends slower than
+    ``BODY_MIN_BYTES_PER_S`` on average (after a grace period), so a trickled upload cannot
+    hold the server's disk and a connection for ever; 507 when the disk fills."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"The archive is over the server's limit of {limit} bytes.")
-    size = 0
-    with path.open("wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(
-                    413, f"The archive is over the server's limit of {limit} bytes."
-                )
-            out.write(chunk)
+    size, start = 0, time.monotonic()
+    chunks = request.stream().__aiter__()
+    try:
+        with path.open("wb") as out:
+            while True:
+                try:
+                    async with asyncio.timeout(BODY_IDLE_S):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as err:
+                    raise _too_slow(f"nothing arrived for {BODY_IDLE_S:.0f} s") from err
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(
+                        413, f"The archive is over the server's limit of {limit} bytes."
+                    )
+                if time.monotonic() - start > BODY_GRACE_S + size / BODY_MIN_BYTES_PER_S:
+                    raise _too_slow(f"{size} bytes in {time.monotonic() - start:.0f} s")
+                out.write(chunk)
+    except OSError as err:
+        raise _storage_error(err) from err
+
+
+def _too_slow(what: str) -> HTTPException:
+    return HTTPException(
+        408,
+        f"The upload was too slow ({what}; at least {BODY_MIN_BYTES_PER_S} bytes/s are "
+        "needed): nothing was published. Try again on a better connection.",
+    )
 
 
 # --- running ----------------------------------------------------------------------------------

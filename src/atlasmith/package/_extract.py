@@ -35,7 +35,7 @@ from typing import IO
 
 from atlasmith._fs import FILE_MODE, FOLDER_MODE
 from atlasmith._types import PathLike
-from atlasmith.errors import ArchiveError
+from atlasmith.errors import ArchiveError, DiskFullError
 from atlasmith.limits import DISK_MARGIN_BYTES, MAX_ARCHIVE_MEMBERS, MAX_EXTRACTED_BYTES
 from atlasmith.package._hashes import CHUNK
 from atlasmith.package._manifest import MANIFEST_NAME
@@ -422,11 +422,12 @@ def _extract_member(
     try:
         _write_member(tar, member, checker, target)
     except OSError as err:
+        if isinstance(err, DiskFullError):
+            raise
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(
-                err.errno,
+            raise DiskFullError(
                 f"The disk is full while extracting {member.name!r} from {checker.source} into "
-                f"{target.parent}: free some space or set ATLASMITH_CACHE_DIR to a larger disk",
+                f"{target.parent}: free some space or set ATLASMITH_CACHE_DIR to a larger disk."
             ) from err
         # a path that clashes with an earlier member (a file where a folder should be, names
         # equal on a case-insensitive disk) or that the file system cannot hold
@@ -450,7 +451,7 @@ def _write_member(
 def _check_disk(folder: Path, member: tarfile.TarInfo, checker: _Checker) -> None:
     free = shutil.disk_usage(folder).free
     if member.size + DISK_MARGIN_BYTES > free:
-        raise ArchiveError(
+        raise DiskFullError(
             f"Not enough disk space in {folder} to extract {member.name!r} from "
             f"{checker.source}: it needs {member.size} bytes, {free} are free. Free some space "
             "or point ATLASMITH_CACHE_DIR at a larger disk."

@@ -165,10 +165,29 @@ class StorageRepository(Repository):
             with self._lock():
                 entry = checked.entry(utc_now())
                 index = self.read_index().with_entry(entry)
-                self._store_files(checked)
-                self._write_index(index)
+                written: list[str] = []
+                try:
+                    self._store_files(checked, written)
+                    self._write_pages(index)
+                    self._write_bytes(INDEX_NAME, index.to_json())  # the commit point
+                except BaseException:
+                    self._discard(written)  # stored but never indexed: nothing refers to them
+                    raise
+                self._write_confs(index)
         _log.info("published %s (%d bytes, sha256 %s)", entry.archive, entry.size, entry.sha256)
         return entry
+
+    def _discard(self, names: list[str]) -> None:
+        """Delete files a failed publish stored (best effort: the failure is what is raised)."""
+        for name in reversed(names):
+            try:
+                self._delete(name)
+            except OSError as err:
+                _log.warning("could not remove %s after a failed publish: %s", name, err)
+
+    @abstractmethod
+    def _delete(self, name: str) -> None:
+        """Delete a stored file (a missing one is fine)."""
 
     def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
         """Mark a version as yanked and re-render the ``.conf`` files and pages."""
@@ -178,22 +197,37 @@ class StorageRepository(Repository):
         _log.info("yanked %s %s (%s)", atlas_name, version, reason or "no reason given")
         return index.entry(atlas_name, version)
 
-    def _store_files(self, checked: CheckedArchive) -> None:
+    def _store_files(self, checked: CheckedArchive, written: list[str]) -> None:
+        """Store a version's files (their names added to ``written`` as each lands)."""
+
+        def put(name: str, source: Path | bytes) -> None:
+            written.append(name)
+            if isinstance(source, bytes):
+                self._write_bytes(name, source)
+            else:
+                self._write_file(name, source)
+
         if checked.v3 is not None:  # components first, the manifest last
             staged = checked.v3
             for relative in staged.files:
-                self._write_file(f"{V3_PREFIX}/{relative}", staged.root / relative)
-            self._write_file(f"{V3_PREFIX}/{staged.manifest}", staged.root / staged.manifest)
-        self._write_file(archive_name(checked.atlas_name, checked.version), checked.path)
-        self._write_bytes(f"structures/{checked.stem}.json", checked.structures_json)
+                put(f"{V3_PREFIX}/{relative}", staged.root / relative)
+            put(f"{V3_PREFIX}/{staged.manifest}", staged.root / staged.manifest)
+        put(archive_name(checked.atlas_name, checked.version), checked.path)
+        put(f"structures/{checked.stem}.json", checked.structures_json)
         if checked.preview_png is not None:
-            self._write_bytes(f"previews/{checked.stem}.png", checked.preview_png)
+            put(f"previews/{checked.stem}.png", checked.preview_png)
 
     def _write_index(self, index: RepositoryIndex) -> None:
         """Write the pages, then ``index.json`` (the commit point), then the ``.conf`` files."""
+        self._write_pages(index)
+        self._write_bytes(INDEX_NAME, index.to_json())
+        self._write_confs(index)
+
+    def _write_pages(self, index: RepositoryIndex) -> None:
         for name, page in render_site(index, self.read_bytes).items():
             self._write_bytes(check_name(name), page)
-        self._write_bytes(INDEX_NAME, index.to_json())
+
+    def _write_confs(self, index: RepositoryIndex) -> None:
         conf = index.render_conf().encode()
         for name in CONF_NAMES:
             self._write_bytes(name, conf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,11 @@ class LocalRepository(StorageRepository):
     def read_bytes(self, name: str) -> bytes | None:
         """The content of a file of the layout, or None when it does not exist."""
         path = self.path(name)
+        if os.path.lexists(path) and not path.is_file():
+            raise RepositoryError(
+                f"{path} is not a file (a folder or a broken link in its place): the "
+                "repository is damaged. Move it away and restore the file."
+            )
         try:
             return path.read_bytes() if path.is_file() else None
         except OSError as err:
@@ -79,6 +85,9 @@ class LocalRepository(StorageRepository):
         if not path.is_file():
             raise self._missing(name)
         return path.open("rb")
+
+    def _delete(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
 
     def _write_bytes(self, name: str, data: bytes) -> None:
         atomic_write(self.path(name), data)  # hidden temporary names are never served

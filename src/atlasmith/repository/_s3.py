@@ -94,6 +94,10 @@ class S3Repository(StorageRepository):
         except FileNotFoundError as err:
             raise self._missing(name) from err
 
+    def _delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._key(name))
+
     def _write_bytes(self, name: str, data: bytes) -> None:
         with self._writing(name):
             self.fs.pipe_file(self._key(name), data)
