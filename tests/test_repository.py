@@ -440,3 +440,24 @@ def test_s3_missing_bucket_is_a_clear_error(moto_url: str, packages: PackageFact
     assert repo.read_index().names() == []
     with pytest.raises(RepositoryError, match="bucket exists"):
         repo.publish(packages())
+
+
+def test_an_archive_of_too_many_members_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    import io
+    import tarfile
+
+    from atlasmith.limits import MAX_ARCHIVE_MEMBERS
+
+    archive = tmp_path / "allen_mouse_100um_v1.2.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        for i in range(MAX_ARCHIVE_MEMBERS + 10):
+            info = tarfile.TarInfo(f"allen_mouse_100um_v1.2/f{i}")
+            tar.addfile(info, io.BytesIO(b""))
+    root = tmp_path / "repo"
+    repo = LocalRepository(root)
+    with pytest.raises(ArchiveError, match=f"past the limit of {MAX_ARCHIVE_MEMBERS} members"):
+        repo.publish(archive)
+    written = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    assert written == []  # refused while reading the headers: no file was extracted

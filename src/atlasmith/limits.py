@@ -19,8 +19,9 @@ __all__ = [
 #: a 10 um Allen atlas with meshes is about 10 GB. The config key ``max_archive_bytes``
 #: (``ATLASMITH_MAX_ARCHIVE_BYTES``) overrides it.
 MAX_EXTRACTED_BYTES = 64 * 1024**3
-#: Members of one archive (a package has a few thousand meshes at most).
-MAX_ARCHIVE_MEMBERS = 200_000
+#: Members of one archive (a package has a few thousand meshes at most: Allen's 840
+#: structures make 850 members); more is refused, by a publisher before anything is written.
+MAX_ARCHIVE_MEMBERS = 50_000
 #: Largest archive (and unpacked content) a repository accepts from a publisher or an upload.
 MAX_PUBLISHED_BYTES = 20 * 1024**3
 #: Largest small repository file read whole into memory (``index.json``, ``.conf``).

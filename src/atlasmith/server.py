@@ -106,6 +106,7 @@ def make_app(
     app.state.repository = repository
     app.state.tokens = tokens
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.body_idle_s = BODY_IDLE_S  # how long an upload may send nothing (408 then)
     from atlasmith.s3api import add_s3_routes
 
     add_s3_routes(app, repository, _file_response)  # before the catch-all file route
@@ -248,7 +249,7 @@ def _add_write_routes(app: FastAPI) -> None:
         scratch = repository.scratch_dir()
         with tempfile.TemporaryDirectory(prefix=".atlasmith-upload-", dir=scratch) as tmp:
             path = Path(tmp) / file_name
-            await _receive(request, path, app.state.max_upload_bytes)
+            await _receive(request, path, app.state.max_upload_bytes, app.state.body_idle_s)
             entry = await run_in_threadpool(_call, repository.publish, path)
         _log.info("%s published %s (%d bytes)", member, entry.archive, entry.size)
         return UploadResult(atlas_name=atlas_name, version=version, entry=entry.to_dict())
@@ -300,9 +301,9 @@ def _storage_error(err: OSError) -> HTTPException:
     return HTTPException(503, f"The repository cannot be written now: {err.strerror or err}.")
 
 
-async def _receive(request: Request, path: Path, limit: int) -> None:
+async def _receive(request: Request, path: Path, limit: int, idle_s: float) -> None:
     """Stream the request body to ``path``: 413 as soon as it passes ``limit`` bytes; 408
-    when the client sends nothing for ``BODY_IDLE_S`` or sends slower than
+    when the client sends nothing for ``idle_s`` seconds or sends slower than
     ``BODY_MIN_BYTES_PER_S`` on average (after a grace period), so a trickled upload cannot
     hold the server's disk and a connection for ever; 507 when the disk fills."""
     declared = request.headers.get("content-length")
@@ -314,12 +315,12 @@ async def _receive(request: Request, path: Path, limit: int) -> None:
         with path.open("wb") as out:
             while True:
                 try:
-                    async with asyncio.timeout(BODY_IDLE_S):
+                    async with asyncio.timeout(idle_s):
                         chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     return
                 except TimeoutError as err:
-                    raise _too_slow(f"nothing arrived for {BODY_IDLE_S:.0f} s") from err
+                    raise _too_slow(f"nothing arrived for {idle_s:.0f} s") from err
                 size += len(chunk)
                 if size > limit:
                     raise HTTPException(

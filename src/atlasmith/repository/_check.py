@@ -124,7 +124,7 @@ def check_archive(
     ValidationError
         A package that fails validation (``.report`` has every check).
     """
-    from atlasmith.package import sha256_file
+    from atlasmith.package import inspect_archive, sha256_file
 
     path = Path(path)
     atlas_name, version = split_archive_name(path.name)
@@ -134,6 +134,9 @@ def check_archive(
     if size > max_bytes:
         raise ArchiveError(f"{path.name} is {size} bytes, over the limit of {max_bytes} bytes.")
     stem = folder_name(atlas_name, version)
+    # every member checked (count, sizes, paths, types) before anything is written: an archive
+    # of too many or too large members is refused having written nothing
+    inspect_archive(path, max_bytes=max_bytes)
     contents = _check_contents(path, stem, max_bytes, work_dir, v3_dir)
     return CheckedArchive(
         path=path,
