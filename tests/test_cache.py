@@ -611,3 +611,66 @@ def test_an_index_of_100k_atlases_installs_in_linear_time(
     conf = (cache_dir / "last_versions.conf").read_text()
     assert conf.count("\n") == 100_002  # [atlases] and every atlas
     print(f"\ninstall from an index of 100,001 atlases: {elapsed:.1f} s")
+
+
+def test_readers_keep_their_version_through_five_updates(
+    packages: dict[str, Path], tmp_path: Path, cache_dir: Path
+) -> None:
+    """An Atlas opened before updates keeps answering from the version it opened (every
+    mesh, stack and table read while five updates run: no error); once it is closed, the next
+    operation deletes that version."""
+    import random
+    import threading
+    import time
+
+    root = write_repository(tmp_path / "repo", [packages["1.1"], packages["1.2"]])
+    server = RepoServer(root).start()
+    errors: list[BaseException] = []
+    reads = 0
+    try:
+        cache = make_cache(server, cache_dir, formats=("v1",))
+        cache.fetch(NAME, "1.1")
+        atlas = Atlas(cache_dir / f"{NAME}_v1.1")
+        ids = [s["id"] for s in atlas.structures_list if atlas.files.mesh_path(s["id"]).exists()]
+        expected = {sid: atlas.files.read_mesh(sid)[0].sum() for sid in ids[:20]}
+        stop = threading.Event()
+
+        def read() -> None:
+            nonlocal reads
+            rng = random.Random(0)
+            while not stop.is_set():
+                try:
+                    sid = rng.choice(ids)
+                    atlas.structures[sid]  # the table
+                    atlas.files.load_mesh(sid)  # a mesh read lazily, as brainrender does
+                    if sid in expected:
+                        assert atlas.files.read_mesh(sid)[0].sum() == expected[sid]
+                    json.loads((atlas.files.source / "metadata.json").read_text())
+                    assert atlas.annotation[10, 10, 10] >= 0
+                    reads += 1
+                except BaseException as err:  # noqa: BLE001 - collected for the assertion
+                    errors.append(err)
+                time.sleep(0.001)  # leave the updates some of the GIL
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for version in ("1.2", "1.1", "1.2", "1.1", "1.2"):  # five updates, each a swap
+                make_cache(server, cache_dir, formats=("v1",)).fetch(NAME, version)
+        finally:
+            stop.set()
+            reader.join(60)
+        assert errors == []
+        assert reads > 0
+        metadata = json.loads((atlas.files.source / "metadata.json").read_text())
+        assert metadata["version"] == "1.1"  # the version it opened, moved aside but readable
+        trash = cache_dir / ".atlasmith" / "trash" / NAME
+        assert any(trash.iterdir())  # kept while read
+        atlas.close()
+        make_cache(server, cache_dir, formats=("v1",)).fetch(
+            NAME, "1.1"
+        )  # the next locked operation...
+        assert list(trash.iterdir()) == []  # ...deletes what nobody reads any more
+    finally:
+        server.stop()
+    print(f"\n{reads} reads during five updates, 0 errors")

@@ -27,12 +27,13 @@ __all__ = ["ACCEPT_BACKLOG", "GuardedH11", "connection_cap", "guarded_protocol"]
 
 #: The listening socket's backlog, which is also how many connections asyncio accepts in one
 #: go before any of them reaches :meth:`GuardedH11.connection_made` (where the cap is
-#: enforced): the cap leaves room for two such batches, so ``accept`` never runs out of file
+#: enforced): the cap leaves room for such batches, so ``accept`` never runs out of file
 #: descriptors (it would log a traceback per refused socket and stop accepting for 1 s).
-ACCEPT_BACKLOG = 128
+ACCEPT_BACKLOG = 64
 #: File descriptors kept free for everything else the server opens (files it serves, the
-#: index, logs).
-_SPARE_DESCRIPTORS = 64 + 2 * ACCEPT_BACKLOG
+#: index, logs), and for the connections accepted but not yet seen by ``connection_made``
+#: or closed but not yet released (up to about three batches under load).
+_SPARE_DESCRIPTORS = 64 + 4 * ACCEPT_BACKLOG
 
 
 def connection_cap(wanted: int = SERVER_MAX_CONNECTIONS) -> int:

@@ -74,13 +74,16 @@ def atomic_write(target: PathLike, data: bytes, mode: int = FILE_MODE) -> None:
         tmp.write_bytes(data)
 
 
-def replace_path(staged: PathLike, final: PathLike) -> None:
+def replace_path(
+    staged: PathLike, final: PathLike, discard: Callable[[Path], object] | None = None
+) -> None:
     """Move ``staged`` (a file or folder) to ``final``, replacing whatever is there.
 
     ``staged`` must be on the same file system as ``final``. A replaced folder is swapped out
-    atomically where the system allows it (Linux) and deleted afterwards; at no moment is
-    ``final`` missing.
+    atomically where the system allows it (Linux) and deleted afterwards (``discard(path)``
+    is called on it instead when given); at no moment is ``final`` missing.
     """
+    drop: Callable[[Path], object] = remove_tree if discard is None else discard
     new, old = Path(staged), Path(final)
     if not os.path.lexists(old):
         os.rename(new, old)
@@ -89,7 +92,7 @@ def replace_path(staged: PathLike, final: PathLike) -> None:
         os.replace(new, old)  # atomic for files everywhere
         return
     if _exchange(new, old):
-        remove_tree(new)  # now holds the old content
+        drop(new)  # now holds the old content
         return
     aside = old.with_name(f".{old.name}.old-{secrets.token_hex(4)}")
     os.rename(old, aside)
@@ -98,7 +101,7 @@ def replace_path(staged: PathLike, final: PathLike) -> None:
     except BaseException:
         os.rename(aside, old)
         raise
-    remove_tree(aside)
+    drop(aside)
 
 
 def remove_tree(path: PathLike) -> None:

@@ -17,6 +17,7 @@ never brought back (it is what a killed ``remove`` or update left, half deleted 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -47,6 +48,7 @@ __all__ = [
     "check_space",
     "download_and_extract",
     "recover",
+    "remove_unless_read",
     "swap_in",
     "trash_folder",
 ]
@@ -219,8 +221,8 @@ def swap_in(new: Path, final: Path, old: Path | None, paths: Staging) -> None:
     under a journal that :func:`recover` reads if the process is killed before the old one
     is gone.
     """
-    if old is None or old == final:
-        replace_path(new, final)  # same name: swapped atomically
+    if old is None or old == final:  # same name: swapped atomically, the old one trashed
+        replace_path(new, final, discard=lambda held: trash_folder(held, paths.trash))
         return
     record = {"new": final.name, "old": old.name}
     atomic_write(paths.journal, json.dumps(record).encode())
@@ -230,11 +232,32 @@ def swap_in(new: Path, final: Path, old: Path | None, paths: Staging) -> None:
 
 
 def trash_folder(folder: Path, trash: Path) -> None:
-    """Make ``folder`` vanish at once (a rename into ``trash``), then delete it."""
+    """Make ``folder`` vanish at once (a rename into ``trash``), then delete it unless an open
+    :class:`~atlasmith.atlas.Atlas` still reads it (then a later operation deletes it)."""
     trash.mkdir(parents=True, exist_ok=True)
     aside = trash / f"{folder.name}-{secrets.token_hex(4)}"
     os.rename(folder, aside)
-    remove_tree(aside)
+    remove_unless_read(aside)
+
+
+def remove_unless_read(folder: Path) -> bool:
+    """Delete ``folder`` unless a reader holds it (a shared lock on the folder, taken by
+    :class:`atlasmith.formats.V1Folder` when pinned); True when it was deleted. The exclusive
+    lock is held while deleting, so no reader pins it half deleted."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # a file, or gone
+        remove_tree(folder)
+        return True
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # still read: the next locked operation of the cache retries
+        remove_tree(folder)
+        return True
+    finally:
+        os.close(descriptor)
 
 
 def note_version(conf: Path, atlas: str, version: str) -> None:
@@ -285,7 +308,7 @@ def recover(paths: Staging) -> None:
             trash_folder(old, paths.trash)
         paths.journal.unlink()
     for leftover in paths.trash.iterdir() if paths.trash.is_dir() else ():
-        remove_tree(leftover)
+        remove_unless_read(leftover)  # never restored; kept only while an Atlas reads it
 
 
 def check_space(folder: Path, needed: int) -> None:

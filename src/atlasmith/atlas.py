@@ -20,7 +20,7 @@ from __future__ import annotations
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -106,9 +106,26 @@ class Atlas:
         )
 
     def _mesh_loader(self) -> Any:
-        """How meshes are read: meshio on the file for v1.2 (as BrainGlobe 2.3.1), the
-        format's own decoder otherwise (Draco for BrainGlobe 3)."""
-        return None if isinstance(self.files, V1Folder) else self.files.load_mesh
+        """How meshes are read: meshio on the file for v1.2 (as BrainGlobe 2.3.1; through the
+        pinned folder when it is pinned), the format's own decoder otherwise (Draco for
+        BrainGlobe 3)."""
+        files = self.files
+        if not isinstance(files, V1Folder):
+            return files.load_mesh
+        if files.source == files.path:
+            return None
+        return lambda sid: files.load_mesh(sid, label=self.tree[sid].acronym)
+
+    def close(self) -> None:
+        """Stop reading this atlas: an update may then delete the version it opened (until
+        then, an update moves that version aside and this object keeps reading it)."""
+        self.files.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def format(self) -> str:

@@ -108,5 +108,6 @@ def open_atlas_files(path: PathLike | AtlasFiles) -> AtlasFiles:
             "~/.brainglobe/allen_mouse_25um_v1.2) or a BrainGlobe 3 atlas's manifest (e.g. "
             ".../brainglobe-atlasapi/atlases/allen_mouse_25um/3_2/manifest.json)."
         )
-    # v1 is the fallback: a folder of no format reports the first v1 file it lacks
-    return V1Folder(folder)
+    # v1 is the fallback: a folder of no format reports the first v1 file it lacks; pinned,
+    # so that an update replacing this version does not pull files from under the reader
+    return V1Folder(folder, pin=True)

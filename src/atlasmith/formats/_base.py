@@ -41,9 +41,9 @@ def read_json(path: Path, advice: str) -> Any:
         ) from err
 
 
-def load_mesh_file(path: Path, label: object) -> Any:
-    """A mesh file as a ``meshio.Mesh``; MeshError naming ``label`` and the file when it is
-    missing or unreadable."""
+def load_mesh_file(path: Path, label: object, shown: Path | None = None) -> Any:
+    """A mesh file as a ``meshio.Mesh``; MeshError naming ``label`` and the file (``shown``
+    when given: the path users know) when it is missing or unreadable."""
     import meshio
 
     from atlasmith.errors import MeshError
@@ -52,8 +52,8 @@ def load_mesh_file(path: Path, label: object) -> Any:
         return meshio.read(path)
     except (TypeError, meshio.ReadError) as err:
         raise MeshError(
-            f"No valid mesh for region: {label} (file {path} is missing or unreadable; the "
-            "atlas may have no mesh for this structure)."
+            f"No valid mesh for region: {label} (file {shown or path} is missing or "
+            "unreadable; the atlas may have no mesh for this structure)."
         ) from err
 
 
@@ -122,6 +122,9 @@ class AtlasFiles(ABC):
     def misnamed_mesh_files(self) -> list[Path]:
         """Mesh files whose name is not a structure id (none, unless a format names files)."""
         return []
+
+    def close(self) -> None:  # noqa: B027 - a format that holds nothing has nothing to do
+        """Let go of what the reader holds (a pinned folder); nothing by default."""
 
     @cached_property
     def metadata(self) -> AtlasMetadata:

@@ -9,7 +9,10 @@ additional reference, ``structures.json``, ``structures.csv``, ``metadata.json``
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -18,9 +21,10 @@ from typing import Any
 
 import numpy.typing as npt
 
+from atlasmith._types import Float64Array, IntArray
 from atlasmith.config import source_date_epoch
 from atlasmith.errors import AtlasFormatError
-from atlasmith.formats._base import AtlasFiles, read_json
+from atlasmith.formats._base import AtlasFiles, load_mesh_file, read_json
 from atlasmith.formats._tiff import read_stack, write_stack
 from atlasmith.hierarchy import StructureTree
 from atlasmith.metadata import METADATA_KEYS, AtlasMetadata
@@ -75,13 +79,24 @@ class V1Folder(AtlasFiles):
 
     format_name = "brainglobe-v1"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, pin: bool = False) -> None:
         self.path = Path(path)
+        #: Where files are read from: ``path``, or, pinned, the folder itself through an open
+        #: descriptor (``/proc/self/fd/N``), which follows it when an update moves it away.
+        self.source = self.path
+        self._pin: _Pin | None = _Pin.take(self.path) if pin else None
+        if self._pin is not None:
+            self.source = self._pin.path
+
+    def close(self) -> None:
+        """Let go of a pinned folder (an update may then delete the version read here)."""
+        if self._pin is not None:
+            self._pin.release()
 
     @cached_property
     def metadata_dict(self) -> dict[str, Any]:
         """``metadata.json`` as stored."""
-        data = _read_json(self.path / METADATA)
+        data = _read_json(self.source / METADATA)
         if not isinstance(data, dict):
             raise AtlasFormatError(
                 f"{self.path / METADATA} must hold a JSON object, got a {type(data).__name__}. "
@@ -92,7 +107,7 @@ class V1Folder(AtlasFiles):
     @cached_property
     def structures_list(self) -> list[dict[str, Any]]:
         """``structures.json`` as stored."""
-        data = _read_json(self.path / STRUCTURES)
+        data = _read_json(self.source / STRUCTURES)
         if not isinstance(data, list):
             raise AtlasFormatError(
                 f"{self.path / STRUCTURES} must hold a JSON list of structures, got a "
@@ -102,7 +117,7 @@ class V1Folder(AtlasFiles):
 
     def stack(self, name: str) -> npt.NDArray[Any]:
         """``<name>.tiff``, memory-mapped (read whole when it cannot be)."""
-        return read_stack(self.path / stack_file(name))
+        return read_stack(self.source / stack_file(name))
 
     @property
     def mesh_folder(self) -> Path:
@@ -122,8 +137,58 @@ class V1Folder(AtlasFiles):
         """OBJ files in ``meshes/`` whose name is not a structure id."""
         return [p for p in self._obj_files() if not p.stem.isdigit()]
 
+    def read_mesh(self, structure_id: int) -> tuple[Float64Array, IntArray]:
+        from atlasmith.meshes.obj import read_obj
+
+        return read_obj(self.source / MESHES / f"{int(structure_id)}.obj")
+
+    def load_mesh(self, structure_id: int, label: object = None) -> Any:
+        return load_mesh_file(
+            self.source / MESHES / f"{int(structure_id)}.obj",
+            structure_id if label is None else label,
+            shown=self.mesh_path(structure_id),
+        )
+
     def _obj_files(self) -> list[Path]:
-        return sorted(self.mesh_folder.glob("*.obj")) if self.mesh_folder.is_dir() else []
+        """The OBJ files (named under ``path``; listed where they are read from)."""
+        found = self.source / MESHES
+        names = sorted(p.name for p in found.glob("*.obj")) if found.is_dir() else []
+        return [self.mesh_folder / name for name in names]
+
+
+class _Pin:
+    """A shared lock on an atlas folder, held through an open descriptor of it.
+
+    While an :class:`~atlasmith.atlas.Atlas` holds one, an update that replaces the version
+    moves the folder to the cache's trash but does not delete it (it tries an exclusive lock
+    first: :func:`atlasmith._install.remove_unless_read`), and the reader goes on reading it
+    through ``/proc/self/fd/N``; the next locked operation of the cache deletes it once no
+    reader holds it. Linux only (elsewhere nothing is pinned, as before).
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor: int | None = descriptor
+        self.path = Path(f"/proc/self/fd/{descriptor}")
+        self._finalizer = weakref.finalize(self, os.close, descriptor)
+
+    @classmethod
+    def take(cls, folder: Path) -> _Pin | None:
+        if not Path("/proc/self/fd").is_dir():
+            return None
+        try:
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None  # not a folder (yet): reading it reports what is missing
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # being deleted right now: read by path, as without a pin
+            os.close(descriptor)
+            return None
+        return cls(descriptor)
+
+    def release(self) -> None:
+        self._finalizer()  # closes the descriptor, which drops the lock
+        self.descriptor = None
 
 
 # --- writing ---------------------------------------------------------------------------------
