@@ -124,20 +124,12 @@ class Traffic:
 def run_server(repository: Path, log: Path) -> None:
     """The server process: ``atlasmith serve``'s app behind a :class:`Counter`; prints its
     port, then serves until killed."""
-    import uvicorn
-
     from atlasmith.repository import LocalRepository
-    from atlasmith.server import make_app
+    from atlasmith.server import make_app, serve_app_in_thread
 
-    app = Counter(make_app(LocalRepository(repository)), log)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
-    thread.join()
+    with serve_app_in_thread(Counter(make_app(LocalRepository(repository)), log)) as url:
+        print(url.rsplit(":", 1)[1], flush=True)
+        threading.Event().wait()
 
 
 def serve(repository: Path, log: Path) -> tuple[str, Traffic, subprocess.Popen[str]]:

@@ -529,9 +529,7 @@ def test_a_full_disk_is_507_and_leaves_nothing(tmp_path: Path, packages: Package
 
 
 def test_a_stalled_upload_is_408_and_leaves_nothing(tmp_path: Path) -> None:
-    import threading
-
-    import uvicorn
+    from atlasmith.server import serve_app_in_thread
 
     root = tmp_path / "repo"
     root.mkdir()
@@ -539,14 +537,8 @@ def test_a_stalled_upload_is_408_and_leaves_nothing(tmp_path: Path) -> None:
     token = tokens.add("maintainer")
     app = make_app(LocalRepository(root), tokens)
     app.state.body_idle_s = 1.0  # the default is 60 s
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with serve_app_in_thread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(
                 b"PUT /atlases/allen_mouse_100um_v1.2.tar.gz HTTP/1.1\r\nHost: x\r\n"
@@ -558,7 +550,4 @@ def test_a_stalled_upload_is_408_and_leaves_nothing(tmp_path: Path) -> None:
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"too slow" in answer
-    finally:
-        server.should_exit = True
-        thread.join(30)
     assert list(root.iterdir()) == []  # the partial upload is gone

@@ -49,7 +49,7 @@ from atlasmith.repository import LocalRepository
 from atlasmith.tokens import TokenStore
 from atlasmith.web import render_site
 
-__all__ = ["make_app", "serve", "serve_in_thread"]
+__all__ = ["make_app", "serve", "serve_app_in_thread", "serve_in_thread"]
 _log = logging.getLogger("atlasmith.server")
 _SERVED = re.compile(
     r"^(?:index\.json|last_versions\.conf|latest_versions\.conf|index\.html"
@@ -422,9 +422,19 @@ def serve_in_thread(
     access_log
         Log every request (uvicorn's access log).
     """
+    app = make_app(LocalRepository(repository_dir), TokenStore(token_file), max_upload_bytes)
+    with serve_app_in_thread(app, host, port, access_log) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_app_in_thread(
+    app: Any, host: str = SERVER_HOST, port: int = 0, access_log: bool = False
+) -> Iterator[str]:
+    """Run an ASGI app (:func:`make_app`'s, or one wrapping it) with uvicorn in a background
+    thread; yields its base URL and stops it on exit."""
     import uvicorn
 
-    app = make_app(LocalRepository(repository_dir), TokenStore(token_file), max_upload_bytes)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=access_log, lifespan="off"
     )
