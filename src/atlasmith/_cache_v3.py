@@ -63,6 +63,11 @@ def _intact(path: Path, sha256: str, size: int) -> bytes | None:
     return data if intact else None
 
 
+def _import_mesh_decoders() -> None:
+    import DracoPy  # noqa: F401
+    import meshio  # noqa: F401
+
+
 def is_v3_atlas(path: Path) -> bool:
     """Whether ``path`` is a BrainGlobe 3 atlas (its manifest or version folder)."""
     manifest = path if path.name == "manifest.json" else path / "manifest.json"
@@ -127,6 +132,11 @@ class V3Cache:
         from atlasmith.formats import V3Atlas
 
         manifest = self._lazy_manifest(name, version)
+        # the mesh decoders load while the user works with the stacks: the first mesh then
+        # waits for its download only (BrainGlobe 3 imports them when it is imported)
+        threading.Thread(
+            target=_import_mesh_decoders, name="atlasmith-decoders", daemon=True
+        ).start()
         return V3Atlas(manifest, fetch=self._piece_fetcher(name))
 
     def _lazy_manifest(self, name: str, version: str | None) -> Path:
