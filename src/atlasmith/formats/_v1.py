@@ -140,18 +140,20 @@ class V1Folder(AtlasFiles):
     def read_mesh(self, structure_id: int) -> tuple[Float64Array, IntArray]:
         from atlasmith.meshes.obj import read_obj
 
-        return read_obj(self.source / MESHES / f"{int(structure_id)}.obj")
+        return read_obj(self._source_of(self.mesh_path(structure_id)))
 
     def load_mesh(self, structure_id: int, label: object = None) -> Any:
-        return load_mesh_file(
-            self.source / MESHES / f"{int(structure_id)}.obj",
-            structure_id if label is None else label,
-            shown=self.mesh_path(structure_id),
-        )
+        shown = self.mesh_path(structure_id)
+        label = structure_id if label is None else label
+        return load_mesh_file(self._source_of(shown), label, shown=shown)
+
+    def _source_of(self, path: Path) -> Path:
+        """Where a file of the folder (named under ``path``) is read from."""
+        return self.source / path.relative_to(self.path)
 
     def _obj_files(self) -> list[Path]:
         """The OBJ files (named under ``path``; listed where they are read from)."""
-        found = self.source / MESHES
+        found = self._source_of(self.mesh_folder)
         names = sorted(p.name for p in found.glob("*.obj")) if found.is_dir() else []
         return [self.mesh_folder / name for name in names]
 

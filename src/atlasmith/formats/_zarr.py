@@ -372,9 +372,23 @@ class ZarrArray:
             for index in indices:
                 place(index)
             return
-        with ThreadPoolExecutor(min(_THREADS, len(indices))) as pool:
-            for _ in pool.map(place, indices):
-                pass
+        for _ in _readers().map(place, indices):
+            pass
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The chunk readers, one pool for the process (made on first use, then reused: a read of
+    a few chunks must not pay for starting threads). ``place`` never submits to it again, so
+    the pool cannot wait on itself."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="atlasmith-chunks")
+        return _POOL
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
