@@ -259,7 +259,10 @@ def test_a_remove_killed_mid_deletion_never_comes_back(
         process.send_signal(signal.SIGKILL)
         process.communicate()
         caught += trash.is_dir() and any(p.is_dir() for p in trash.iterdir())
-        still = bool(cache_at(cache_dir).installed())  # killed before the rename: untouched
+        # killed before the removal began: untouched; once begun (its journal written), the
+        # next operation finishes it
+        journal = cache_dir / ".atlasmith" / "swaps" / f"{NAME}.json"
+        still = bool(cache_at(cache_dir).installed()) and not journal.is_file()
         gets = len(repo.gets(ARCHIVE))
         process = install_process(repo, cache_dir)
         out, err = process.communicate(timeout=120)

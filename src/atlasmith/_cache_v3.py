@@ -110,7 +110,8 @@ class V3Cache:
         version = manifest.parent.name.replace("_", ".")
         for other in self.installed_v3(name):
             if other.version != version:
-                _install.retire_v3(self.v3_root, other.path, name, self._paths(name).trash)
+                folders = _install.v3_folders(self.v3_root, other.path, name)
+                _install.retire(folders, self._paths(name))
         return manifest
 
     # --- BrainGlobe 3 atlases, piece by piece -----------------------------------------------

@@ -8,7 +8,9 @@
   when neither the old nor the new folder exists; elsewhere the old one is renamed aside
   first and put back if the second rename fails.
 - :func:`temporary_folder`: a hidden working folder on the same disk as the output (so that
-  the final rename is atomic), removed whatever happens.
+  the final rename is atomic), removed whatever happens; while in use it holds an exclusive
+  ``flock`` on itself, so :func:`sweep_unclaimed` can tell the folders of a killed process
+  (no lock: deleted) from those of a running one (kept).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,6 +37,7 @@ __all__ = [
     "is_safe_relpath",
     "remove_tree",
     "replace_path",
+    "sweep_unclaimed",
     "temporary_folder",
     "unsafe_secret_permissions",
 ]
@@ -115,14 +119,79 @@ def remove_tree(path: PathLike) -> None:
 
 @contextlib.contextmanager
 def temporary_folder(parent: PathLike, prefix: str) -> Iterator[Path]:
-    """A new hidden folder inside ``parent`` (created if needed), removed when the block ends."""
+    """A new hidden folder inside ``parent`` (created if needed), removed when the block ends,
+    and locked (``flock``) while the block runs: see :func:`sweep_unclaimed`."""
     base = Path(parent)
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=base, prefix=f".{prefix.lstrip('.')}"))
+    claim = _claim(folder)
     try:
         yield folder
     finally:
         remove_tree(folder)
+        if claim is not None:
+            os.close(claim)
+
+
+def _claim(folder: Path) -> int | None:
+    """An open descriptor of ``folder`` holding an exclusive flock (None where unsupported)."""
+    try:
+        import fcntl
+
+        handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(handle)
+        return None
+    return handle
+
+
+def sweep_unclaimed(parent: PathLike, prefixes: tuple[str, ...], min_age_s: float = 30.0) -> int:
+    """Delete the hidden :func:`temporary_folder` folders in ``parent`` whose name starts with
+    one of ``prefixes`` (given without the dot) and that no running process holds: what a
+    killed process left. An empty folder younger than ``min_age_s`` is kept: it may have been
+    made an instant before its lock was taken. Return the number of bytes freed."""
+    base = Path(parent)
+    names = tuple(f".{prefix.lstrip('.')}" for prefix in prefixes)
+    freed = 0
+    try:
+        entries = [e for e in os.scandir(base) if e.name.startswith(names)]
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            young = now - entry.stat(follow_symlinks=False).st_mtime < min_age_s
+            if young and _is_empty(entry.path):
+                continue
+            claim = _claim(Path(entry.path))
+            if claim is None:
+                continue  # a running process holds it
+            try:
+                freed += _tree_size(Path(entry.path))
+                remove_tree(entry.path)
+            finally:
+                os.close(claim)
+    return freed
+
+
+def _is_empty(folder: str) -> bool:
+    with os.scandir(folder) as entries:
+        return next(entries, None) is None
+
+
+def _tree_size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def is_safe_relpath(path: str) -> bool:

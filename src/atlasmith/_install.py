@@ -49,8 +49,10 @@ __all__ = [
     "download_and_extract",
     "recover",
     "remove_unless_read",
+    "retire",
     "swap_in",
     "trash_folder",
+    "v3_folders",
 ]
 
 
@@ -268,11 +270,11 @@ def note_version(conf: Path, atlas: str, version: str) -> None:
     merge_last_versions(conf, {atlas: version})
 
 
-def retire_v3(root: Path, manifest: Path, name: str, trash: Path) -> None:
-    """Remove one version of a BrainGlobe 3 atlas from ``root``: its manifest folder first
-    (so BrainGlobe no longer sees it), then the components that are this atlas's own
-    (named after it, as atlasmith names them; components shared with other atlases, as
-    BrainGlobe's packager makes them, are left alone)."""
+def v3_folders(root: Path, manifest: Path, name: str) -> list[Path]:
+    """The folders of one version of a BrainGlobe 3 atlas in ``root``: its manifest folder
+    first (once it is gone BrainGlobe no longer sees the atlas), then the components that
+    are this atlas's own (named after it, as atlasmith names them; components shared with
+    other atlases, as BrainGlobe's packager makes them, are left alone)."""
     try:
         listed = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -283,14 +285,25 @@ def retire_v3(root: Path, manifest: Path, name: str, trash: Path) -> None:
         locations.append(value.get("location") if isinstance(value, dict) else None)
     for reference in listed.get("additional_references", []) if isinstance(listed, dict) else []:
         locations.append(reference.get("location") if isinstance(reference, dict) else None)
-    trash_folder(manifest.parent, trash)
+    folders = [manifest.parent]
     for location in locations:
         parts = str(location or "").strip("/").split("/")
         if len(parts) != 3 or not parts[1].startswith(f"{name}-") or ".." in parts:
             continue
-        folder = root.joinpath(*parts)
+        folders.append(root.joinpath(*parts))
+    return folders
+
+
+def retire(folders: list[Path], paths: Staging) -> None:
+    """Remove ``folders`` (an installed version, a BrainGlobe 3 copy) as one change: the list
+    is recorded in the journal first, so that :func:`recover` finishes a removal a killed
+    process began (never half a version left, never one brought back)."""
+    record = {"remove": [str(f.relative_to(paths.root)) for f in folders]}
+    atomic_write(paths.journal, json.dumps(record).encode())
+    for folder in folders:
         if folder.is_dir():
-            trash_folder(folder, trash)
+            trash_folder(folder, paths.trash)
+    paths.journal.unlink()
 
 
 def recover(paths: Staging) -> None:
@@ -299,16 +312,26 @@ def recover(paths: Staging) -> None:
     for leftover in paths.staging.iterdir() if paths.staging.is_dir() else ():
         remove_tree(leftover)
     if paths.journal.is_file():
-        try:
-            record = json.loads(paths.journal.read_text())
-            new, old = paths.root / record["new"], paths.root / record["old"]
-        except (OSError, ValueError, KeyError, TypeError):
-            new = old = None  # a journal cut short: the swap had not started
-        if new is not None and old is not None and new.is_dir() and old.is_dir():
-            trash_folder(old, paths.trash)
+        for folder in _journalled(paths):
+            if folder.is_dir():
+                trash_folder(folder, paths.trash)
         paths.journal.unlink()
     for leftover in paths.trash.iterdir() if paths.trash.is_dir() else ():
         remove_unless_read(leftover)  # never restored; kept only while an Atlas reads it
+
+
+def _journalled(paths: Staging) -> list[Path]:
+    """The folders a killed swap or removal left to retire: the old version once the new one
+    is in place, or every folder a removal listed."""
+    try:
+        record = json.loads(paths.journal.read_text())
+        if "remove" in record:
+            listed = [str(relative) for relative in record["remove"]]
+            return [paths.root / r for r in listed if ".." not in Path(r).parts and r != "."]
+        new, old = paths.root / record["new"], paths.root / record["old"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []  # a journal cut short: the change had not started
+    return [old] if new.is_dir() and old.is_dir() else []
 
 
 def check_space(folder: Path, needed: int) -> None:

@@ -445,13 +445,11 @@ class AtlasCache(V3Cache):
             found, copies = self.find(name), self.installed_v3(name)
             if found is None and not copies:
                 self.require(name)  # raises AtlasNotFoundError
-            trash = self._paths(name).trash
-            for copy in copies:
-                _install.retire_v3(self.v3_root, copy.path, name, trash)
+            folders = [f for c in copies for f in _install.v3_folders(self.v3_root, c.path, name)]
             if found is not None:
-                _install.trash_folder(found.path, trash)
-                return found.path
-            return copies[0].path
+                folders.append(found.path)
+            _install.retire(folders, self._paths(name))
+            return copies[0].path if found is None else found.path
 
     def verify(self, name: str) -> list[str]:
         """Re-hash the installed atlas ``name`` against its manifest, and its BrainGlobe 3

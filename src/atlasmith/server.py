@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel
 
 from atlasmith import __version__
+from atlasmith._fs import temporary_folder
 from atlasmith.config import SERVER_HOST, SERVER_PORT
 from atlasmith.errors import (
     ArchiveError,
@@ -247,8 +248,8 @@ def _add_write_routes(app: FastAPI) -> None:
         if _call(repository.read_index).get(atlas_name, version) is not None:
             raise HTTPException(409, f"{atlas_name} {version} is already published.")
         scratch = repository.scratch_dir()
-        with tempfile.TemporaryDirectory(prefix=".atlasmith-upload-", dir=scratch) as tmp:
-            path = Path(tmp) / file_name
+        with temporary_folder(scratch or tempfile.gettempdir(), "atlasmith-upload-") as tmp:
+            path = tmp / file_name
             await _receive(request, path, app.state.max_upload_bytes, app.state.body_idle_s)
             entry = await run_in_threadpool(_call, repository.publish, path)
         _log.info("%s published %s (%d bytes)", member, entry.archive, entry.size)
@@ -366,8 +367,13 @@ def serve(
 
     tokens = TokenStore(token_file)
     tokens.check_private()
-    app = make_app(LocalRepository(repository_dir), tokens, max_upload_bytes)
+    repository = LocalRepository(repository_dir)
     _log_to_stderr()
+    try:
+        repository.recover()  # a change a killed server or publisher left half done (logged)
+    except RepositoryError as err:  # e.g. a lost index: reads still work, uploads say why
+        _log.error("%s", err)
+    app = make_app(repository, tokens, max_upload_bytes)
     if not tokens.names():
         _log.warning(
             "no upload tokens in %s: the server is read-only (`atlasmith token add NAME`)",

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import os
+import socket
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
-from atlasmith._fs import is_safe_relpath
+from atlasmith._fs import is_safe_relpath, temporary_folder
 from atlasmith.errors import AtlasNotFoundError, RepositoryError
 from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name
@@ -20,6 +24,8 @@ from atlasmith.web import render_site
 __all__ = [
     "CONF_NAMES",
     "INDEX_NAME",
+    "JOURNAL_NAME",
+    "SCRATCH_PREFIXES",
     "V3_CONF",
     "Repository",
     "StorageRepository",
@@ -30,6 +36,10 @@ INDEX_NAME = "index.json"
 CONF_NAMES = ("last_versions.conf", "latest_versions.conf")
 #: BrainGlobe 3's list of latest versions (its client's listing reads it).
 V3_CONF = f"{V3_PREFIX}/atlases/last_versions.conf"
+#: The intent record of the change in progress (hidden names are never served).
+JOURNAL_NAME = ".atlasmith-journal.json"
+#: Working folders that publishing and the server make in a repository folder (hidden).
+SCRATCH_PREFIXES = ("atlasmith-check-", "atlasmith-v3-", "atlasmith-upload-")
 _log = logging.getLogger("atlasmith.repository")
 
 
@@ -107,6 +117,14 @@ class StorageRepository(Repository):
     check the archive, then under the lock re-read the index, refuse an existing version,
     write the archive and its companions, and finally the index and the files rendered
     from it.
+
+    Every change (publish, yank) is crash-safe in one way: under the lock, an intent record
+    (:data:`JOURNAL_NAME`: the operation, the files it will store, the sha256 of the index it
+    will write) is written first and deleted last. The next change, or :meth:`recover` (which
+    ``atlasmith serve`` runs at start), finds a record left by a killed process and finishes
+    the change when ``index.json`` is the one it was writing (the ``.conf`` files and pages
+    are rendered again) or rolls it back (the files it stored are deleted, the pages rendered
+    from the index there is), then deletes the temporary files the killed process left.
     """
 
     max_bytes: int = MAX_PUBLISHED_BYTES
@@ -160,22 +178,102 @@ class StorageRepository(Repository):
         """Check ``archive`` and publish it, with the same atlas as BrainGlobe 3 components
         under ``atlas/`` (see :meth:`Repository.publish`)."""
         scratch = self.scratch_dir()
-        with tempfile.TemporaryDirectory(prefix=".atlasmith-v3-", dir=scratch) as v3_dir:
-            checked = check_archive(archive, preview, self.max_bytes, scratch, Path(v3_dir))
+        with temporary_folder(scratch or tempfile.gettempdir(), SCRATCH_PREFIXES[1]) as v3_dir:
+            checked = check_archive(archive, preview, self.max_bytes, scratch, v3_dir)
             with self._lock():
+                self._recover()
                 entry = checked.entry(utc_now())
                 index = self.read_index().with_entry(entry)
-                written: list[str] = []
-                try:
-                    self._store_files(checked, written)
-                    self._write_pages(index)
-                    self._write_bytes(INDEX_NAME, index.to_json())  # the commit point
-                except BaseException:
-                    self._discard(written)  # stored but never indexed: nothing refers to them
-                    raise
-                self._write_confs(index)
+                files = self._version_files(checked)
+                self._change(index, "publish", entry, files)
         _log.info("published %s (%d bytes, sha256 %s)", entry.archive, entry.size, entry.sha256)
         return entry
+
+    def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
+        """Mark a version as yanked and re-render the ``.conf`` files and pages."""
+        with self._lock():
+            self._recover()
+            index = self.read_index().with_yanked(atlas_name, version, reason)
+            entry = index.entry(atlas_name, version)
+            self._change(index, "yank", entry, {})
+        _log.info("yanked %s %s (%s)", atlas_name, version, reason or "no reason given")
+        return entry
+
+    def recover(self) -> str | None:
+        """Finish or roll back a change that a killed process left half done, and delete the
+        working files killed processes left; return what was done (None: nothing was left).
+        Publishing and yanking do this first; ``atlasmith serve`` does it at start."""
+        with self._lock():
+            return self._recover()
+
+    def _change(
+        self,
+        index: RepositoryIndex,
+        operation: str,
+        entry: IndexEntry,
+        files: dict[str, Path | bytes],
+    ) -> None:
+        """Store ``files``, then write the pages, ``index.json`` (the commit point) and the
+        ``.conf`` files, with the intent record around it all (called with the lock held)."""
+        data = index.to_json()
+        record = {
+            "operation": operation,
+            "atlas": entry.atlas_name,
+            "version": entry.version,
+            "files": list(files),
+            "index_sha256": hashlib.sha256(data).hexdigest(),
+            "by": f"{socket.gethostname()}:{os.getpid()}",
+            "started": utc_now(),
+        }
+        self._write_bytes(JOURNAL_NAME, json.dumps(record, indent=1).encode())
+        try:
+            for name, source in files.items():
+                if isinstance(source, bytes):
+                    self._write_bytes(name, source)
+                else:
+                    self._write_file(name, source)
+            self._write_pages(index)
+            self._write_bytes(INDEX_NAME, data)  # the commit point
+            self._write_confs(index)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else the record stays for the next change
+                self._recover()
+            raise
+        self._delete(JOURNAL_NAME)
+
+    def _recover(self) -> str | None:
+        """:meth:`recover`, with the lock held."""
+        self._sweep_scratch()
+        data = self.read_bytes(JOURNAL_NAME)
+        if data is None:  # at most the record itself was being written
+            self._sweep_temporaries([JOURNAL_NAME])
+            return None
+        record = _parse_record(data)
+        files = [name for name in record["files"] if _is_layout_name(name)]
+        current = self.read_bytes(INDEX_NAME)
+        committed = current is not None and (
+            hashlib.sha256(current).hexdigest() == record["index_sha256"]
+        )
+        if not committed:  # stored but never indexed: nothing refers to them
+            self._discard(files)
+        index = self.read_index()
+        rendered = self._write_pages(index)
+        self._write_confs(index)
+        self._sweep_temporaries([*files, *rendered, INDEX_NAME, *CONF_NAMES, V3_CONF])
+        self._delete(JOURNAL_NAME)
+        what = "{} an interrupted {} of {} {}".format(
+            "finished" if committed else "rolled back",
+            *(record[key] for key in ("operation", "atlas", "version")),
+        )
+        left = f"left by {record['by']} at {record['started']}"
+        _log.warning("%s in %s (%s)", what, self.location, left)
+        return what
+
+    def _sweep_scratch(self) -> None:  # noqa: B027 (nothing to do without a scratch folder)
+        """Delete the working folders killed publishers left in the repository (its disk)."""
+
+    def _sweep_temporaries(self, names: list[str]) -> None:  # noqa: B027 (nothing for S3)
+        """Delete the temporary files a killed writer left beside ``names`` (lock held)."""
 
     def _discard(self, names: list[str]) -> None:
         """Delete files a failed publish stored (best effort: the failure is what is raised)."""
@@ -189,46 +287,54 @@ class StorageRepository(Repository):
     def _delete(self, name: str) -> None:
         """Delete a stored file (a missing one is fine)."""
 
-    def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
-        """Mark a version as yanked and re-render the ``.conf`` files and pages."""
-        with self._lock():
-            index = self.read_index().with_yanked(atlas_name, version, reason)
-            self._write_index(index)
-        _log.info("yanked %s %s (%s)", atlas_name, version, reason or "no reason given")
-        return index.entry(atlas_name, version)
-
-    def _store_files(self, checked: CheckedArchive, written: list[str]) -> None:
-        """Store a version's files (their names added to ``written`` as each lands)."""
-
-        def put(name: str, source: Path | bytes) -> None:
-            written.append(name)
-            if isinstance(source, bytes):
-                self._write_bytes(name, source)
-            else:
-                self._write_file(name, source)
-
-        if checked.v3 is not None:  # components first, the manifest last
+    def _version_files(self, checked: CheckedArchive) -> dict[str, Path | bytes]:
+        """A version's files in the order they are stored: components first, their manifest
+        last, then the archive and its companions."""
+        files: dict[str, Path | bytes] = {}
+        if checked.v3 is not None:
             staged = checked.v3
             for relative in staged.files:
-                put(f"{V3_PREFIX}/{relative}", staged.root / relative)
-            put(f"{V3_PREFIX}/{staged.manifest}", staged.root / staged.manifest)
-        put(archive_name(checked.atlas_name, checked.version), checked.path)
-        put(f"structures/{checked.stem}.json", checked.structures_json)
+                files[f"{V3_PREFIX}/{relative}"] = staged.root / relative
+            files[f"{V3_PREFIX}/{staged.manifest}"] = staged.root / staged.manifest
+        files[archive_name(checked.atlas_name, checked.version)] = checked.path
+        files[f"structures/{checked.stem}.json"] = checked.structures_json
         if checked.preview_png is not None:
-            put(f"previews/{checked.stem}.png", checked.preview_png)
+            files[f"previews/{checked.stem}.png"] = checked.preview_png
+        return files
 
-    def _write_index(self, index: RepositoryIndex) -> None:
-        """Write the pages, then ``index.json`` (the commit point), then the ``.conf`` files."""
-        self._write_pages(index)
-        self._write_bytes(INDEX_NAME, index.to_json())
-        self._write_confs(index)
-
-    def _write_pages(self, index: RepositoryIndex) -> None:
+    def _write_pages(self, index: RepositoryIndex) -> list[str]:
+        names = []
         for name, page in render_site(index, self.read_bytes).items():
             self._write_bytes(check_name(name), page)
+            names.append(name)
+        return names
 
     def _write_confs(self, index: RepositoryIndex) -> None:
         conf = index.render_conf().encode()
         for name in CONF_NAMES:
             self._write_bytes(name, conf)
         self._write_bytes(V3_CONF, index.render_v3_conf().encode())
+
+
+def _parse_record(data: bytes) -> dict[str, Any]:
+    """An intent record; a damaged one is read as a change of unknown files (the pages and
+    ``.conf`` files are still rendered again)."""
+    unknown: dict[str, Any] = {"operation": "change", "atlas": "?", "version": "?", "files": []}
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    merged = {**unknown, "index_sha256": None, "by": "?", "started": "?", **record}
+    if not isinstance(merged["files"], list):
+        merged["files"] = []
+    return merged
+
+
+def _is_layout_name(name: object) -> bool:
+    """A file name a record may list for deletion: inside the layout, never the index."""
+    try:
+        return check_name(name) != INDEX_NAME  # type: ignore[arg-type]
+    except RepositoryError:
+        return False

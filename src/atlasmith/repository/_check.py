@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atlasmith._fs import temporary_folder
 from atlasmith.errors import ArchiveError, AtlasmithError, IntegrityError, ValidationError
 from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name, folder_name, split_archive_name
@@ -158,7 +159,7 @@ def _check_contents(
     """Extract to a temporary folder, verify and validate it, and read what the index needs."""
     from atlasmith.package import safe_extract
 
-    with tempfile.TemporaryDirectory(prefix=".atlasmith-check-", dir=work_dir) as tmp:
+    with temporary_folder(work_dir or tempfile.gettempdir(), "atlasmith-check-") as tmp:
         try:
             folder = safe_extract(path, Path(tmp), max_bytes=max_bytes)
         except AtlasmithError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,15 +12,21 @@ from typing import BinaryIO
 
 from filelock import FileLock
 
-from atlasmith._fs import atomic_file, atomic_write
+from atlasmith._fs import atomic_file, atomic_write, sweep_unclaimed
 from atlasmith.errors import RepositoryError
 from atlasmith.names import ARCHIVE_SUFFIX
-from atlasmith.repository._base import StorageRepository, check_name
+from atlasmith.repository._base import (
+    JOURNAL_NAME,
+    SCRATCH_PREFIXES,
+    StorageRepository,
+    check_name,
+)
 
 __all__ = ["LOCK_NAME", "LocalRepository"]
 
 #: Lock file in the repository folder; hidden names are never served.
 LOCK_NAME = ".atlasmith-index.lock"
+_log = logging.getLogger("atlasmith.repository")
 
 
 class LocalRepository(StorageRepository):
@@ -51,7 +58,7 @@ class LocalRepository(StorageRepository):
 
     def path(self, name: str) -> Path:
         """The local path of a file of the layout (which may not exist)."""
-        path = (self.root / check_name(name)).resolve()
+        path = (self.root / (name if name == JOURNAL_NAME else check_name(name))).resolve()
         if not path.is_relative_to(self.root):
             raise RepositoryError(f"{name!r} resolves outside the repository {self.root}.")
         return path
@@ -66,6 +73,21 @@ class LocalRepository(StorageRepository):
         found = self.root.glob(f"*{ARCHIVE_SUFFIX}")
         archives = sorted(p.name for p in found if p.is_file() and not p.name.startswith("."))
         return [*super()._published_traces(), *archives]
+
+    def _sweep_scratch(self) -> None:
+        freed = sweep_unclaimed(self.root, SCRATCH_PREFIXES)
+        if freed:
+            _log.warning("removed %d bytes that killed publishes left in %s", freed, self.root)
+
+    def _sweep_temporaries(self, names: list[str]) -> None:
+        """Delete the hidden ``.<name>.XXXX.tmp`` files of :func:`atomic_file` in the folders
+        of ``names``: with the lock held, no writer is using one."""
+        folders = {self.path(name).parent for name in names}
+        for folder in sorted(folders):
+            with contextlib.suppress(OSError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                        Path(entry.path).unlink(missing_ok=True)
 
     def read_bytes(self, name: str) -> bytes | None:
         """The content of a file of the layout, or None when it does not exist."""
