@@ -40,6 +40,7 @@ class Fault:
     ignore_range: bool = False
     times: int = 1_000_000
     stall: float | None = None  # with drop_after: then hang this long before dropping
+    trickle: float | None = None  # send 16 bytes, then wait this long, and so on
 
 
 @dataclass
@@ -143,7 +144,9 @@ def _handler(repo: RepoServer) -> type[http.server.BaseHTTPRequestHandler]:
             sent = 0
             with open(target, "rb") as stream:
                 stream.seek(start)
-                while block := stream.read(chunk):
+                while block := stream.read(16 if fault and fault.trickle else chunk):
+                    if fault is not None and fault.trickle:
+                        time.sleep(fault.trickle)  # just fast enough to beat a read timeout
                     if drop_after is not None and sent + len(block) > drop_after:
                         self.wfile.write(block[: drop_after - sent])
                         self.wfile.flush()
@@ -354,6 +357,41 @@ def test_a_server_that_ignores_range_and_drops_every_transfer_is_given_up_on(
     assert len(requests) <= 4  # one attempt, then at most `retries` that failed
     assert server.sent["/blob.tar.gz"] <= len(requests) * PAYLOAD_SIZE
     assert not dest.exists()
+
+
+def test_a_trickled_download_is_given_up_on(
+    served: Callable[[Path], RepoServer],
+    payload: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that sends 16 bytes every 0.1 s (160 B/s: no read ever times out) is left
+    after the grace period, each attempt counting as a failure; the bytes received are kept
+    for the next run. The grace period is shortened from 60 s to 1 s for the test."""
+    import atlasmith.download
+
+    monkeypatch.setattr(atlasmith.download, "DOWNLOAD_GRACE_S", 1.0)
+    source, digest = payload
+    server = served(source.parent)
+    server.faults["/blob.tar.gz"] = Fault(trickle=0.1)
+    dest = tmp_path / "blob.tar.gz"
+    error = _finishes(
+        lambda: download_file(
+            server.url + "blob.tar.gz", dest, sha256=digest, size=PAYLOAD_SIZE, retries=2
+        ),
+        60,
+    )
+    assert isinstance(error, DownloadError)
+    assert "bytes/s" in str(error)
+    assert 1 < len(server.gets("blob.tar.gz")) <= 3  # `retries` slow attempts, not more
+    kept = dest.with_name(dest.name + ".part")
+    assert 0 < kept.stat().st_size < PAYLOAD_SIZE
+    index = source.parent / "index.json"
+    index.write_bytes(b"{}" * 2000)
+    server.faults["/index.json"] = Fault(trickle=0.1)
+    error = _finishes(lambda: fetch_bytes(server.url + "index.json", retries=2), 60)
+    assert isinstance(error, DownloadError)
+    assert "bytes/s" in str(error)
 
 
 class EndlessServer:

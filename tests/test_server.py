@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import resource
 import shutil
 import socket
@@ -422,6 +423,36 @@ def test_1100_idle_connections_do_not_stop_the_server(tmp_path: Path) -> None:
     text = log.read_text()
     assert "Too many open files" not in text  # accept never ran out of descriptors
     assert len(text) < 100_000  # no line written per connection
+
+
+def test_a_client_that_stops_reading_a_download_is_disconnected(tmp_path: Path) -> None:
+    """A client asks for a 32 MB archive and reads nothing (a trickled download at its
+    limit): with ``--send-timeout 2`` the server drops it once its buffers have been full for
+    2 s, while other clients download whole. Without the deadline the whole file would still
+    arrive once the client read again."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    size = 32 * 1024**2
+    (root / "big_100um_v1.0.tar.gz").write_bytes(os.urandom(size))
+    with _server_process(root, tmp_path / "server.log", "--send-timeout", "2") as url:
+        port = int(url.rsplit(":", 1)[1])
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(b"GET /big_100um_v1.0.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(6)  # reads nothing: the server's buffers fill, then 2 s pass
+        whole = httpx.get(f"{url}/big_100um_v1.0.tar.gz", timeout=60)
+        assert len(whole.content) == size  # a client that reads is served meanwhile
+        stalled.settimeout(10)
+        received = 0
+        try:
+            while chunk := stalled.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass  # aborted: what was buffered may be lost too
+        finally:
+            stalled.close()
+        assert received < size // 2
 
 
 def test_a_request_head_never_sent_or_trickled_is_cut_off(tmp_path: Path) -> None:

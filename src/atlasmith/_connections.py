@@ -10,7 +10,10 @@ adds what a mature server has (nginx's ``client_header_timeout``, a connection l
   opening, or of the previous response ending; otherwise the connection is closed;
 - at most ``max_connections`` are open: a new connection beyond that first closes the
   connection that has waited longest without sending a request, so an idle flood cannot
-  lock out real clients; when every connection is busy, the new one is closed.
+  lock out real clients; when every connection is busy, the new one is closed;
+- a client that stops reading its answer (the transport's buffer stays over its high-water
+  mark, writing paused) for ``send_timeout`` seconds is disconnected (nginx's
+  ``send_timeout``): a trickled download cannot hold a connection for ever.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from atlasmith.limits import SERVER_HEADER_TIMEOUT_S, SERVER_MAX_CONNECTIONS
+from atlasmith.limits import (
+    SERVER_HEADER_TIMEOUT_S,
+    SERVER_MAX_CONNECTIONS,
+    SERVER_SEND_TIMEOUT_S,
+)
 
 __all__ = ["ACCEPT_BACKLOG", "GuardedH11", "connection_cap", "guarded_protocol"]
 
@@ -45,21 +52,34 @@ def connection_cap(wanted: int = SERVER_MAX_CONNECTIONS) -> int:
 
 
 class GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol with a request-head deadline and a connection cap."""
+    """uvicorn's h11 protocol with a request-head deadline, a send deadline and a connection
+    cap."""
 
     header_timeout: float = SERVER_HEADER_TIMEOUT_S
     max_connections: int = SERVER_MAX_CONNECTIONS
+    send_timeout: float = SERVER_SEND_TIMEOUT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._opened = self.loop.time()
         self._head_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._await_head()
         self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        self._stop_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._stop_send_timer()
+        super().resume_writing()
 
     def handle_events(self) -> None:
         before = self.cycle
@@ -95,6 +115,19 @@ class GuardedH11(H11Protocol):
         if not self.transport.is_closing():
             self.transport.abort()  # no response owed: the client sent no complete request
 
+    # --- the send deadline -------------------------------------------------------------------
+
+    def _stop_send_timer(self) -> None:
+        timer = getattr(self, "_send_timer", None)
+        if timer is not None:
+            timer.cancel()
+        self._send_timer = None
+
+    def _stalled(self) -> None:
+        self._send_timer = None
+        if not self.transport.is_closing():
+            self.transport.abort()  # the client read nothing for send_timeout seconds
+
     # --- the cap ---------------------------------------------------------------------------
 
     def _make_room(self) -> None:
@@ -113,10 +146,13 @@ class GuardedH11(H11Protocol):
             self.transport.abort()
 
 
-def guarded_protocol(header_timeout: float, max_connections: int) -> type[Any]:
+def guarded_protocol(
+    header_timeout: float, max_connections: int, send_timeout: float = SERVER_SEND_TIMEOUT_S
+) -> type[Any]:
     """A :class:`GuardedH11` subclass with these limits (uvicorn takes a class)."""
-    return type(
-        "GuardedH11Configured",
-        (GuardedH11,),
-        {"header_timeout": header_timeout, "max_connections": connection_cap(max_connections)},
-    )
+    limits = {
+        "header_timeout": header_timeout,
+        "max_connections": connection_cap(max_connections),
+        "send_timeout": send_timeout,
+    }
+    return type("GuardedH11Configured", (GuardedH11,), limits)

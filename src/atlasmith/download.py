@@ -33,7 +33,7 @@ import httpx
 from atlasmith._types import ProgressCallback
 from atlasmith._version import __version__
 from atlasmith.errors import DownloadError, IntegrityError
-from atlasmith.limits import MAX_SMALL_FILE_BYTES
+from atlasmith.limits import DOWNLOAD_GRACE_S, DOWNLOAD_MIN_BYTES_PER_S, MAX_SMALL_FILE_BYTES
 
 __all__ = [
     "CHUNK_SIZE",
@@ -140,7 +140,7 @@ def fetch_bytes(
                 reason = f"HTTP {status}"
             except httpx.TooManyRedirects as err:
                 raise _redirect_loop(location) from err
-            except httpx.TransportError as err:
+            except (httpx.TransportError, _TooSlow) as err:
                 reason = str(err) or type(err).__name__
             _give_up_or_wait(location, attempt, retries, reason)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -153,8 +153,10 @@ def _read_capped(location: str, response: httpx.Response, max_bytes: int) -> byt
     if declared.isdigit() and int(declared) > max_bytes:
         raise DownloadError(f"{location} is larger than {max_bytes} bytes: not an index.")
     blocks, received = [], 0
+    pace = _Pace()
     for block in response.iter_bytes():
         received += len(block)
+        pace.add(len(block))
         if received > max_bytes:
             raise DownloadError(
                 f"{location} sent more than {max_bytes} bytes: not an index (refused without "
@@ -162,6 +164,29 @@ def _read_capped(location: str, response: httpx.Response, max_bytes: int) -> byt
             )
         blocks.append(block)
     return b"".join(blocks)
+
+
+class _TooSlow(Exception):
+    """An answer that arrives slower than ``DOWNLOAD_MIN_BYTES_PER_S`` after the grace period
+    (a server trickling bytes just fast enough to beat the read timeout)."""
+
+
+class _Pace:
+    """Counts one answer's bytes and raises :class:`_TooSlow` when, after
+    ``DOWNLOAD_GRACE_S`` seconds, they have come slower than ``DOWNLOAD_MIN_BYTES_PER_S``."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.received = 0
+
+    def add(self, count: int) -> None:
+        self.received += count
+        elapsed = time.monotonic() - self.start
+        if elapsed > DOWNLOAD_GRACE_S and self.received < DOWNLOAD_MIN_BYTES_PER_S * elapsed:
+            raise _TooSlow(
+                f"the server sent {self.received} bytes in {elapsed:.0f} s, under "
+                f"{DOWNLOAD_MIN_BYTES_PER_S} bytes/s"
+            )
 
 
 def _redirect_loop(location: str) -> DownloadError:
@@ -394,6 +419,9 @@ def _fetch_remote(
             reason = str(err) or type(err).__name__
         except _RetryableStatus as err:
             reason = str(err)
+        except _TooSlow as err:
+            reason = str(err)
+            before = part.size  # a trickle is a failure, whatever it brought (kept, resumed)
         progressed = budget.resumable and part.size > before
         budget.failures = 0 if progressed else budget.failures + 1
         if budget.attempts >= budget.limit:
@@ -432,8 +460,10 @@ def _attempt(
         try:
             with open(part.path, "ab", buffering=256 * 1024) as out:
                 # network-sized blocks: a dropped connection keeps every byte received so far
+                pace = _Pace()
                 for block in response.iter_raw():
                     _append(block, out, part, total, size, progress)
+                    pace.add(len(block))
                     if max_size is not None and part.size > max_size:
                         raise _too_large(url, part, max_size)
         except OSError as err:

@@ -33,6 +33,15 @@ SPOOL_BYTES = 64 * 1024**2
 #: Seconds ``atlasmith serve`` gives a connection to send a complete request head (after it
 #: opens, or after the previous response): idle or trickling connections are closed then.
 SERVER_HEADER_TIMEOUT_S = 10.0
+#: Seconds ``atlasmith serve`` waits for a client that reads nothing of its answer (the
+#: connection's buffers full) before closing the connection: a download read slower than
+#: about 1 kB/s, or not at all, cannot hold a connection and its open file for ever.
+SERVER_SEND_TIMEOUT_S = 60.0
+#: Downloads by the client: an attempt slower than this on average after the grace period
+#: is abandoned and counts as a failure (the bytes received are kept for the next attempt),
+#: so a server that trickles an answer cannot keep a command waiting for ever.
+DOWNLOAD_MIN_BYTES_PER_S = 1_000
+DOWNLOAD_GRACE_S = 60.0
 #: Connections ``atlasmith serve`` keeps open at most (lowered to fit the process's file
 #: descriptor limit); beyond it the longest-idle connection is closed first.
 SERVER_MAX_CONNECTIONS = 900

@@ -44,6 +44,7 @@ from atlasmith.limits import (
     MAX_PUBLISHED_BYTES,
     SERVER_HEADER_TIMEOUT_S,
     SERVER_MAX_CONNECTIONS,
+    SERVER_SEND_TIMEOUT_S,
 )
 from atlasmith.names import split_archive_name
 from atlasmith.repository import LocalRepository
@@ -353,9 +354,12 @@ def serve(
     max_upload_bytes: int = MAX_PUBLISHED_BYTES,
     header_timeout: float = SERVER_HEADER_TIMEOUT_S,
     max_connections: int = SERVER_MAX_CONNECTIONS,
+    send_timeout: float = SERVER_SEND_TIMEOUT_S,
 ) -> None:
-    """Serve a repository folder with uvicorn until interrupted (access log on), with a
-    deadline for request heads and a cap on open connections (:mod:`atlasmith._connections`).
+    """Serve a repository folder with uvicorn until interrupted (access log on), with
+    deadlines for request heads and for clients that stop reading, and a cap on open
+    connections (:mod:`atlasmith._connections`). A change that a killed server or publisher
+    left half done is finished or rolled back first (:meth:`LocalRepository.recover`).
 
     Raises
     ------
@@ -381,7 +385,7 @@ def serve(
         )
     from atlasmith._connections import ACCEPT_BACKLOG, guarded_protocol
 
-    protocol = guarded_protocol(header_timeout, max_connections)
+    protocol = guarded_protocol(header_timeout, max_connections, send_timeout)
     uvicorn.run(
         app,
         host=host,

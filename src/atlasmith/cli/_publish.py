@@ -10,6 +10,7 @@ from atlasmith.limits import (
     MAX_PUBLISHED_BYTES,
     SERVER_HEADER_TIMEOUT_S,
     SERVER_MAX_CONNECTIONS,
+    SERVER_SEND_TIMEOUT_S,
 )
 
 __all__ = ["publish_command", "release_command", "serve_command", "token_group", "yank_command"]
@@ -92,6 +93,13 @@ _token_file_option = click.option(
     help="Seconds a connection has to send a complete request head before it is closed.",
 )
 @click.option(
+    "--send-timeout",
+    type=click.FloatRange(min=0.1),
+    default=SERVER_SEND_TIMEOUT_S,
+    show_default=True,
+    help="Seconds a client may read nothing of its answer before it is disconnected.",
+)
+@click.option(
     "--max-connections",
     type=click.IntRange(min=8),
     default=SERVER_MAX_CONNECTIONS,
@@ -107,12 +115,22 @@ def serve_command(
     token_file: str | None,
     max_upload_bytes: int,
     header_timeout: float,
+    send_timeout: float,
     max_connections: int,
 ) -> None:
     """Serve the repository in DIRECTORY over HTTP (read-only; uploads need a member's token)."""
     from atlasmith.server import serve
 
-    serve(directory, host, port, token_file, max_upload_bytes, header_timeout, max_connections)
+    serve(
+        directory,
+        host,
+        port,
+        token_file,
+        max_upload_bytes,
+        header_timeout,
+        max_connections,
+        send_timeout,
+    )
 
 
 @click.command("publish")
