@@ -26,7 +26,12 @@ def _isolated_user_dirs(
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(home / ".brainglobe"))
     monkeypatch.setenv("BRAINGLOBE_CONFIG_DIR", str(home / ".config" / "brainglobe"))
-    for var in ("ATLASMITH_REPOSITORY", "ATLASMITH_OFFLINE", "ATLASMITH_TOKEN"):
+    for var in (
+        "ATLASMITH_REPOSITORY",
+        "ATLASMITH_OFFLINE",
+        "ATLASMITH_TOKEN",
+        "ATLASMITH_PUBLISH_TO",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
@@ -120,3 +125,24 @@ def allen_all_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     script = REPO / "atlas_scripts" / "allen_mouse.py"
     return build_atlas(script, tmp_path_factory.mktemp("allen-all"), workers=2)
+
+
+# --- the browser tests' tools ---------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Install Chromium and axe-core when browser tests are collected and they are missing
+    (tests/browser_setup.py): the README's test command alone passes on a fresh machine, and
+    the browser tests are never skipped (a tool that cannot be installed stops the run)."""
+    if not any(item.path.name == "test_web_browser.py" for item in items):
+        return
+    from browser_setup import ensure_browser_tools
+
+    try:
+        installed = ensure_browser_tools()
+    except RuntimeError as err:
+        raise pytest.UsageError(f"cannot run the browser tests: {err}") from err
+    if installed:
+        print(f"\ninstalled for the browser tests: {', '.join(installed)}")

@@ -1,7 +1,7 @@
 """Crash points: kill a process with SIGKILL just before its K-th rename.
 
-Every multi-step change of atlasmith (publish, yank, upload, install, update, remove) moves
-its results into place by renames (``os.replace``, ``os.rename``, and the
+Every multi-step change of atlasmith (publish, yank, unyank, upload, install, update,
+remove) moves its results into place by renames (``os.replace``, ``os.rename``, and the
 ``renameat2(RENAME_EXCHANGE)`` of :mod:`atlasmith._fs`); the states a crash can leave are the
 states between two renames. :func:`arm` makes the K-th rename of this process its last act,
 and writes one line per rename to a log file (so a first run with ``k=0`` counts them).
@@ -76,6 +76,14 @@ def yank_at(k: int, log: str | None, root: str, atlas_name: str, version: str) -
 
     arm(k, log)
     LocalRepository(root).yank(atlas_name, version, "withdrawn by the crash test")
+
+
+def unyank_at(k: int, log: str | None, root: str, atlas_name: str, version: str) -> None:
+    """Unyank a version of the folder repository ``root``, killed at rename ``k``."""
+    from atlasmith.repository import LocalRepository
+
+    arm(k, log)
+    LocalRepository(root).unyank(atlas_name, version)
 
 
 def remove_at(k: int, log: str | None, cache_dir: str, atlas_name: str) -> None:

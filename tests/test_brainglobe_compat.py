@@ -434,3 +434,245 @@ def test_difference_hemisphere_string_outside(folders: dict[str, Path]) -> None:
     inside_left = tuple(int(v) for v in np.argwhere(bg.hemispheres == 1)[0])
     assert ours.hemisphere_from_coords(inside_left, as_string=True) == "left"
     assert bg.hemisphere_from_coords(inside_left, as_string=True) == "left"
+
+
+# --- atlas.structures is a mutable dict-like, as BrainGlobe's ----------------------------------
+
+
+def _fresh(path: Path) -> tuple[Any, Atlas]:
+    return bg_core.Atlas(path), Atlas(path)
+
+
+def _mask_sums(atlas: Any) -> Any:
+    return {k: int(np.count_nonzero(atlas.get_structure_mask(k))) for k in ("CTX", 385, "VISp")}
+
+
+def test_edited_entry_ids_are_followed_by_masks_ancestors_and_descendants(
+    folders: dict[str, Path],
+) -> None:
+    path = folders["example"]
+    stored = (path / "structures.json").read_bytes()
+    bg, ours = _fresh(path)
+    same(lambda: bg.get_structure_mask(385), lambda: ours.get_structure_mask(385))  # tables cached
+    for atlas in (bg, ours):
+        atlas.structures[385]["id"] = 123456  # VISp's id, edited in memory
+        atlas.structures[593]["structure_id_path"] = [997, 8, 567, 593]  # VISp1 moved up
+        atlas.structures["FRP1"]["acronym"] = "F1"  # not in acronym_to_id_map: CTX's fail
+        atlas.structures["CA1"]["mesh_filename"] = atlas.structures[385]["mesh_filename"]
+    for key in (385, "VISp", "CTX", "VISp1", "F1", "nope"):
+        same(lambda k=key: bg.get_structure_mask(k), lambda k=key: ours.get_structure_mask(k))
+        same(lambda k=key: bg.get_structure_ancestors(k),
+             lambda k=key: ours.get_structure_ancestors(k))  # fmt: skip
+        same(lambda k=key: bg.get_structure_descendants(k),
+             lambda k=key: ours.get_structure_descendants(k))  # fmt: skip
+        same(lambda k=key: bg.structures[k].data, lambda k=key: ours.structures[k].data)
+    assert int(ours.get_structure_mask(385).max()) == 123456
+    for theirs_mesh, our_mesh in zip(*(a.mesh_from_structure(["CA1", 385]) for a in (bg, ours)),
+                                     strict=True):  # fmt: skip
+        np.testing.assert_array_equal(our_mesh.points, theirs_mesh.points)  # VISp's, twice
+    point = (66, 40, 57)
+    same(lambda: bg.structure_from_coords(point, hierarchy_lev=7, as_acronym=True),
+         lambda: ours.structure_from_coords(point, hierarchy_lev=7, as_acronym=True))  # fmt: skip
+    for atlas in (bg, ours):  # edited back: the stored hierarchy's answers again
+        atlas.structures[385]["id"] = 385
+        atlas.structures[593]["structure_id_path"] = [
+            *atlas.structures[385]["structure_id_path"],
+            593,
+        ]
+        atlas.structures[68]["acronym"] = "FRP1"
+    assert not ours._follows_entries()
+    same(lambda: _mask_sums(bg), lambda: _mask_sums(ours))
+    # never written, and other readers of the same folder (or of the same files) see none of it
+    ours.structures[385]["structure_id_path"].append(1)
+    assert (path / "structures.json").read_bytes() == stored
+    for other in (Atlas(path), Atlas(ours.files)):
+        assert other.structures[385]["structure_id_path"] == [997, 8, 567, 688, 695, 315, 669, 385]
+        same(lambda o=other: bg_core.Atlas(path).get_structure_mask("VISp"),
+             lambda o=other: o.get_structure_mask("VISp"))  # fmt: skip
+
+
+def _ops() -> list[tuple[str, Callable[[Any], Any]]]:
+    """Changes of the mapping itself, each with a plain result (or an exception) to compare."""
+    entry = lambda s, k: s[k].data  # noqa: E731
+    return [
+        ("pop", lambda s: entry({385: s.pop(385)}, 385)),
+        ("pop acronym", lambda s: s.pop("VISp1")),  # BrainGlobe deletes by the raw key
+        ("len and members", lambda s: (len(s), 385 in s, 593 in s, list(s)[:5])),
+        ("get missing", lambda s: s[385]),
+        ("setitem", lambda s: s.__setitem__(385, s[593])),
+        ("set then get", lambda s: (entry(s, 385), entry(s, "VISp"))),
+        ("setdefault", lambda s: (s.setdefault(1, "x") is s[1], s.setdefault(7777, "x"))),
+        ("popitem", lambda s: (lambda k, v: (k, v.data))(*s.popitem())),
+        ("update", lambda s: s.update({997: s[8], 8: s[8]})),
+        ("after update", lambda s: (entry(s, 997), len(s))),
+        ("copy", lambda s: (type(s.copy()).__name__, len(s.copy()), s.copy()[8] is s[8])),
+        ("copy is its own", lambda s: (s.copy().pop(8) is not None, 8 in s)),
+        ("del", lambda s: s.__delitem__(8)),
+        ("del again", lambda s: s.__delitem__(8)),
+        ("clear", lambda s: (s.clear(), len(s), list(s))),
+    ]
+
+
+def test_structures_mapping_changes_as_in_brainglobe(folders: dict[str, Path]) -> None:
+    bg, ours = _fresh(folders["example"])
+    for name, op in _ops():
+        try:
+            same(lambda op=op: op(bg.structures), lambda op=op: op(ours.structures))
+        except AssertionError as err:
+            raise AssertionError(f"{name}: {err}") from err
+    untouched = Atlas(folders["example"])
+    assert len(untouched.structures) == len(bg_core.Atlas(folders["example"]).structures)
+
+
+def test_masks_follow_a_changed_mapping_as_in_brainglobe(folders: dict[str, Path]) -> None:
+    bg, ours = _fresh(folders["example"])
+    for atlas in (bg, ours):
+        atlas.structures[385] = atlas.structures[593]  # VISp's key now holds VISp1's entry
+    for key in (385, "VISp", "VISp1", "CTX"):
+        same(lambda k=key: bg.get_structure_mask(k), lambda k=key: ours.get_structure_mask(k))
+    for atlas in (bg, ours):
+        del atlas.structures[593]
+    for key in ("VISp", "CTX", 385):
+        same(lambda k=key: bg.get_structure_mask(k), lambda k=key: ours.get_structure_mask(k))
+        same(lambda k=key: bg.get_structure_descendants(k),
+             lambda k=key: ours.get_structure_descendants(k))  # fmt: skip
+
+
+# --- BrainGlobeAtlas: BrainGlobe 2.3.1's downloading class --------------------------------------
+
+NAME = "allen_mouse_100um"
+NOWHERE = "http://127.0.0.1:9/"  # nothing listens: the repository is unreachable, at once
+
+
+@pytest.fixture
+def bg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_atlas_dir: Path) -> Path:
+    """A BrainGlobe config (in a temporary BRAINGLOBE_CONFIG_DIR) whose brainglobe_dir holds
+    the atlas, read by 2.3.1 and by atlasmith; no repository reachable. atlasmith's own cache
+    setting (ATLASMITH_CACHE_DIR, set for every test) points elsewhere."""
+    import brainglobe_atlasapi.config as bg2_config
+    from brainglobe_atlasapi import bg_atlas
+
+    where, config = tmp_path / "brainglobe", tmp_path / "bgconfig"
+    config.mkdir()
+    (config / "bg_config.conf").write_text(
+        f"[default_dirs]\nbrainglobe_dir = {where}\ninterm_download_dir = {where}\n"
+    )
+    monkeypatch.setenv("BRAINGLOBE_CONFIG_DIR", str(config))
+    # 2.3.1 reads BRAINGLOBE_CONFIG_DIR once, when imported: point its module at the same file
+    monkeypatch.setattr(bg2_config, "CONFIG_DIR", config)
+    monkeypatch.setattr(bg2_config, "CONFIG_PATH", config / "bg_config.conf")
+    monkeypatch.setattr(bg_atlas.BrainGlobeAtlas, "_remote_url_base", NOWHERE + "{}")
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", NOWHERE)
+    shutil.copytree(example_atlas_dir, where / f"{NAME}_v1.2")
+    return where
+
+
+def test_brainglobe_config_folder_opens_without_download(
+    bg_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from brainglobe_atlasapi import bg_atlas
+
+    from atlasmith.brainglobe import BrainGlobeAtlas
+
+    (bg_home / "last_versions.conf").write_text(f"[atlases]\n{NAME} = 1.2\n")
+    theirs = bg_atlas.BrainGlobeAtlas(NAME)  # check_latest=True: reads the versions file
+    ours = BrainGlobeAtlas(NAME)
+    assert ours.brainglobe_dir == theirs.brainglobe_dir == bg_home
+    assert theirs.interm_download_dir == bg_home
+    assert ours.interm_download_dir is None  # inside the cache: see BrainGlobeAtlas.__init__
+    assert ours.root_dir == theirs.root_dir == bg_home / f"{NAME}_v1.2"
+    assert ours.local_full_name == theirs.local_full_name == f"{NAME}_v1.2"
+    assert ours.check_latest_version() is theirs.check_latest_version() is True
+    assert sorted(p.name for p in bg_home.iterdir()) == ["allen_mouse_100um_v1.2",
+                                                         "last_versions.conf"]  # fmt: skip
+    assert ours.structure_from_coords((66, 40, 57)) == theirs.structure_from_coords((66, 40, 57))
+    assert "not the latest" not in capsys.readouterr().err
+
+
+def test_remote_version_offline_reads_the_cached_versions_file(bg_home: Path) -> None:
+    from brainglobe_atlasapi import bg_atlas
+
+    from atlasmith.brainglobe import BrainGlobeAtlas
+
+    versions = bg_home / "last_versions.conf"
+    versions.write_text(f"[atlases]\nother_mouse_10um = 2.0\n{NAME} = 1.3\n")
+    theirs = bg_atlas.BrainGlobeAtlas(NAME, check_latest=False)
+    ours = BrainGlobeAtlas(NAME, check_latest=False)
+    assert ours.remote_version == theirs.remote_version == (1, 3)
+    assert ours.remote_url == theirs.remote_url == f"{NOWHERE}{NAME}_v1.3.tar.gz"
+    assert ours.check_latest_version(False) is theirs.check_latest_version(False) is False
+    versions.write_text("[atlases]\nother_mouse_10um = 2.0\n")  # this atlas is not listed
+    assert ours.remote_version is theirs.remote_version is None
+    versions.unlink()  # no copy at all: 2.3.1 raises, atlasmith answers None (cannot be read)
+    with pytest.raises(FileNotFoundError, match="Last versions cache file not found"):
+        theirs.remote_version  # noqa: B018
+    assert ours.remote_version is None
+    assert ours.check_latest_version() is None
+
+
+def test_stray_version_folder_is_multiple_versions_in_both(bg_home: Path) -> None:
+    import re
+
+    from brainglobe_atlasapi import bg_atlas
+
+    from atlasmith.brainglobe import BrainGlobeAtlas
+
+    (bg_home / f"{NAME}_v1.2_2").mkdir()
+    expected = re.escape(f"Multiple versions of atlas {NAME} in {bg_home}")
+    with pytest.raises(FileExistsError, match=expected):
+        bg_atlas.BrainGlobeAtlas(NAME, check_latest=False)
+    with pytest.raises(FileExistsError, match=expected) as info:
+        BrainGlobeAtlas(NAME, check_latest=False)
+    assert f"{NAME}_v1.2, {NAME}_v1.2_2" in str(info.value)
+    assert "delete the others" in str(info.value)
+
+
+def test_class_attributes_as_in_2_3_1() -> None:
+    from brainglobe_atlasapi import bg_atlas, descriptors
+
+    from atlasmith.brainglobe import BrainGlobeAtlas
+
+    assert BrainGlobeAtlas.atlas_name is None
+    assert bg_atlas.BrainGlobeAtlas.atlas_name is None
+    assert BrainGlobeAtlas._remote_url_base == descriptors.remote_url_base
+
+
+def test_remote_url_base_chooses_the_repository_and_unknown_names_fail_alike(
+    repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bg_home: Path
+) -> None:
+    from brainglobe_atlasapi import bg_atlas
+
+    from atlasmith.brainglobe import BrainGlobeAtlas
+
+    monkeypatch.delenv("ATLASMITH_REPOSITORY")
+    for cls in (bg_atlas.BrainGlobeAtlas, BrainGlobeAtlas):
+        monkeypatch.setattr(cls, "_remote_url_base", repo.url + "{}")
+    # 2.3.1 probes google.com and gin.g-node.org before it downloads or names an atlas
+    # unknown; these machines are offline, so the probes answer "up" (the repository is real)
+    monkeypatch.setattr(bg_atlas, "check_internet_connection", lambda *a, **k: True)
+    monkeypatch.setattr(bg_atlas, "check_gin_status", lambda *a, **k: True)
+    theirs = bg_atlas.BrainGlobeAtlas(NAME, brainglobe_dir=tmp_path / "theirs")
+    ours = BrainGlobeAtlas(NAME, brainglobe_dir=tmp_path / "ours")
+    assert ours.remote_version == theirs.remote_version == (1, 1)
+    assert ours.remote_url == theirs.remote_url == f"{repo.url}{NAME}_v1.1.tar.gz"
+    assert ours.local_full_name == theirs.local_full_name == f"{NAME}_v1.1"
+    assert ours.metadata == theirs.metadata
+    for cls in (bg_atlas.BrainGlobeAtlas, BrainGlobeAtlas):
+        with pytest.raises(ValueError, match="nonexistent_mouse_10um is not a valid atlas name!$"):
+            cls("nonexistent_mouse_10um", brainglobe_dir=tmp_path / "x", check_latest=False)
+    with pytest.raises(ValueError, match=f"Available: {NAME}") as info:
+        BrainGlobeAtlas("nonexistent_mouse_10um", brainglobe_dir=tmp_path / "x")
+    assert str(info.value).endswith("nonexistent_mouse_10um is not a valid atlas name!")
+
+
+def test_bad_repository_base_and_missing_config_file_are_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atlasmith.brainglobe import BrainGlobeAtlas
+    from atlasmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"bg_config.conf does not exist: pass the path"):
+        BrainGlobeAtlas(NAME, config_dir=tmp_path / "bg_config.conf")
+    monkeypatch.setattr(BrainGlobeAtlas, "_remote_url_base", "http://127.0.0.1:9/atlases/")
+    with pytest.raises(ConfigError, match=r"_remote_url_base must be the URL .* with '\{\}'"):
+        BrainGlobeAtlas(NAME, brainglobe_dir=tmp_path)

@@ -22,9 +22,10 @@ from atlasmith.errors import (
     AtlasNotFoundError,
     IntegrityError,
     OfflineError,
+    YankedVersionWarning,
 )
 from atlasmith.package import verify_folder
-from atlasmith.repository import RepositoryIndex
+from atlasmith.repository import CONF_NAMES, RepositoryIndex
 from test_archive import HOSTILE_CAP, HOSTILE_REASONS, hostile_archives, tree_snapshot
 from test_download import Fault, RepoServer, make_package, write_repository
 
@@ -57,6 +58,8 @@ def assert_clean_state(cache_dir: Path) -> None:
         ("1.2", None, "1.2", True, ("use", "1.2")),
         ("1.2", "1.1", "1.2", False, ("update", "1.1")),
         ("1.1", None, None, True, ("use", "1.1")),
+        ("1.3", None, "1.2", True, ("use", "1.3")),  # never downgraded (1.3 yanked since)
+        ("1.3", "1.2", "1.2", False, ("update", "1.2")),  # unless asked for exactly
     ],
 )
 def test_plan(
@@ -177,7 +180,99 @@ def test_yanked_versions_are_skipped_unless_named(
         assert cache.index().latest(NAME).version == "1.1"  # type: ignore[union-attr]
         assert cache.fetch(NAME).version == "1.1"
         assert make_cache(server, cache_dir).update(NAME)[0] == "use"
-        assert make_cache(server, cache_dir).fetch(NAME, "1.2").version == "1.2"
+        with pytest.warns(YankedVersionWarning, match="asked for exactly"):
+            assert make_cache(server, cache_dir).fetch(NAME, "1.2").version == "1.2"
+    finally:
+        server.stop()
+
+
+def yank_in(root: Path, version: str, reason: str | None) -> None:
+    """Yank a version of a repository folder as a repository's yank writes it: index.json
+    from the index model, the .conf files rendered from it."""
+    index = RepositoryIndex.from_json((root / "index.json").read_bytes())
+    index = index.with_yanked(NAME, version, reason)
+    (root / "index.json").write_bytes(index.to_json())
+    for name in CONF_NAMES:
+        (root / name).write_text(index.render_conf())
+
+
+def test_every_version_yanked_is_installed_only_when_named_exactly(
+    tmp_path: Path,
+    packages: dict[str, Path],
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = write_repository(tmp_path / "r", list(packages.values()))
+    yank_in(root, "1.1", None)
+    yank_in(root, "1.2", "wrong orientation")
+    server = RepoServer(root).start()
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
+    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    try:
+        for unpinned in (
+            lambda: make_cache(server, cache_dir).fetch(NAME),
+            lambda: make_cache(server, cache_dir).update(NAME),
+            lambda: fetch(NAME),
+            lambda: BrainGlobeAtlas(NAME, check_latest=False),
+        ):
+            with pytest.raises(AtlasNotFoundError) as raised:
+                unpinned()
+            message = str(raised.value)
+            assert "1.2 (wrong orientation), 1.1 (no reason given)" in message
+            assert f"`atlasmith install {NAME} --version 1.2`" in message
+            assert "version None" not in message
+        assert make_cache(server, cache_dir).installed() == []
+        with pytest.warns(YankedVersionWarning) as warned:
+            atlas = fetch(NAME, "1.2")
+        (warning,) = warned
+        assert str(warning.message) == (
+            f"{NAME} 1.2 is yanked: wrong orientation. It is installed because it was asked for "
+            f"exactly. Every version of {NAME} is yanked."
+        )
+        assert warning.filename == __file__  # points at the caller's line
+        assert atlas.metadata["version"] == "1.2"
+        # an update keeps it, saying why, and BrainGlobeAtlas opens it without a download
+        with pytest.warns(YankedVersionWarning, match=r"1.2 \(installed\) is yanked: wrong"):
+            action, kept = make_cache(server, cache_dir).update(NAME)
+        assert (action, kept.version) == ("use", "1.2")
+        downloads = server.gets(f"{NAME}_v1.2.tar.gz")
+        assert BrainGlobeAtlas(NAME, check_latest=False).metadata["version"] == "1.2"
+        assert server.gets(f"{NAME}_v1.2.tar.gz") == downloads
+    finally:
+        server.stop()
+
+
+def test_update_never_downgrades_a_yanked_install(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path
+) -> None:
+    server = RepoServer(write_repository(tmp_path / "r", list(packages.values()))).start()
+    try:
+        assert make_cache(server, cache_dir).fetch(NAME).version == "1.2"
+        yank_in(server.root, "1.2", "bad annotation")
+        cache = make_cache(server, cache_dir)
+        (row,) = status_rows(cache.installed(), cache.index())
+        assert (row.local_version, row.latest_version, row.yanked, row.yank_reason) == (
+            "1.2",
+            "1.1",
+            True,
+            "bad annotation",
+        )
+        with pytest.warns(YankedVersionWarning) as warned:
+            action, atlas = cache.update(NAME)
+        assert (action, atlas.version) == ("use", "1.2")
+        assert [a.version for a in cache.installed()] == ["1.2"]
+        assert str(warned[0].message) == (
+            f"{NAME} 1.2 (installed) is yanked: bad annotation. No newer version is published, "
+            f"so it stays installed. To use version 1.1: `atlasmith install {NAME} --version 1.1`."
+        )
+        # a yanked install moves on when a newer version is offered: 1.1 yanked, 1.2 not
+        write_repository(server.root, list(packages.values()))
+        assert make_cache(server, cache_dir).fetch(NAME, "1.1").version == "1.1"
+        yank_in(server.root, "1.1", "superseded")
+        action, atlas = make_cache(server, cache_dir).update(NAME)  # no warning: errors here
+        assert (action, atlas.version) == ("update", "1.2")
+        assert [a.version for a in cache.installed()] == ["1.2"]
+        assert_clean_state(cache_dir)
     finally:
         server.stop()
 

@@ -16,7 +16,7 @@ import pytest
 import tifffile
 
 from atlasmith.compat import construct_meshes_from_annotation, wrapup_atlas_from_data
-from atlasmith.errors import AtlasExistsError, ValidationError
+from atlasmith.errors import AtlasExistsError, HierarchyError, ValidationError
 from atlasmith.validation import validate_folder
 
 DSURQE = Path(__file__).resolve().parents[1] / "data" / "mouse_dsurqe_ccf_200um"
@@ -106,6 +106,11 @@ def create_atlas(working_dir: Path, **options: Any) -> Path:
     )
 
 
+def built_meshes(built: Path) -> dict[int, Path]:
+    """The meshes create_atlas made (in save_path/meshes/, as BrainGlobe 2.3.1 places them)."""
+    return {int(p.stem): p for p in (built.parent / "mesh_temp_download" / "meshes").glob("*.obj")}
+
+
 # --- tests -------------------------------------------------------------------------------
 
 
@@ -145,7 +150,7 @@ def test_same_output_as_brainglobe_wrapup(
     monkeypatch.setattr(requests, "get", lambda *a, **k: None)  # the machines are offline
     reference, annotation = retrieve_reference_and_annotation()
     structures = retrieve_structure_information()
-    meshes = {int(p.stem): p for p in (built.parent / "mesh_temp_download").glob("*.obj")}
+    meshes = built_meshes(built)
     bg_wrapup.wrapup_atlas_from_data(
         ATLAS_NAME, __version__, CITATION, ATLAS_LINK, SPECIES, (RESOLUTION,) * 3, ORIENTATION,
         ROOT_ID, reference, annotation, structures, meshes, tmp_path,
@@ -184,7 +189,7 @@ def test_same_output_as_brainglobe_wrapup(
 
 
 def test_compress_false_returns_the_folder_and_overwrite(built: Path, tmp_path: Path) -> None:
-    meshes = {int(p.stem): p for p in (built.parent / "mesh_temp_download").glob("*.obj")}
+    meshes = built_meshes(built)
     reference, annotation = retrieve_reference_and_annotation()
     structures = retrieve_structure_information()
     args = (ATLAS_NAME, 0, CITATION, ATLAS_LINK, SPECIES, (200, 200, 200), ORIENTATION,
@@ -204,7 +209,7 @@ def test_compress_false_returns_the_folder_and_overwrite(built: Path, tmp_path: 
 
 
 def test_validation_is_a_gate(built: Path, tmp_path: Path) -> None:
-    meshes = {int(p.stem): p for p in (built.parent / "mesh_temp_download").glob("*.obj")}
+    meshes = built_meshes(built)
     del meshes[51]
     reference, annotation = retrieve_reference_and_annotation()
     with pytest.raises(ValidationError, match="mesh_files") as info:
@@ -228,3 +233,84 @@ def test_construct_meshes_arguments(tmp_path: Path) -> None:
         construct_meshes_from_annotation(
             tmp_path / "missing", annotation, retrieve_structure_information()
         )
+
+
+# --- BrainGlobe 2.3.1's choices, side by side ------------------------------------------------
+
+
+def _structure(sid: int, acronym: str, path: list[int]) -> dict[str, Any]:
+    return {"id": sid, "acronym": acronym, "name": f"region {acronym}",
+            "rgb_triplet": [255, 0, 0], "structure_id_path": path}  # fmt: skip
+
+
+def test_construct_meshes_follows_brainglobes_tree_and_places(tmp_path: Path) -> None:
+    from brainglobe_atlasapi.structure_tree_util import get_structures_tree
+
+    _, annotation = retrieve_reference_and_annotation()
+    volume = np.where(np.isin(annotation, [51, 119, 174]), annotation, 0).astype(np.uint32)
+    structures = [  # BrainGlobe's own test layout: root listed last, a group at [999, 999, 101]
+        _structure(101, "o", [999, 999, 101]),
+        _structure(51, "a", [999, 101, 51]),
+        _structure(119, "b", [999, 101, 119]),
+        _structure(174, "c", [999, 12345, 174]),  # its parent is not listed: not in the tree
+        _structure(7, "empty", [999, 7]),  # no voxels: no mesh
+        _structure(999, "root", [999]),
+    ]
+    tree = get_structures_tree(structures)  # 2.3.1's own tree accepts this list
+    labels = set(np.unique(volume).tolist())
+    expected = [s["id"] for s in structures
+                if s["id"] in tree.nodes and labels & set(tree.subtree(s["id"]).nodes)]  # fmt: skip
+    assert expected == [101, 51, 119, 999]
+    made = construct_meshes_from_annotation(
+        tmp_path, volume, structures, closing_n_iters=0, decimate_fraction=1.0
+    )
+    assert made == {sid: tmp_path / "meshes" / f"{sid}.obj" for sid in expected}
+    assert list(made) == expected  # BrainGlobe's order: that of structures_list
+    assert [p.name for p in tmp_path.iterdir()] == ["meshes"]  # no working files left
+    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == sorted(
+        f"{sid}.obj" for sid in expected
+    )
+    voxels = np.argwhere(np.isin(volume, [51, 119]))  # the group wraps its two children
+    points = meshio.read(made[101]).points
+    assert np.all(np.abs(points.min(axis=0) - voxels.min(axis=0)) <= 1.0)
+    assert np.all(np.abs(points.max(axis=0) - voxels.max(axis=0)) <= 1.0)
+
+
+def test_construct_meshes_refuses_an_id_reached_twice_as_brainglobe_does(tmp_path: Path) -> None:
+    from brainglobe_atlasapi.structure_tree_util import get_structures_tree
+    from treelib.exceptions import DuplicatedNodeIdError
+
+    structures = [_structure(999, "root", [999]), _structure(5, "a", [999, 5]),
+                  _structure(5, "a2", [999, 5])]  # fmt: skip
+    with pytest.raises(DuplicatedNodeIdError):
+        get_structures_tree(structures)
+    with pytest.raises(HierarchyError, match="structure id 5 .* is reached twice"):
+        construct_meshes_from_annotation(tmp_path, np.zeros((4, 4, 4), np.uint32), structures)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_existing_output_is_refused_before_the_inputs_as_in_brainglobe(
+    tmp_path: Path, compress: bool
+) -> None:
+    from brainglobe_atlasapi.atlas_generation import wrapup as bg_wrapup
+
+    folder = tmp_path / "dsurqe_bgstyle_mouse_200um_v1.0"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("keep")
+    stack = np.zeros((2, 2, 2), np.uint32)
+    # inputs that cannot make a package: the existing output is what both report
+    args = (ATLAS_NAME, 0, "no doi here", ATLAS_LINK, SPECIES, (200, 200, 200), ORIENTATION,
+            ROOT_ID, stack, stack, [], {}, tmp_path)  # fmt: skip
+    expected = "^Atlas output already exists at "
+    with pytest.raises(FileExistsError, match=expected):
+        bg_wrapup.wrapup_atlas_from_data(*args, compress=compress)
+    with pytest.raises(FileExistsError, match=expected) as info:
+        wrapup_atlas_from_data(*args, compress=compress)
+    assert isinstance(info.value, AtlasExistsError)
+    assert str(folder) in str(info.value)
+    assert "overwrite=True" in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    assert (folder / "mine.txt").read_text() == "keep"
+    with pytest.raises(ValueError) as checked:  # elsewhere, the inputs are what fails
+        wrapup_atlas_from_data(*args[:-1], tmp_path / "elsewhere", compress=compress)
+    assert not isinstance(checked.value, FileExistsError)

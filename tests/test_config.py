@@ -76,6 +76,8 @@ def test_precedence_file_then_environment_then_arguments(
         ("timeout = 0\n", "timeout must be > 0"),
         ("repository = \n", "not valid TOML"),
         ('repository = "  "\n', "repository is empty"),
+        ("publish_to = 3\n", "publish_to must be of type str"),
+        ('publish_to = " "\n', "destination to publish to is empty"),
     ],
 )
 def test_bad_config_file(text: str, message: str, tmp_path: Path) -> None:
@@ -103,3 +105,16 @@ def test_resolve_is_pure_and_ignores_unset_overrides() -> None:
         {"repository": "https://a/"}, {"ATLASMITH_REPOSITORY": ""}, {"repository": None}
     )
     assert settings.repository == "https://a/"
+
+
+def test_publish_destination_is_its_own_setting(tmp_path: Path) -> None:
+    """``publish_to`` comes from the file, ``ATLASMITH_PUBLISH_TO`` or the option, and never
+    from the download repository."""
+    assert load_settings(env={"ATLASMITH_REPOSITORY": "https://dl.example/"}).publish_to is None
+    path = tmp_path / "config.toml"
+    path.write_text('publish_to = "/srv/from-file"\n')
+    assert load_settings(config_file=path, env={}).publish_to == "/srv/from-file"
+    env = {"ATLASMITH_PUBLISH_TO": " s3://bucket/atlases "}
+    assert load_settings(config_file=path, env=env).publish_to == "s3://bucket/atlases"
+    explicit = load_settings(config_file=path, env=env, publish_to=tmp_path / "cli")
+    assert explicit.publish_to == str(tmp_path / "cli")

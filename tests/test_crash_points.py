@@ -1,5 +1,5 @@
-"""SIGKILL at every rename of publish, yank, upload and remove, then one more operation: the
-repository (or the cache) is consistent and holds no hidden leftover (issue 19).
+"""SIGKILL at every rename of publish, yank, unyank, upload and remove, then one more
+operation: the repository (or the cache) is consistent and holds no hidden leftover (issue 19).
 
 The killed runs are forked by a forkserver (one clean process with atlasmith imported), so
 each costs the operation up to its crash point rather than an interpreter start; the upload
@@ -179,6 +179,40 @@ def test_yank_killed_at_every_rename_then_one_more_operation(
         assert not latest.yanked
         shutil.rmtree(root)
     assert 0 < yanked < total  # killed both before and after the commit point
+
+
+def test_unyank_killed_at_every_rename_then_one_more_operation(
+    packages: PackageFactory, tmp_path: Path
+) -> None:
+    """Unyanking 1.2 (yanked, so 1.1 is offered), killed before each rename; then recovery or
+    a yank of 1.1: the ``.conf`` files and pages agree with the index, 1.2 is offered again
+    or still yanked with its reason, never half of each."""
+    base = tmp_path / "base"
+    for version in ("1.1", "1.2"):
+        LocalRepository(base).publish(packages(version=version))
+    LocalRepository(base).yank(NAME, "1.2", "before the crash test")
+    published = _published(packages, "1.1", "1.2")
+    counted = tmp_path / "counted"
+    shutil.copytree(base, counted)
+    log = tmp_path / "renames.log"
+    total = _crash_points(crash_points.unyank_at, log, str(counted), NAME, "1.2")
+    assert total >= 5  # the pages, index.json, then the three .conf files
+    offered = 0
+    for k in range(1, total + 1):
+        root = tmp_path / f"killed-{k}"
+        shutil.copytree(base, root)
+        assert _run(crash_points.unyank_at, k, None, str(root), NAME, "1.2") == -signal.SIGKILL
+        if k % 2:
+            LocalRepository(root).recover()
+        else:
+            LocalRepository(root).yank(NAME, "1.1", "the next operation")
+        assert assert_consistent_repository(root, published) == {"1.1", "1.2"}
+        entry = LocalRepository(root).read_index().entry(NAME, "1.2")
+        offered += not entry.yanked
+        expected_reason = None if not entry.yanked else "before the crash test"
+        assert entry.yank_reason == expected_reason
+        shutil.rmtree(root)
+    assert 0 < offered < total  # killed both before and after the commit point
 
 
 # --- upload: the server process killed ---------------------------------------------------------

@@ -36,3 +36,24 @@ def test_demo_builds_publishes_serves_fetches_and_queries(tmp_path: Path) -> Non
     assert f"-> {acronym} ({atlas.structures[acronym]['name']}), left hemisphere" in result.output
     ch_voxels = int(np.count_nonzero(atlas.get_structure_mask("CH")))
     assert f"CH (Cerebrum) with its descendants: {ch_voxels:,} voxels" in result.output
+
+    # the build says what it does while it runs (no 45 s of silence)
+    assert "    meshes " in result.output
+    assert "    writing stacks and tables" in result.output
+
+    # run again in the same folder: the previous demo is replaced, the archive is the same
+    again = CliRunner().invoke(main, ["demo", "--workdir", str(workdir)])
+    assert again.exit_code == 0, again.output
+    assert f"replacing the previous demo in {workdir}" in again.output
+    assert f"sha256 {sha256_file(archive)}" in again.output
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    workdir = tmp_path / "mine"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(workdir)])
+    assert result.exit_code == 1
+    assert "not made by `atlasmith demo`" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]

@@ -47,6 +47,41 @@ def test_latest_ignores_yanked_but_exact_version_stays() -> None:
         only_yanked.entry("allen_mouse_25um")
 
 
+def test_every_version_yanked_names_each_reason_and_the_exact_install() -> None:
+    index = RepositoryIndex((entry(version="1.1"), entry(version="1.2")), "https://atlases.org")
+    index = index.with_yanked("allen_mouse_25um", "1.1")
+    index = index.with_yanked("allen_mouse_25um", "1.2", reason="wrong orientation")
+    with pytest.raises(AtlasNotFoundError) as raised:
+        index.entry("allen_mouse_25um")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "has no version" not in message
+    assert "1.2 (wrong orientation), 1.1 (no reason given)" in message
+    assert "`atlasmith install allen_mouse_25um --version 1.2`" in message
+    assert "fetch('allen_mouse_25um', '1.2')" in message
+    assert index.entry("allen_mouse_25um", "1.1").yanked  # named exactly, still there
+
+
+def test_yanking_again_keeps_the_reason_and_unyanking_offers_it_again() -> None:
+    index = RepositoryIndex((entry(version="1.2"), entry(version="1.3")))
+    first = index.with_yanked("allen_mouse_25um", "1.3", reason="wrong annotation")
+    for again in (None, "", "  "):
+        kept = first.with_yanked("allen_mouse_25um", "1.3", again)
+        assert kept.entry("allen_mouse_25um", "1.3").yank_reason == "wrong annotation"
+        assert kept == first
+    changed = first.with_yanked("allen_mouse_25um", "1.3", "mislabelled hemispheres")
+    assert changed.entry("allen_mouse_25um", "1.3").yank_reason == "mislabelled hemispheres"
+    back = changed.with_unyanked("allen_mouse_25um", "1.3")
+    assert back == index  # offered again, its reason dropped
+    assert back.entry("allen_mouse_25um").version == "1.3"
+    assert "allen_mouse_25um = 1.3" in back.render_conf()
+    assert back.with_unyanked("allen_mouse_25um", "1.3") == back  # not yanked: unchanged
+    stored = json.loads(back.to_json())["atlases"]["allen_mouse_25um"]["versions"]["1.3"]
+    assert "yank_reason" not in stored
+    with pytest.raises(AtlasNotFoundError, match="no version '7.0'"):
+        back.with_unyanked("allen_mouse_25um", "7.0")
+
+
 def test_render_conf_is_brainglobe_ini() -> None:
     index = RepositoryIndex(
         (entry(), entry("kim_dev_mouse_e11-5_mri-adc_31.5um", "1.3"), entry(version="1.10"))

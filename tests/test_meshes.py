@@ -411,3 +411,56 @@ def test_obj_text_is_printf_formatting_of_the_rounded_values(decimals):
         rounded.ravel().tolist()
     ) + ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())
     assert obj_bytes(points, faces, decimals) == expected.encode("ascii")
+
+
+_SLOW_IMPORT = """
+import sys, textwrap, threading, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+(folder / "slow_module.py").write_text("import time\\ntime.sleep(2)\\nVALUE = 42\\n")
+(folder / "task_module.py").write_text(textwrap.dedent('''
+    def task(item, shared):
+        import slow_module  # the worker's first use of the module
+        return item + slow_module.VALUE
+'''))
+sys.path.insert(0, str(folder))
+from atlasmith.meshes._runner import LocalRunner
+import task_module
+importer = threading.Thread(target=lambda: __import__("slow_module"))
+importer.start()
+time.sleep(0.3)  # the thread is inside slow_module's first import
+print(list(LocalRunner(2).map(task_module.task, [1, 2, 3, 4], None)))
+importer.join()
+"""
+
+
+def test_workers_are_never_forked_while_another_thread_imports(tmp_path: Path) -> None:
+    """A thread is in the middle of a module's first import (2 s) when the runner forks its
+    workers, which then import that module: forked during the import they would inherit its
+    lock held by a thread they do not have, and wait for ever (how builds hung while the
+    preview thread imported). The runner waits for the import, then forks."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SLOW_IMPORT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[43, 44, 45, 46]"
+
+
+def test_progress_knows_the_total_before_the_first_mesh(allen, tmp_path):
+    annotation, tree, _ = allen
+    calls: list[tuple[int, int]] = []
+    block = np.ascontiguousarray(annotation[60:80, 20:40, 42:72])  # a real piece, ~30 regions
+    written = generate_meshes(
+        block, tree, RES, tmp_path / "meshes", workers=1, progress=lambda *c: calls.append(c)
+    )
+    # the first call comes once the structures are counted, before closing and surfaces
+    assert calls[0] == (0, len(written))
+    assert {total for _, total in calls} == {len(written)}
+    assert [done for done, _ in calls[1:]] == list(range(1, len(written) + 1))

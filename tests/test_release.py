@@ -3,6 +3,7 @@ without a version bump instead of republishing them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,35 @@ def test_release_command_reports_and_fails_on_broken_scripts(tmp_path: Path) -> 
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "broken_mouse.py").write_text("__version__ = 'x'\n")
-    result = CliRunner().invoke(main, ["release", str(scripts), "--to", str(tmp_path / "repo")])
+    command = ["release", str(scripts), "--to", str(tmp_path / "repo"), "--new-repository"]
+    result = CliRunner().invoke(main, command)
     assert result.exit_code == 1
     assert "failed" in result.output
     assert "broken_mouse.py" in result.output
+
+
+def test_release_reports_each_step_with_the_meshes_counted_from_the_start(
+    tmp_path: Path,
+) -> None:
+    scripts, repo = tmp_path / "scripts", LocalRepository(tmp_path / "repo")
+    write_script(scripts, minor=0)
+    calls: list[tuple[str, int, int]] = []
+    report = release(
+        scripts, repo, source_dir=REPO / "data", progress=lambda *call: calls.append(call)
+    )
+    assert report.ok, report.render()
+    prefix = "release_mouse_100um 1.0: "
+    assert all(step.startswith(prefix) for step, _, _ in calls)
+    steps = list(dict.fromkeys(step.removeprefix(prefix) for step, _, _ in calls))
+    archive = "release_mouse_100um_v1.0.tar.gz"
+    assert steps[0] == "loading script"
+    assert steps[-2:] == [f"checking {archive}", f"storing {archive}"]
+    meshes = [(done, total) for step, done, total in calls if step == prefix + "meshes"]
+    entry = repo.read_index().entry("release_mouse_100um")
+    assert entry.structures is not None
+    structures = len(json.loads((tmp_path / "repo" / entry.structures).read_text()))
+    # the step opens, then its total comes at once, before any mesh is made, and stays
+    assert meshes[:2] == [(0, 0), (0, structures)]
+    assert all(total == structures for _, total in meshes[1:])
+    assert [done for done, _ in meshes[1:]] == sorted(done for done, _ in meshes[1:])
+    assert meshes[-1] == (structures, structures)

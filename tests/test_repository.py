@@ -213,6 +213,44 @@ def test_newer_version_becomes_latest_and_yank_restores(
         backend.repo.yank("allen_mouse_100um", "7.0")
 
 
+def test_unyank_offers_a_version_again_and_yanking_again_keeps_the_reason(
+    backend: Backend, packages: PackageFactory
+) -> None:
+    name = "allen_mouse_100um"
+    backend.repo.publish(packages(version="1.2"))
+    backend.repo.publish(packages(version="1.10"))
+    backend.repo.yank(name, "1.10", reason="bad annotation")
+    assert backend.repo.yank(name, "1.10").yank_reason == "bad annotation"  # no reason: kept
+    assert backend.repo.read_index().entry(name, "1.10").yank_reason == "bad annotation"
+    page = (backend.raw(f"atlases/{name}.html") or b"").decode()
+    assert "yanked: bad annotation" in page
+    entry = backend.repo.unyank(name, "1.10")
+    assert (entry.yanked, entry.yank_reason) == (False, None)
+    index = backend.repo.read_index()
+    assert index.entry(name).version == "1.10"
+    assert b"allen_mouse_100um = 1.10" in (backend.raw("last_versions.conf") or b"")
+    assert b"allen_mouse_100um = 3.10" in (backend.raw("atlas/atlases/last_versions.conf") or b"")
+    assert "yanked" not in (backend.raw(f"atlases/{name}.html") or b"").decode()
+    assert backend.raw(".atlasmith-journal.json") is None
+    before = snapshot(backend)
+    assert backend.repo.unyank(name, "1.10") == entry  # not yanked: nothing changes
+    assert snapshot(backend) == before
+    with pytest.raises(AtlasNotFoundError, match="7.0"):
+        backend.repo.unyank(name, "7.0")
+    assert snapshot(backend) == before
+
+
+def test_yank_in_a_missing_repository_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "atlsaes"
+    for change in (
+        lambda: LocalRepository(typo).yank("allen_mouse_100um", "1.2", "x"),
+        lambda: LocalRepository(typo).unyank("allen_mouse_100um", "1.2"),
+    ):
+        with pytest.raises(AtlasNotFoundError, match="No atlas 'allen_mouse_100um'"):
+            change()
+    assert not typo.exists()
+
+
 def _tampered(valid_folder: Path, work: Path) -> Path:
     folder = work / "tampered_mouse_100um_v1.0"
     shutil.copytree(valid_folder, folder)
@@ -334,18 +372,118 @@ def test_publish_and_yank_commands(packages: PackageFactory, tmp_path: Path) -> 
     runner = CliRunner()
     root = str(tmp_path / "repo")
     archive = str(packages())
-    published = runner.invoke(main, ["publish", archive, "--to", root])
+    published = runner.invoke(main, ["publish", archive, "--to", root, "--new-repository"])
     assert published.exit_code == 0, published.output
     assert sha256_file(archive) in published.output
     again = runner.invoke(main, ["publish", archive, "--to", root])
     assert again.exit_code == 1
     assert "already published" in again.output
-    yanked = runner.invoke(main, ["yank", "allen_mouse_100um", "1.2", "--to", root])
+    yank = ["yank", "allen_mouse_100um", "1.2", "--to", root]
+    yanked = runner.invoke(main, [*yank, "--reason", "wrong orientation"])
     assert yanked.exit_code == 0, yanked.output
+    assert "yanked allen_mouse_100um 1.2 (wrong orientation)" in yanked.output
     assert LocalRepository(root).read_index().entry("allen_mouse_100um", "1.2").yanked
+    again = runner.invoke(main, yank)  # no --reason: the reason stays
+    assert "(wrong orientation)" in again.output
+    for bad, problem in (("two\nlines", "one line"), ("x" * 1001, "1000 at most")):
+        refused = runner.invoke(main, [*yank, "--reason", bad])
+        assert refused.exit_code == 2
+        assert problem in refused.output
+    entry = LocalRepository(root).read_index().entry("allen_mouse_100um", "1.2")
+    assert entry.yank_reason == "wrong orientation"
     missing = runner.invoke(main, ["yank", "allen_mouse_100um", "9.9", "--to", root])
     assert missing.exit_code == 1
     assert "available: 1.2" in missing.output
+    undone = runner.invoke(main, ["unyank", "allen_mouse_100um", "1.2", "--to", root])
+    assert undone.exit_code == 0, undone.output
+    assert "allen_mouse_100um 1.2 is offered again; the latest version is 1.2" in undone.output
+    assert not LocalRepository(root).read_index().entry("allen_mouse_100um", "1.2").yanked
+
+
+def test_publish_release_yank_and_unyank_need_a_destination(
+    packages: PackageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a valid token set and the download repository pointing at a real server that
+    would accept it, nothing is sent there without --to or ATLASMITH_PUBLISH_TO."""
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    served, token_file = tmp_path / "downloads", tmp_path / "config" / "tokens.json"
+    LocalRepository(served).publish(packages(version="1.1"))
+    monkeypatch.setenv("ATLASMITH_TOKEN", TokenStore(token_file).add("maintainer"))
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    archive = str(packages(version="1.2"))
+    runner = CliRunner()
+    with serve_in_thread(served, token_file=token_file) as url:
+        monkeypatch.setenv("ATLASMITH_REPOSITORY", url)
+        before = {p: p.read_bytes() for p in served.rglob("*") if p.is_file()}
+        for args in (
+            ["publish", archive],
+            ["publish", archive, "--new-repository"],
+            ["release", str(scripts)],
+            ["yank", "allen_mouse_100um", "1.1"],
+            ["unyank", "allen_mouse_100um", "1.1"],
+        ):
+            refused = runner.invoke(main, args)
+            assert refused.exit_code == 1, args
+            (line,) = refused.output.splitlines()
+            assert "No repository to publish to: pass --to REPO" in line
+            assert "ATLASMITH_PUBLISH_TO" in line
+        assert {p: p.read_bytes() for p in served.rglob("*") if p.is_file()} == before
+    configured = tmp_path / "configured"
+    LocalRepository(configured).publish(packages(version="1.1"))
+    monkeypatch.setenv("ATLASMITH_PUBLISH_TO", str(configured))
+    done = runner.invoke(main, ["publish", archive])
+    assert done.exit_code == 0, done.output
+    assert LocalRepository(configured).read_index().entry("allen_mouse_100um").version == "1.2"
+    assert runner.invoke(main, ["--help"]).exit_code == 0
+    shown = runner.invoke(main, ["publish", "--help"]).output
+    assert "ATLASMITH_PUBLISH_TO" in shown
+    assert "--new-repository" in shown
+
+
+def test_a_mistyped_destination_is_refused_unless_new_repository(
+    packages: PackageFactory, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from atlasmith.cli import main
+
+    runner = CliRunner()
+    archive = str(packages(version="1.2"))
+    typo = tmp_path / "srv" / "atlsaes"
+    for args in (
+        ["publish", archive, "--to", str(typo)],
+        ["release", str(tmp_path), "--to", str(typo)],
+        ["yank", "allen_mouse_100um", "1.2", "--to", str(typo)],
+        ["unyank", "allen_mouse_100um", "1.2", "--to", str(typo)],
+    ):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code == 1, args
+        (line,) = refused.output.splitlines()
+        assert f"{typo} is not an atlas repository: it has no index.json" in line
+        assert "--new-repository" in line
+    assert not (tmp_path / "srv").exists()
+    created = runner.invoke(main, ["publish", archive, "--to", str(typo), "--new-repository"])
+    assert created.exit_code == 0, created.output
+    more = runner.invoke(main, ["publish", str(packages(version="1.1")), "--to", str(typo)])
+    assert more.exit_code == 0, more.output  # a repository now: no flag needed
+    # through atlasmith serve: a served folder without index.json gets no upload either
+    token_file = tmp_path / "config" / "tokens.json"
+    token = TokenStore(token_file).add("maintainer")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with serve_in_thread(empty, token_file=token_file) as url:
+        publish = ["publish", archive, "--to", url, "--token", "-"]
+        refused = runner.invoke(main, publish, input=token)
+        assert refused.exit_code == 1
+        assert f"{url} is not an atlas repository" in refused.output
+        assert list(empty.iterdir()) == []
+        done = runner.invoke(main, [*publish, "--new-repository"], input=token)
+        assert done.exit_code == 0, done.output
+    assert LocalRepository(empty).read_index().entry("allen_mouse_100um").version == "1.2"
 
 
 def test_local_publish_waits_for_the_lock_then_gives_up(

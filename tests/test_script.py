@@ -225,6 +225,17 @@ def test_new_script_cli(tmp_path: Path) -> None:
     assert "already exists" in again.output
 
 
+def test_new_script_takes_the_name_with_or_without_py(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["new-script", "doe_rat.py", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["doe_rat.py"]  # not doe_rat.py.py
+    assert load_script(tmp_path / "doe_rat.py").name == "doe_rat"
+    again = runner.invoke(main, ["new-script", "doe_rat", "--out", str(tmp_path)])
+    assert again.exit_code == 1  # the same file
+    assert "already exists" in again.output
+
+
 def test_template_builds_once_its_loaders_are_filled_in(tmp_path: Path) -> None:
     from atlasmith.build import build_atlas
 

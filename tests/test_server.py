@@ -171,6 +171,41 @@ def test_upload_refusals_change_nothing(served: Served, packages: PackageFactory
     assert state(served.root) == before
 
 
+def test_yank_and_unyank_are_for_members_only(packages: PackageFactory, tmp_path: Path) -> None:
+    """``POST /atlases/<atlas>/<version>/yank`` and ``.../unyank``: 401 without a token, 403
+    with a wrong one, nothing changed; a member's go through the repository's crash-safe
+    change, and the served page follows."""
+    from atlasmith.errors import AtlasNotFoundError
+    from atlasmith.repository import HttpRepository
+
+    root, token_file = tmp_path / "repo", tmp_path / "config" / "tokens.json"
+    LocalRepository(root).publish(packages())
+    token = TokenStore(token_file).add("maintainer")
+    name = "allen_mouse_100um"
+    with serve_in_thread(root, token_file=token_file) as url:
+        before = state(root)
+        for action in ("yank", "unyank"):
+            where = f"{url}/atlases/{name}/1.2/{action}"
+            assert httpx.post(where, json={"reason": "x"}).status_code == 401
+            wrong = {"Authorization": "Bearer atm_not-a-real-token"}
+            assert httpx.post(where, json={"reason": "x"}, headers=wrong).status_code == 403
+        member = {"Authorization": f"Bearer {token}"}
+        yank = f"{url}/atlases/{name}/1.2/yank"
+        assert httpx.post(yank, json={"reason": "x" * 1001}, headers=member).status_code == 422
+        assert state(root) == before
+        with HttpRepository(url, token=token) as repository:
+            assert repository.yank(name, "1.2", "wrong orientation").yanked
+            assert repository.yank(name, "1.2").yank_reason == "wrong orientation"
+            page = httpx.get(f"{url}/atlases/{name}.html").text
+            assert "yanked: wrong orientation" in page
+            assert 'class="download"' not in page
+            assert not repository.unyank(name, "1.2").yanked
+            assert 'class="download"' in httpx.get(f"{url}/atlases/{name}.html").text
+            with pytest.raises(AtlasNotFoundError, match="9.9"):
+                repository.unyank(name, "9.9")
+    assert LocalRepository(root).read_index().entry(name).version == "1.2"
+
+
 def test_upload_failing_validation_says_why(
     served: Served, packages: PackageFactory, tmp_path: Path
 ) -> None:
@@ -313,10 +348,11 @@ def test_serve_and_publish_commands_end_to_end(packages: PackageFactory, tmp_pat
                 time.sleep(0.1)
         archive = str(packages())
         runner = CliRunner()
-        refused = runner.invoke(main, ["publish", archive, "--to", url, "--token", "atm_bad"])
+        publish = ["publish", archive, "--to", url, "--new-repository", "--token"]
+        refused = runner.invoke(main, [*publish, "atm_bad"])
         assert refused.exit_code == 1
         assert "403" in refused.output
-        done = runner.invoke(main, ["publish", archive, "--to", url, "--token", token])
+        done = runner.invoke(main, [*publish, token])
         assert done.exit_code == 0, done.output
         assert "allen_mouse_100um = 1.2" in httpx.get(f"{url}/last_versions.conf").text
     finally:
@@ -582,3 +618,39 @@ def test_a_stalled_upload_is_408_and_leaves_nothing(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"too slow" in answer
     assert list(root.iterdir()) == []  # the partial upload is gone
+
+
+@pytest.mark.parametrize("members", [0, 2])
+def test_serve_says_at_start_which_folder_it_serves_where(members: int, tmp_path: Path) -> None:
+    """`atlasmith serve` (a free port: 0) logs one start line with the absolute folder, the
+    address it really listens at, and whether uploads are on (with how many tokens)."""
+    import queue
+    import re
+    import threading
+
+    (tmp_path / "repo").mkdir()
+    token_file = tmp_path / "config" / "tokens.json"
+    for member in range(members):
+        TokenStore(token_file).add(f"member{member}")
+    command = [sys.executable, "-m", "atlasmith", "serve", "repo", "--port", "0"]
+    command += ["--token-file", str(token_file)]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stderr or []])
+    reader.start()
+    try:
+        line = ""
+        while " serving " not in line:
+            line = lines.get(timeout=60)
+        found = re.search(r" serving (\S+) at (http://127\.0\.0\.1:\d+/) \((.+)\)$", line)
+        assert found, line
+        assert found[1] == str((tmp_path / "repo").resolve())  # absolute, though given relative
+        assert httpx.get(found[2] + "health").json()["status"] == "ok"  # the real address
+        uploads = f"uploads on: {members} member token(s) in {token_file}"
+        assert found[3] == (uploads if members else "read-only")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        reader.join(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()

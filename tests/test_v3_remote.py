@@ -34,9 +34,11 @@ from atlasmith.config import load_settings
 from atlasmith.errors import (
     AtlasExistsError,
     AtlasFormatError,
+    AtlasNotFoundError,
     DownloadError,
     IntegrityError,
     OfflineError,
+    YankedVersionWarning,
 )
 from atlasmith.repository import LocalRepository, S3Repository
 from atlasmith.server import serve_in_thread
@@ -233,6 +235,17 @@ def test_yanked_versions_leave_the_listing_but_stay_readable(
         assert _prefixes(listing) == [f"atlas/atlases/{NAME}/3_1/"]
         key = f"atlas/atlases/{NAME}/3_2/manifest.json"
         assert httpx.get(f"{base}/brainglobe/{key}").status_code == 200  # named exactly
+        # atlasmith's lazy client opens it only when named exactly, with the reason
+        cache = tmp_path / "c"
+        with pytest.raises(AtlasNotFoundError, match="no version '1.3'"):
+            fetch(NAME, "1.3", repository=url, cache_dir=cache, lazy=True)
+        with pytest.warns(YankedVersionWarning, match="1.2 is yanked: wrong orientation"):
+            atlas = fetch(NAME, "1.2", repository=url, cache_dir=cache, lazy=True)
+        assert atlas.structure_from_coords((66, 40, 57)) > 0
+        repository.unyank(NAME, "1.2")  # offered again: back in the listing and the .conf
+        listing = _list(base, prefix=f"atlas/atlases/{NAME}/", delimiter="/")
+        assert _prefixes(listing) == [f"atlas/atlases/{NAME}/3_1/", f"atlas/atlases/{NAME}/3_2/"]
+    assert (tmp_path / "repo/atlas/atlases/last_versions.conf").read_text().endswith("= 3.2\n")
 
 
 # --- BrainGlobe 3.0.2's own client --------------------------------------------------------------

@@ -229,8 +229,39 @@ def test_yanked_version_is_marked_and_not_offered(
     front = pages["index.html"].decode()
     assert "Download allen_mouse_100um v1.1" in front
     assert "Download allen_mouse_100um v1.2" not in front
+    assert "v1.2</a> (" in front
+    assert "yanked: wrong &lt;orientation&gt;)" in front  # in the card's older versions
     detail = pages["atlases/allen_mouse_100um.html"].decode()
     assert "yanked: wrong &lt;orientation&gt;" in detail
+    assert "BrainGlobeAtlas(&quot;allen_mouse_100um&quot;)" in detail  # 1.1 is offered
+
+
+def test_an_atlas_whose_every_version_is_yanked_offers_no_download(
+    repository: tuple[Path, RepositoryIndex],
+) -> None:
+    """No Download button and no unpinned Python line (it would fail); the reasons, and the
+    exact-version install instead, on the card and on the atlas's page."""
+    repo, index = repository
+    yanked = index.with_yanked("allen_mouse_100um", "1.2", reason="wrong <orientation>")
+    yanked = yanked.with_yanked("allen_mouse_100um", "1.1")
+    pages = render_site(yanked, read_from(repo))
+    detail = pages["atlases/allen_mouse_100um.html"].decode()
+    front = pages["index.html"].decode()
+    card = front[front.index('id="h-allen_mouse_100um"') : front.index('id="h-allen_mouse_200um"')]
+    _parse(pages["index.html"])
+    _parse(pages["atlases/allen_mouse_100um.html"])
+    for text in (card, detail):
+        assert 'class="download"' not in text
+        assert "BrainGlobeAtlas(&quot;allen_mouse_100um&quot;)" not in text
+        assert (
+            "Every version of allen_mouse_100um is yanked: v1.2 (wrong &lt;orientation&gt;), "
+            "v1.1 (no reason given)." in text
+        )
+        assert "<code>atlasmith install allen_mouse_100um --version 1.2</code>" in text
+        pinned = "fetch(&quot;allen_mouse_100um&quot;, &quot;1.2&quot;)  # yanked: wrong &lt;"
+        assert pinned in text
+        assert "1.2 (yanked: wrong &lt;orientation&gt;; no version is available)" in text
+    assert 'class="download"' in front  # the other atlas still has its button
 
 
 def test_untrusted_metadata_is_escaped(repository: tuple[Path, RepositoryIndex]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from atlasmith.repository import RepositoryIndex
-from test_web import build_repository
+from test_web import build_repository, write_site
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).parent / "web" / "node_modules" / "axe-core" / "axe.min.js"
@@ -227,6 +227,36 @@ def test_no_serious_accessibility_violations(
 ) -> None:
     page.goto(site[0] + path)
     assert _serious_violations(page) == []
+
+
+def test_an_atlas_with_every_version_yanked_offers_no_download(
+    page: Any, site_root: Path, tmp_path: Path
+) -> None:
+    """Its page (served by the real server) shows the reasons and the exact-version install
+    instead of a Download button, stays accessible and fits a phone."""
+    from atlasmith.server import serve_in_thread
+
+    name = "allen_mouse_100um"
+    repo = tmp_path / "repo"
+    shutil.copytree(site_root / "repo", repo)
+    index = RepositoryIndex.from_json((repo / "index.json").read_bytes())
+    index = index.with_yanked(name, "1.2", "wrong orientation").with_yanked(name, "1.1")
+    write_site(repo, index)
+    with serve_in_thread(repo, token_file=tmp_path / "tokens.json") as url:
+        page.goto(f"{url}/atlases/{name}.html")
+        assert page.locator("a.download").count() == 0
+        notice = page.get_by_text(f"Every version of {name} is yanked")
+        assert notice.inner_text() == (
+            f"Every version of {name} is yanked: v1.2 (wrong orientation), v1.1 (no reason given)."
+        )
+        assert page.locator("code", has_text=f"atlasmith install {name} --version 1.2").count()
+        assert "BrainGlobeAtlas(" not in page.locator("main").inner_text()
+        assert _serious_violations(page) == []
+        page.set_viewport_size({"width": 360, "height": 740})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        page.goto(f"{url}/")
+        assert page.locator("a.download").count() == 1  # the other atlas's
+        assert _serious_violations(page) == []
 
 
 def test_inspection_report_is_accessible_and_fits_a_phone(

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers read; at run time, __
         StructureNotFoundError as StructureNotFoundError,
         UnknownAtlasError as UnknownAtlasError,
         ValidationError as ValidationError,
+        YankedVersionWarning as YankedVersionWarning,
     )
     from atlasmith.hierarchy import (
         Structure as Structure,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -26,7 +27,7 @@ from atlasmith._fs import remove_tree
 from atlasmith._install import InstalledAtlas
 from atlasmith._types import PathLike
 from atlasmith.download import download_file, join_location
-from atlasmith.errors import AtlasNotFoundError, OfflineError
+from atlasmith.errors import AtlasNotFoundError, OfflineError, YankedVersionWarning
 from atlasmith.names import ARCHIVE_SUFFIX, parse_version
 from atlasmith.package import sha256_file
 
@@ -146,7 +147,11 @@ class V3Cache:
             if cached:
                 return cached[-1].path
             raise self._offline_error(name, version)
-        entry = self.index().entry(name, version)
+        index = self.index()
+        entry = index.entry(name, version)
+        if entry.yanked:  # named exactly (an unpinned choice is never yanked)
+            notice = _install.yanked_notice(entry, index.latest(name), installed=False)
+            warnings.warn(notice, YankedVersionWarning, stacklevel=4)
         if not entry.v3:
             raise AtlasNotFoundError(
                 f"{self.settings.repository} publishes no BrainGlobe 3 copy of {name} "
@@ -177,9 +182,10 @@ class V3Cache:
                 if data is not None:
                     return data
                 if self.blocked:
+                    why, undo = self.settings.offline_reason()
                     raise OfflineError(
-                        f"{target} is not downloaded yet and offline mode is on: unset "
-                        f"ATLASMITH_OFFLINE, or install {name} whole before going offline."
+                        f"{target} is not downloaded yet and offline mode is on ({why}): "
+                        f"{undo}, or install {name} whole before going offline."
                     )
                 downloads = self._state("downloads", "pieces")
                 part = downloads / f"{sha256}-{size}"  # resumed by the next attempt

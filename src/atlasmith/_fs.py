@@ -34,6 +34,7 @@ from atlasmith._types import PathLike
 __all__ = [
     "atomic_file",
     "atomic_write",
+    "check_writable_folder",
     "is_safe_relpath",
     "remove_tree",
     "replace_path",
@@ -120,9 +121,11 @@ def remove_tree(path: PathLike) -> None:
 @contextlib.contextmanager
 def temporary_folder(parent: PathLike, prefix: str) -> Iterator[Path]:
     """A new hidden folder inside ``parent`` (created if needed), removed when the block ends,
-    and locked (``flock``) while the block runs: see :func:`sweep_unclaimed`."""
+    and locked (``flock``) while the block runs: see :func:`sweep_unclaimed`. Folders of the
+    same prefix that killed processes left in ``parent`` are deleted first."""
     base = Path(parent)
     base.mkdir(parents=True, exist_ok=True)
+    sweep_unclaimed(base, (prefix,))
     folder = Path(tempfile.mkdtemp(dir=base, prefix=f".{prefix.lstrip('.')}"))
     claim = _claim(folder)
     try:
@@ -192,6 +195,23 @@ def _tree_size(folder: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+def check_writable_folder(path: PathLike) -> None:
+    """Raise the ``OSError`` that writing into ``path`` (a folder, possibly still to be made)
+    would raise, without writing: a read-only file system, or no permission on the nearest
+    existing folder above it. Long work checks this before it starts."""
+    target = Path(path).absolute()
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(existing))
+    flags = os.statvfs(existing).f_flag
+    if flags & getattr(os, "ST_RDONLY", 1):
+        raise OSError(errno.EROFS, "Read-only file system", str(target))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(existing))
 
 
 def is_safe_relpath(path: str) -> bool:

@@ -25,7 +25,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 import httpx
 
@@ -34,9 +34,12 @@ from atlasmith._types import ProgressCallback
 from atlasmith.download import GrowingFile, download_file
 from atlasmith.errors import ArchiveError, DiskFullError, IntegrityError
 from atlasmith.limits import DISK_MARGIN_BYTES
-from atlasmith.names import split_folder_name
+from atlasmith.names import parse_version, split_folder_name
 from atlasmith.package import MANIFEST_NAME, read_manifest, safe_extract, verify_folder
 from atlasmith.progress import both
+
+if TYPE_CHECKING:  # pragma: no cover
+    from atlasmith.repository import IndexEntry
 
 __all__ = [
     "Action",
@@ -53,6 +56,7 @@ __all__ = [
     "swap_in",
     "trash_folder",
     "v3_folders",
+    "yanked_notice",
 ]
 
 
@@ -97,9 +101,12 @@ def plan(
     wanted : str or None
         An explicitly requested version.
     latest : str or None
-        The repository's latest version (None when unknown, e.g. offline).
+        The repository's latest non-yanked version (None when unknown, e.g. offline, or when
+        every version is yanked).
     upgrade : bool
-        Move to the latest version (``atlasmith update``) rather than keep what is installed.
+        Move to the latest version (``atlasmith update``) rather than keep what is installed;
+        never to an older one (an installed version newer than the latest, e.g. one that was
+        yanked since, stays).
     force : bool
         Install again even when the installed version is the target (a repair).
 
@@ -107,14 +114,39 @@ def plan(
     (Plan(action='install', version='1.2'), 'use')
     >>> plan("1.1", None, "1.2", True), plan("1.2", "1.2", "1.3", False).action
     (Plan(action='update', version='1.2'), 'use')
+    >>> plan("1.3", None, "1.2", True)  # never downgraded
+    Plan(action='use', version='1.3')
     """
-    keep = installed if not upgrade else None
+    keep = installed if not upgrade or not _newer(latest, installed) else None
     target = wanted or keep or latest
     if installed is None:
         return Plan("install", target)
     if target is None or (target == installed and not force):
         return Plan("use", installed)
     return Plan("update", target)
+
+
+def _newer(version: str | None, than: str | None) -> bool:
+    """Whether ``version`` is a higher version than ``than`` (False when either is None)."""
+    if version is None or than is None:
+        return False
+    return parse_version(version) > parse_version(than)
+
+
+def yanked_notice(entry: IndexEntry, latest: IndexEntry | None, installed: bool) -> str:
+    """The warning for a yanked version that is installed (it was named exactly) or kept by
+    an update (``installed``: nothing newer is published), with the publisher's reason."""
+    name, version = entry.atlas_name, entry.version
+    if installed:
+        what = f"{name} {version} (installed) is yanked: {entry.yank_note}. No newer version is "
+        what += "published, so it stays installed."
+    else:
+        what = f"{name} {version} is yanked: {entry.yank_note}. It is installed because it was "
+        what += "asked for exactly."
+    if latest is None:
+        return f"{what} Every version of {name} is yanked."
+    other = latest.version
+    return f"{what} To use version {other}: `atlasmith install {name} --version {other}`."
 
 
 @dataclass(frozen=True)
@@ -146,17 +178,24 @@ def download_and_extract(
     part = GrowingFile(target.with_name(target.name + ".part"))
     extracted: list[Path] = []
 
+    finished = threading.Event()
+
     def extract() -> None:
-        with contextlib.suppress(Exception):  # extracted again from the whole file below
-            stream = cast(IO[bytes], part)  # a RawIOBase: read, seek and tell are enough
-            extracted.append(safe_extract(stream, staging, max_bytes=max_bytes))
+        try:
+            with contextlib.suppress(Exception):  # extracted again from the whole file below
+                stream = cast(IO[bytes], part)  # a RawIOBase: read, seek and tell are enough
+                extracted.append(safe_extract(stream, staging, max_bytes=max_bytes))
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=extract, daemon=True)
     worker.start()
 
     def stop() -> None:
         part.finish()
-        worker.join()
+        # an Event, not Thread.join: a join interrupted by Ctrl-C can mark the still running
+        # thread as finished (CPython 3.11), and a second join would then not wait for it
+        finished.wait()
         part.close()
 
     try:
@@ -171,13 +210,13 @@ def download_and_extract(
             client=client,
             max_size=max_bytes,  # no size listed (GIN): never more than an archive may hold
         )
+        stop()  # waits for the extraction (a Ctrl-C here too removes what it wrote)
     except BaseException:
         part.restarted = True  # stops the extraction at its next read
         stop()
         for folder in extracted:
             remove_tree(folder.parent)
         raise
-    stop()
     if extracted:
         return extracted[0]
     return safe_extract(archive, staging, max_bytes=max_bytes)  # the streamed one failed

@@ -13,6 +13,15 @@ masks and per-structure statistics. The deliberate differences (CONTRACTS.md):
 2. ``hemisphere_from_coords(..., as_string=True)`` at a voxel of value 0 returns ``"outside"``;
    BrainGlobe returns ``"right"`` (with numpy 1; with numpy 2 its ``uint8(0) - 1`` wraps and
    it raises IndexError).
+
+``atlas.structures`` may be changed in memory as BrainGlobe's (items set, deleted, popped; an
+entry's ``id``, ``acronym`` or ``structure_id_path`` edited), never on disk nor for other
+readers. Then ``get_structure_mask`` (v1.2 atlases), ``get_structure_ancestors``,
+``get_structure_descendants``, single-point lookups and meshes answer from the entries as they
+are, as 2.3.1 does; ``get_structures_at_hierarchy_level``, lookups of N points,
+``structure_statistics``, the masks of BrainGlobe 3 atlases, ``tree``, ``hierarchy``,
+``lookup_df`` and ``structures_list`` keep the stored hierarchy (2.3.1 keeps it for its tree,
+``hierarchy``, ``lookup_df`` and ``structures_list`` too).
 """
 
 from __future__ import annotations
@@ -25,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from atlasmith._bg_dicts import AdditionalRefDict, StructuresDict, structure_id
+from atlasmith._bg_dicts import (
+    AdditionalRefDict,
+    StructuresDict,
+    ancestors_by_entries,
+    descendants_by_entries,
+    mask_by_entries,
+    structure_id,
+)
 from atlasmith._points import as_voxels, flat_indices
 from atlasmith._types import PathLike
 from atlasmith.errors import (
@@ -95,6 +111,7 @@ class Atlas:
         self.structures = StructuresDict(
             self._raw_structures, lambda: self.tree, self.files.mesh_path, self._mesh_loader()
         )
+        self._own_structures = self.structures
         if "additional_references" not in self.metadata:
             warnings.warn(
                 "This atlas seems to be outdated as no additional_references list is found in "
@@ -115,6 +132,11 @@ class Atlas:
         if files.source == files.path:
             return None
         return lambda sid: files.load_mesh(sid, label=self.tree[sid].acronym)
+
+    def _follows_entries(self) -> bool:
+        """Whether hierarchy queries must read ``structures`` as it is now (the user changed
+        it or an entry in it, as BrainGlobe allows) instead of the stored hierarchy."""
+        return not (self.structures is self._own_structures and self.structures.pristine())
 
     def close(self) -> None:
         """Stop reading this atlas: an update may then delete the version it opened (until
@@ -377,12 +399,18 @@ class Atlas:
         return self.structures[structure][key]
 
     def get_structure_ancestors(self, structure: int | str) -> list[str]:
-        """Acronyms of the ancestors, root first, the structure itself excluded."""
+        """Acronyms of the ancestors, root first, the structure itself excluded (read from the
+        edited entries once ``structures`` was changed, as BrainGlobe reads them)."""
+        if self._follows_entries():
+            return ancestors_by_entries(self.structures, structure)
         sid = structure_id(self.tree, structure)
         return [self.tree[a].acronym for a in self.tree.ancestors(sid)]
 
     def get_structure_descendants(self, structure: int | str) -> list[str]:
-        """Acronyms of every descendant, in structures.json order."""
+        """Acronyms of every descendant, in structures.json order (read from the edited
+        entries once ``structures`` was changed, as BrainGlobe reads them)."""
+        if self._follows_entries():
+            return descendants_by_entries(self.structures, structure)
         sid = structure_id(self.tree, structure)
         return [self.tree[d].acronym for d in self.tree.descendants(sid)]
 
@@ -447,10 +475,14 @@ class Atlas:
 
         - v1.2 atlas (BrainGlobe 2.3.1): the structure's id on those voxels, 0 elsewhere, in
           the annotation's dtype (2.3.1's mask is not binary). One pass over the annotation
-          with a lookup table on compact labels.
+          with a lookup table on compact labels. Once ``structures`` was changed, the ids and
+          descendants are those of the entries as they are now (2.3.1's).
         - BrainGlobe 3 atlas (3.x): a binary uint8 mask (1 on those voxels), read from the
-          atlas's 4-D masks (computed from the annotation when an atlas has none).
+          atlas's 4-D masks (computed from the annotation when an atlas has none), by the
+          stored hierarchy.
         """
+        if self._follows_entries() and not isinstance(self.files, V3Atlas):
+            return mask_by_entries(self.structures, structure, self.annotation, self.shape)
         sid = structure_id(self.tree, structure)
         if isinstance(self.files, V3Atlas):
             stored = self.files.structure_mask(sid)

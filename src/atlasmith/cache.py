@@ -27,6 +27,7 @@ locked operation on the atlas completes (:func:`atlasmith._install.recover`).
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,12 +45,21 @@ from atlasmith.download import fetch_bytes, is_remote, join_location
 from atlasmith.errors import (
     ArchiveError,
     AtlasExistsError,
+    AtlasmithError,
     AtlasNotFoundError,
     IntegrityError,
     OfflineError,
     RepositoryError,
+    UnknownAtlasError,
+    YankedVersionWarning,
 )
-from atlasmith.names import ARCHIVE_SUFFIX, check_atlas_name, parse_version, split_folder_name
+from atlasmith.names import (
+    ARCHIVE_SUFFIX,
+    check_atlas_name,
+    is_atlas_name,
+    parse_version,
+    split_folder_name,
+)
 from atlasmith.package import safe_extract, sha256_file, top_folder, verify_folder
 from atlasmith.repository import CONF_NAMES, INDEX_NAME, IndexEntry, RepositoryIndex
 
@@ -68,6 +78,11 @@ __all__ = [
 _LOCK_TIMEOUT = 3600.0
 _SWAPS = "swaps"  # journals of updates in progress
 _CONF = CONF_NAMES[0]  # last_versions.conf: the name BrainGlobe's client reads
+
+
+def _warn_yanked(message: str) -> None:
+    """Warn about a yanked version, pointing at the caller of ``fetch``/``update``."""
+    warnings.warn(message, YankedVersionWarning, stacklevel=5)
 
 
 # --- the cache ---------------------------------------------------------------------------------
@@ -171,12 +186,27 @@ class AtlasCache(V3Cache):
 
     def require(self, name: str) -> InstalledAtlas:
         """The installed version of ``name``; AtlasNotFoundError when it is not installed."""
-        found = self.find(name)
+        found = self.find(name) if is_atlas_name(name) else None
         if found is None:
-            raise AtlasNotFoundError(
-                f"{name} is not installed in {self.root}. Run `atlasmith install {name}`."
-            )
+            raise self._not_installed(name)
         return found
+
+    def _not_installed(self, name: str) -> AtlasNotFoundError:
+        """The error for an atlas that is not installed (an UnknownAtlasError for a name no
+        atlas can have), naming installed atlases whose names are close: a misspelt name is
+        more likely than a wish to install it."""
+        here = sorted({a.atlas_name for a in [*self.installed(), *self.installed_v3()]})
+        close = difflib.get_close_matches(name, here, n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        message = f"{name} is not installed in {self.root}.{hint}"
+        try:
+            check_atlas_name(name)
+        except UnknownAtlasError as invalid:  # says why, and what to run
+            return UnknownAtlasError(f"{message} {invalid}")
+        return AtlasNotFoundError(
+            f"{message} Run `atlasmith list` to see the installed atlases (and those the "
+            "repository offers)."
+        )
 
     def cached_index(self) -> RepositoryIndex | None:
         """The index last read from the repository, or None."""
@@ -203,9 +233,10 @@ class AtlasCache(V3Cache):
     def _offline_index(self) -> RepositoryIndex:
         cached = self.cached_index()
         if cached is None:
+            why, undo = self.settings.offline_reason()
             raise OfflineError(
-                f"Offline mode is on and no repository index is cached in {self.root}: only "
-                "installed atlases can be used. Unset ATLASMITH_OFFLINE to read the repository."
+                f"Offline mode is on ({why}) and no repository index is cached in {self.root}: "
+                f"only installed atlases can be used. To read the repository, {undo}."
             )
         return cached
 
@@ -252,12 +283,18 @@ class AtlasCache(V3Cache):
 
         An installed atlas is used as it is (no network) unless ``version`` names another
         version, which then replaces it (one version per atlas, as BrainGlobe keeps them).
+        Without ``version`` the latest non-yanked version is installed; a yanked version is
+        installed only when named exactly, with a :class:`YankedVersionWarning` that shows
+        why it was yanked (PEP 592's rule).
 
         Raises
         ------
         OfflineError
             When a download is needed in offline mode.
-        AtlasNotFoundError, DownloadError, IntegrityError, ArchiveError
+        AtlasNotFoundError
+            When the repository has no such atlas or version, or (without ``version``) every
+            version is yanked: the message lists them with their reasons.
+        DownloadError, IntegrityError, ArchiveError
         """
         found = self.find(name)
         if found is not None and version in (None, found.version):
@@ -267,7 +304,9 @@ class AtlasCache(V3Cache):
     def update(
         self, name: str, progress: ProgressCallback | None = None
     ) -> tuple[Action, InstalledAtlas]:
-        """Move ``name`` to the repository's latest version; the old one stays until then."""
+        """Move ``name`` to the repository's latest non-yanked version; the old one stays until
+        then. Never to an older version: an installed version that was yanked stays (with a
+        :class:`YankedVersionWarning` showing the reason) unless a newer one is published."""
         return self._ensure(name, None, upgrade=True, progress=progress)
 
     def reinstall(self, name: str, progress: ProgressCallback | None = None) -> InstalledAtlas:
@@ -286,15 +325,46 @@ class AtlasCache(V3Cache):
     ) -> tuple[Action, InstalledAtlas]:
         if self.blocked:
             raise self._offline_error(name, version)
+        if self._untouched(check_atlas_name(name)):
+            self._check_offered(name, version)
         with self._lock(name):
             self._recover(name)
             found = self.find(name)
-            entry = self.index().entry(name, version)
+            index = self.index()
+            if version is not None or found is None or not index.versions(name):
+                index.entry(name, version)  # nothing to install: an unknown or all-yanked atlas
+            latest = index.latest(name)  # never a yanked version
             installed = found.version if found else None
-            decision = plan(installed, version, entry.version, upgrade, force)
+            newest = latest.version if latest is not None else None
+            decision = plan(installed, version, newest, upgrade, force)
             if decision.action == "use" and found is not None:
+                kept = index.get(name, found.version)
+                if upgrade and kept is not None and kept.yanked:
+                    _warn_yanked(_install.yanked_notice(kept, latest, installed=True))
                 return "use", found
-            return decision.action, self._install_entry(entry, found, progress)
+            entry = index.entry(name, decision.version)
+            done = self._install_entry(entry, found, progress)
+            if entry.yanked:  # installed only because it was named exactly (PEP 592)
+                _warn_yanked(_install.yanked_notice(entry, latest, installed=False))
+            return decision.action, done
+
+    def _untouched(self, name: str) -> bool:
+        """Whether the cache holds nothing of ``name`` (no lock, staging, trash or journal):
+        then no killed operation left anything that a lock holder must finish first, and a
+        name that is not there (a typo) can be refused before anything is written for it."""
+        state = self.root / STATE
+        paths = [state / "locks" / f"{name}.lock", state / _SWAPS / f"{name}.json"]
+        return not any(
+            p.exists() for p in [*paths, state / "staging" / name, state / "trash" / name]
+        )
+
+    def _check_offered(self, name: str, version: str | None) -> None:
+        """Raise the index's error for an atlas (or exact version) the repository does not
+        have, before the lock and the staging folders exist: a misspelt name leaves nothing
+        in the cache but the repository's index."""
+        index = self.index()
+        if not index.versions(name) or (version is not None and index.get(name, version) is None):
+            index.entry(name, version)
 
     def _offline_error(self, name: str, version: str | None) -> OfflineError:
         cached = self.cached_index()
@@ -303,12 +373,12 @@ class AtlasCache(V3Cache):
             entry = cached.latest(name) if version is None else cached.get(name, version)
         wanted = f"{name} {version}" if version else name
         size = f" ({entry.size / 1e6:.1f} MB)" if entry and entry.size else ""
+        why, undo = self.settings.offline_reason()
         return OfflineError(
             f"Atlas {wanted} is not installed in {self.root} and would need a download"
-            f"{size} from {self.settings.repository}, but offline mode is on "
-            "(ATLASMITH_OFFLINE). Install it on a machine with network access "
-            f"(`atlasmith install {name}`) and copy the folder or the archive here "
-            "(`atlasmith install ARCHIVE_PATH`), or unset ATLASMITH_OFFLINE."
+            f"{size} from {self.settings.repository}, but offline mode is on ({why}). "
+            f"Install it on a machine with network access (`atlasmith install {name}`) and "
+            f"copy the folder or the archive here (`atlasmith install ARCHIVE_PATH`), or {undo}."
         )
 
     def _install_entry(
@@ -327,6 +397,7 @@ class AtlasCache(V3Cache):
         _install.check_space(downloads, entry.size or 0)
         target = downloads / entry.archive
         paths = self._paths(entry.atlas_name)
+        keep = False  # a verified download outlives an interruption: the next run uses it
         try:
             folder = _install.download_and_extract(
                 join_location(self.settings.repository, entry.archive),
@@ -344,8 +415,15 @@ class AtlasCache(V3Cache):
                 return self._move_in(folder, target, entry.atlas_name, old, entry.version)
             finally:
                 remove_tree(folder.parent)
+        except AtlasmithError:
+            raise  # the archive itself is wrong (or never arrived): it goes
+        except BaseException:  # Ctrl-C, SIGTERM, a full disk: a verified download stays
+            installed = (self.root / entry.folder_name).is_dir()
+            keep = entry.sha256 is not None and target.is_file() and not installed
+            raise
         finally:
-            target.unlink(missing_ok=True)
+            if not keep:
+                target.unlink(missing_ok=True)
 
     def _move_in(
         self,
@@ -421,7 +499,19 @@ class AtlasCache(V3Cache):
                 "folder (index.json and the archives), or give the path of one archive."
             )
         bundle = AtlasCache(replace(self.settings, repository=str(source)), self.max_bytes)
-        return [bundle.update(name, progress)[1] for name in bundle.index().names()]
+        # the bundle's latest version of each atlas, as asked (older than the installed one,
+        # too); an atlas whose every version is yanked has none, and is skipped
+        index = bundle.index()
+        offered = index.latest_versions()
+        for name in index.names():
+            if name not in offered:
+                newest = index.versions(name)[-1].version
+                _warn_yanked(
+                    f"{name} is not installed from {source}: every version of it is yanked. "
+                    f"To install one, name it exactly: `atlasmith install {name} --version "
+                    f"{newest} --repository {source}`."
+                )
+        return [bundle.fetch(name, version, progress) for name, version in offered.items()]
 
     def _check_known_hash(self, archive: Path, name: str, version: str) -> None:
         cached = self.cached_index()
@@ -440,6 +530,8 @@ class AtlasCache(V3Cache):
     def remove(self, name: str) -> Path:
         """Delete the installed atlas ``name``, and its BrainGlobe 3 copy (each renamed away
         first, so it vanishes at once). Returns the v1.2 folder (or the v3 manifest)."""
+        if not is_atlas_name(name) or (self._untouched(name) and not self.installed_v3(name)):
+            self.require(name)  # before the lock: a name not installed (a typo) writes nothing
         with self._lock(name):
             self._recover(name)
             found, copies = self.find(name), self.installed_v3(name)

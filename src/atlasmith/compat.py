@@ -18,6 +18,11 @@ and it builds the same package, with these fixes of BrainGlobe 2.3.1's behaviour
 - the archive is byte-reproducible and carries a ``manifest.json`` with every file's sha256;
 - an empty ``meshes_dict`` makes atlasmith generate the meshes from the annotation.
 
+As in BrainGlobe 2.3.1, existing output with ``overwrite=False`` is refused first
+(FileExistsError, before any input is read), and :func:`construct_meshes_from_annotation` writes
+``save_path/meshes/<id>.obj`` for the structures of the tree 2.3.1 grows from the structure list
+(from the structure with acronym ``"root"``, each entry under ``structure_id_path[-2]``).
+
 For BrainGlobe 3 (brainglobe-atlasapi 3.x) users, :func:`use_repository` points its own,
 unmodified client at an atlasmith repository. Importing this module is cheap (the build
 machinery loads when a function needs it), so it can be imported where only BrainGlobe 3 is
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from atlasmith._bg3 import environment, use_repository
-from atlasmith.errors import AtlasExistsError, ScriptError
+from atlasmith.errors import AtlasExistsError, HierarchyError, MetadataError, ScriptError
 
 __all__ = [
     "construct_meshes_from_annotation",
@@ -120,7 +125,19 @@ def wrapup_atlas_from_data(
     -------
     Path
         The archive when ``compress``, else the folder.
+
+    Raises
+    ------
+    AtlasExistsError
+        (a FileExistsError, as BrainGlobe raises) when the folder (or, with ``compress``, the
+        archive) exists and ``overwrite`` is False; checked first, as BrainGlobe checks it.
+    ValidationError, HierarchyError, ScriptError, MetadataError
+        (ValueErrors) for inputs that cannot make a valid package.
     """
+    if not overwrite:
+        _refuse_existing(
+            _outputs(atlas_name, resolution, atlas_minor_version, working_dir, compress)
+        )
     from atlasmith.build import write_package
     from atlasmith.inputs import RawAtlas, prepare_inputs
     from atlasmith.orientation import check_origin
@@ -166,6 +183,32 @@ def wrapup_atlas_from_data(
     return result.archive
 
 
+def _outputs(
+    name: Any, resolution: Any, minor: Any, working_dir: str | Path, compress: bool
+) -> list[Path]:
+    """The folder (and archive) this call would write, named as the build names them; []
+    when no valid name can be made from these inputs (their checks then say why)."""
+    from atlasmith.names import ARCHIVE_SUFFIX, atlas_name, folder_name, split_folder_name
+
+    try:
+        folder = folder_name(atlas_name(str(name), float(resolution[0])), f"1.{minor}")
+    except (TypeError, ValueError, IndexError, KeyError, MetadataError):
+        return []
+    if split_folder_name(folder) is None:  # not a folder name (e.g. a '/' in it): no path
+        return []
+    out = Path(working_dir)
+    return [out / folder, *([out / f"{folder}{ARCHIVE_SUFFIX}"] if compress else [])]
+
+
+def _refuse_existing(targets: Sequence[Path]) -> None:
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise AtlasExistsError(
+            f"Atlas output already exists at {', '.join(existing)}. Pass overwrite=True to "
+            "replace it, or choose another working_dir."
+        )
+
+
 def construct_meshes_from_annotation(
     save_path: str | Path,
     volume: Any,
@@ -179,9 +222,15 @@ def construct_meshes_from_annotation(
 ) -> dict[int, Path]:
     """Generate one mesh per structure with voxels, in voxel units, as BrainGlobe 2.3.1 does.
 
-    Meshes are written as ``save_path/<id>.obj`` (existing files are replaced) with vertices
-    in voxel index units and the axes of ``volume``; pass them to
-    :func:`wrapup_atlas_from_data` with ``scale_meshes=True``. atlasmith's engine
+    Meshes are written as ``save_path/meshes/<id>.obj`` (the ``meshes`` folder is made;
+    existing files are replaced) with vertices in voxel index units and the axes of
+    ``volume``; pass them to :func:`wrapup_atlas_from_data` with ``scale_meshes=True``.
+
+    The structures meshed are those of the tree BrainGlobe 2.3.1 grows from the list: from the
+    structure with acronym ``"root"`` (else the one whose path is one id long), each entry is
+    a child of ``structure_id_path[-2]``, in list order; the path's other ids are not read
+    (``[999, 999, 101]`` is a child of 999), entries the tree does not reach are ignored, and
+    a structure is meshed when it or a descendant has voxels. atlasmith's engine
     (:func:`atlasmith.meshes.generate_meshes`) makes them: ``closing_n_iters`` is its closing,
     ``decimate_fraction`` the fraction kept (0, "as much as possible", keeps 5%), ``smooth``
     turns its smoothing on; vertices are clustered in blocks of 2 voxels (the resolution is
@@ -191,12 +240,16 @@ def construct_meshes_from_annotation(
     Returns
     -------
     dict of int to Path
-        Structure id to its mesh file.
+        Structure id to its mesh file, in the order of ``structures_list`` (BrainGlobe's).
 
     Raises
     ------
     ScriptError
         ``num_threads`` is 0 (a ValueError, as in BrainGlobe).
+    AtlasExistsError
+        ``save_path`` is not an existing folder.
+    HierarchyError
+        No root can be found, or an id is reached twice (BrainGlobe: treelib's error).
     """
     import numpy as np
 
@@ -208,7 +261,7 @@ def construct_meshes_from_annotation(
     target = Path(save_path)
     if not target.is_dir():
         raise AtlasExistsError(f"save_path {target} is not an existing folder: create it first.")
-    tree = StructureTree.from_list(structures_list)
+    tree = StructureTree.from_list(_as_brainglobe_tree(structures_list))
     labels = np.asarray(volume)
     labels = np.where(np.asarray(tree.compact(labels)) == 0, 0, labels).astype(np.uint32)
     keep = decimate_fraction if 0 < decimate_fraction <= 1 else _MIN_KEEP
@@ -223,13 +276,73 @@ def construct_meshes_from_annotation(
     )
     workers = 1 if not parallel else (None if num_threads < 0 else num_threads)
     kept, _ = tree.present(np.unique(labels[labels != 0]).tolist())
+    meshes_dir = target / "meshes"  # BrainGlobe 2.3.1's place
+    meshes_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".meshes-") as tmp:
         made = generate_meshes(
             labels, kept, 1.0, Path(tmp) / "meshes", params=params, workers=workers
         )
-        result = {}
-        for sid, path in made.items():
-            final = target / f"{sid}.obj"
-            shutil.move(str(path), final)
-            result[sid] = final
-    return result
+        for path in made.values():
+            shutil.move(str(path), meshes_dir / path.name)
+    listed = [int(s["id"]) for s in structures_list if int(s["id"]) in made]
+    return {sid: meshes_dir / made[sid].name for sid in listed}
+
+
+def _as_brainglobe_tree(structures_list: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The structures of the tree BrainGlobe 2.3.1 grows from a list (``get_structures_tree``),
+    as a list atlasmith's StructureTree accepts: paths rebuilt from the root through each
+    entry's parent (``structure_id_path[-2]``), unreached entries left out."""
+    entries = [_mesh_entry(i, s) for i, s in enumerate(structures_list)]
+    children: dict[Any, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if len(entry["structure_id_path"]) > 1:
+            children.setdefault(entry["structure_id_path"][-2], []).append(entry)
+    root = _brainglobe_root(entries)
+    found, seen, stack = [], {root["id"]}, [(root, [root["id"]])]
+    while stack:  # depth first, children in list order (the order BrainGlobe adds them)
+        entry, path = stack.pop()
+        found.append((entry, path))
+        for child in reversed(children.get(entry["id"], [])):
+            if child["id"] in seen:
+                raise HierarchyError(
+                    f"structure id {child['id']} ({child['acronym']!r}) is reached twice from "
+                    "the root: each id must appear once under its parent "
+                    "(structure_id_path[-2]). Remove or renumber the duplicate."
+                )
+            seen.add(child["id"])
+            stack.append((child, [*path, child["id"]]))
+    acronyms = [str(e["acronym"]) for e, _ in found]
+    return [
+        {
+            "acronym": acronym if acronyms.count(acronym) == 1 else f"{acronym} ({e['id']})",
+            "id": e["id"],
+            "name": str(e.get("name") or acronym),
+            "structure_id_path": path,
+            "rgb_triplet": [255, 255, 255],
+        }
+        for (e, path), acronym in zip(found, acronyms, strict=True)
+    ]
+
+
+def _mesh_entry(i: int, entry: Any) -> dict[str, Any]:
+    """One entry of the structure list, with the keys meshing reads (as BrainGlobe reads them)."""
+    path = entry.get("structure_id_path") if isinstance(entry, Mapping) else None
+    if not isinstance(path, list | tuple) or not path or "id" not in entry:
+        raise HierarchyError(
+            f"structures_list[{i}] must be a dict with an 'id', an 'acronym' and a non-empty "
+            f"'structure_id_path' list (BrainGlobe's structure), got {entry!r}."
+        )
+    return {**entry, "acronym": entry.get("acronym") or str(entry["id"])}
+
+
+def _brainglobe_root(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """BrainGlobe's root: the (last) entry with acronym "root"; else, as atlasmith's tree
+    rules have it, the one entry whose path is one id long."""
+    named = [e for e in entries if e["acronym"] == "root"]
+    alone = [e for e in entries if len(e["structure_id_path"]) == 1]
+    if named or len(alone) == 1:
+        return named[-1] if named else alone[0]
+    raise HierarchyError(
+        "structures_list has no root: give one structure the acronym 'root' (BrainGlobe "
+        "grows the tree from it), or exactly one structure a structure_id_path of one id."
+    )

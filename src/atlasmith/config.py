@@ -7,7 +7,8 @@ Sources, later ones winning:
    ``~/.brainglobe``, so that atlasmith installs where BrainGlobe's tools look;
 2. the config file ``~/.config/atlasmith/config.toml`` (``platformdirs.user_config_path``);
 3. environment variables ``ATLASMITH_REPOSITORY``, ``ATLASMITH_CACHE_DIR``,
-   ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``, ``ATLASMITH_ALLOW_UNVERIFIED``;
+   ``ATLASMITH_OFFLINE``, ``ATLASMITH_TOKEN``, ``ATLASMITH_ALLOW_UNVERIFIED``,
+   ``ATLASMITH_PUBLISH_TO``;
 4. explicit arguments (command-line options).
 
 This module is the only reader of atlasmith's environment variables (and of
@@ -20,6 +21,8 @@ The config file is TOML with these keys, all optional::
     cache_dir = "/data/atlases"                   # where atlases are installed
     offline = false                               # never touch the network
     token = "..."                                 # upload token (publish only)
+    publish_to = "/srv/atlases"                   # where publish, release and yank write
+                                                  # (never the download repository)
     timeout = 30.0                                # seconds without data before a retry
     retries = 5                                   # attempts per download
     max_archive_bytes = 68719476736               # cap on an archive's unpacked size (64 GiB)
@@ -49,6 +52,9 @@ __all__ = [
     "SERVER_PORT",
     "TOKEN_FILE_ENV",
     "Settings",
+    "brainglobe_config_path",
+    "brainglobe_dir",
+    "brainglobe_dirs",
     "config_path",
     "load_settings",
     "parse_bool",
@@ -71,6 +77,7 @@ ENV_VARS = {
     "token": "ATLASMITH_TOKEN",
     "max_archive_bytes": "ATLASMITH_MAX_ARCHIVE_BYTES",
     "allow_unverified": "ATLASMITH_ALLOW_UNVERIFIED",
+    "publish_to": "ATLASMITH_PUBLISH_TO",
 }
 #: Where ``atlasmith serve`` listens unless told otherwise (loopback only: opening it to the
 #: network is a choice).
@@ -92,6 +99,7 @@ _KEYS = (
     "retries",
     "max_archive_bytes",
     "allow_unverified",
+    "publish_to",
 )
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -122,6 +130,10 @@ class Settings:
     allow_unverified : bool or tuple of str
         Repositories (URLs or folders; True: any) from which archives may be installed without
         a published sha256. Never used for a repository that once served a verified index.
+    publish_to : str or None
+        The repository that ``publish``, ``release``, ``yank`` and ``unyank`` change when no
+        ``--to`` is given (None: they refuse). Never taken from ``repository``: a maintainer
+        who downloads from BrainGlobe's GIN must not upload there by accident.
     """
 
     repository: str = DEFAULT_REPOSITORY
@@ -132,6 +144,23 @@ class Settings:
     retries: int = 5
     max_archive_bytes: int = MAX_EXTRACTED_BYTES
     allow_unverified: bool | tuple[str, ...] = False
+    publish_to: str | None = None
+    #: What set ``offline``, for messages: ``"--offline"`` (an explicit value: the option),
+    #: ``"ATLASMITH_OFFLINE"`` or the config file's path; None for the default.
+    offline_origin: str | None = None
+
+    def offline_reason(self) -> tuple[str, str]:
+        """What turned offline mode on and how to turn it off, for messages.
+
+        >>> Settings(offline=True, offline_origin="--offline").offline_reason()
+        ('--offline', 'leave out --offline')
+        """
+        origin = self.offline_origin
+        if origin is None or origin == "--offline":
+            return "--offline", "leave out --offline"
+        if origin == ENV_VARS["offline"]:
+            return f"{origin} is set", f"unset {origin}"
+        return f"offline = true in {origin}", f"set offline = false in {origin}"
 
     def allows_unverified(self) -> bool:
         """Whether archives of this repository may be installed without a published sha256:
@@ -189,6 +218,7 @@ def _from_file(data: Mapping[str, Any], path: str) -> dict[str, Any]:
         "retries": (int,),
         "max_archive_bytes": (int,),
         "allow_unverified": (bool, list),
+        "publish_to": (str,),
     }
     for key, value in data.items():
         if key == "allow_unverified" and isinstance(value, list):
@@ -238,11 +268,15 @@ def resolve_settings(
     >>> resolve_settings({"offline": True}, {"ATLASMITH_OFFLINE": "0"}, {}).offline
     False
     """
-    merged: dict[str, Any] = {}
-    merged.update(_from_file(file_values, file_name))
-    merged.update(_from_env(env))
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    settings = replace(Settings(), **{k: v for k, v in merged.items() if k in _KEYS})
+    from_file, from_env = _from_file(file_values, file_name), _from_env(env)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged: dict[str, Any] = {**from_file, **from_env, **given}
+    # the last source that set offline, named as a user would turn it off
+    sources = (("--offline", given), (ENV_VARS["offline"], from_env), (file_name, from_file))
+    origin = next((name for name, values in sources if "offline" in values), None)
+    settings = replace(
+        Settings(), **{k: v for k, v in merged.items() if k in _KEYS}, offline_origin=origin
+    )
     return _normalised(settings)
 
 
@@ -256,9 +290,19 @@ def _normalised(settings: Settings) -> Settings:
     repository = str(settings.repository).strip()
     if not repository:
         raise ConfigError("The repository is empty: set ATLASMITH_REPOSITORY to a URL or folder.")
+    publish_to = settings.publish_to
+    if publish_to is not None and not publish_to.strip():
+        raise ConfigError(
+            "The destination to publish to is empty (--to, ATLASMITH_PUBLISH_TO or publish_to): "
+            "give the folder or URL of the repository to change."
+        )
     cache_dir = Path(os.path.expandvars(str(settings.cache_dir))).expanduser()
     return replace(
-        settings, repository=repository, cache_dir=cache_dir, timeout=float(settings.timeout)
+        settings,
+        repository=repository,
+        cache_dir=cache_dir,
+        timeout=float(settings.timeout),
+        publish_to=None if publish_to is None else publish_to.strip(),
     )
 
 
@@ -283,12 +327,13 @@ def load_settings(
     config_file: PathLike | None = None,
     env: Mapping[str, str] | None = None,
     allow_unverified: bool | None = None,
+    publish_to: PathLike | None = None,
 ) -> Settings:
     """Read the config file and the environment and apply explicit values on top.
 
     Parameters
     ----------
-    repository, cache_dir, offline, token, allow_unverified
+    repository, cache_dir, offline, token, allow_unverified, publish_to
         Explicit values (command-line options); None means "not given".
     config_file : str or Path, optional
         Config file to read instead of :func:`config_path`.
@@ -311,6 +356,7 @@ def load_settings(
         "offline": offline,
         "token": token,
         "allow_unverified": allow_unverified,
+        "publish_to": None if publish_to is None else str(publish_to),
     }
     environ = os.environ if env is None else env
     from_file = read_config_file(path)
@@ -342,33 +388,67 @@ def _warn_if_shared(path: Path) -> None:
         )
 
 
+def brainglobe_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """BrainGlobe's config file: ``bg_config.conf`` in ``$BRAINGLOBE_CONFIG_DIR``, else in
+    ``~/.config/brainglobe`` (``Path.home()``, as brainglobe-atlasapi 2.3.1 and 3.x find it)."""
+    folder = (os.environ if env is None else env).get(BRAINGLOBE_CONFIG_ENV)
+    base = Path(folder).expanduser() if folder else Path.home() / ".config" / "brainglobe"
+    return base / BRAINGLOBE_CONFIG_NAME
+
+
+def brainglobe_dirs(
+    path: PathLike | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """The folders BrainGlobe's config sets (``[default_dirs]``: ``brainglobe_dir``,
+    ``interm_download_dir``), ``~`` and ``$VARS`` expanded.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A config file given explicitly (BrainGlobe's ``config_dir`` argument); it must exist.
+        Default: :func:`brainglobe_config_path`, which may be absent ({}).
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read, or an explicit ``path`` does not exist.
+    """
+    import configparser
+
+    explicit = path is not None
+    file = Path(path) if path is not None else brainglobe_config_path(env)
+    if explicit and not file.is_file():
+        raise ConfigError(
+            f"BrainGlobe config file {file} does not exist: pass the path of a "
+            "bg_config.conf (with [default_dirs] brainglobe_dir = FOLDER), or leave it out."
+        )
+    config = configparser.ConfigParser()
+    try:
+        found = config.read(file, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"{file} (BrainGlobe's config) is not readable: {err}. Fix it, or set "
+            "ATLASMITH_CACHE_DIR to choose atlasmith's cache folder."
+        ) from err
+    if not found or not config.has_section("default_dirs"):
+        return {}
+    values = {k: v.strip() for k, v in config.items("default_dirs", raw=True)}
+    return {k: Path(os.path.expandvars(v)).expanduser() for k, v in values.items() if v}
+
+
 def brainglobe_dir(env: Mapping[str, str] | None = None) -> Path | None:
     """BrainGlobe's own ``brainglobe_dir`` setting, or None when it has none.
 
-    Read from ``bg_config.conf`` in ``$BRAINGLOBE_CONFIG_DIR`` (default
-    ``~/.config/brainglobe``), as brainglobe-atlasapi 2.3.1 and 3.x read it, so atlasmith
-    installs where BrainGlobe's tools look.
+    Read from BrainGlobe's config file (:func:`brainglobe_config_path`), as
+    brainglobe-atlasapi 2.3.1 and 3.x read it, so atlasmith installs where BrainGlobe's tools
+    look.
 
     Raises
     ------
     ConfigError
         When the file exists but cannot be read.
     """
-    import configparser
-
-    environ = os.environ if env is None else env
-    folder = Path(environ.get(BRAINGLOBE_CONFIG_ENV) or "~/.config/brainglobe").expanduser()
-    path = folder / BRAINGLOBE_CONFIG_NAME
-    config = configparser.ConfigParser()
-    try:
-        found = config.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"{path} (BrainGlobe's config) is not readable: {err}. Fix it, or set "
-            "ATLASMITH_CACHE_DIR to choose atlasmith's cache folder."
-        ) from err
-    value = config.get("default_dirs", "brainglobe_dir", fallback="").strip() if found else ""
-    return Path(os.path.expandvars(value)).expanduser() if value else None
+    return brainglobe_dirs(env=env).get("brainglobe_dir")
 
 
 def source_date_epoch(env: Mapping[str, str] | None = None) -> int | None:

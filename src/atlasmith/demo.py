@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlasmith.errors import AtlasFormatError, ScriptError
+from atlasmith.errors import AtlasExistsError, AtlasFormatError, ScriptError
 
 if TYPE_CHECKING:  # pragma: no cover
     from atlasmith.atlas import Atlas
@@ -53,13 +53,56 @@ def _timed(log: Callable[[str], None], label: str) -> Iterator[None]:
     log(f"  {label} ({time.perf_counter() - start:.1f} s)")
 
 
+#: Marks a folder as the demo's own, so that running the demo again there replaces it.
+MARKER = ".atlasmith-demo"
+_PARTS = ("build", "repository", "cache")
+
+
+def _prepare(workdir: Path, log: Callable[[str], None]) -> None:
+    """Make ``workdir`` ready: new, empty, or a previous demo's (whose results are replaced;
+    any other content is refused before anything is touched)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    present = sorted(p.name for p in workdir.iterdir())
+    if (workdir / MARKER).is_file():
+        others = [name for name in present if name not in (MARKER, *_PARTS)]
+        if others:
+            raise AtlasExistsError(
+                f"{workdir} holds a previous demo and other files ({', '.join(others[:3])}): "
+                "move them away, or give --workdir a new folder."
+            )
+        log(f"replacing the previous demo in {workdir}")
+        for part in _PARTS:
+            shutil.rmtree(workdir / part, ignore_errors=True)
+    elif present:
+        raise AtlasExistsError(
+            f"{workdir} is not empty and was not made by `atlasmith demo` (it holds "
+            f"{', '.join(present[:3])}): give --workdir a new or empty folder."
+        )
+    (workdir / MARKER).write_text("made by `atlasmith demo`: running it again here replaces it\n")
+
+
+def _step_logger(log: Callable[[str], None]) -> Callable[[str, int, int], None]:
+    """A build progress callback that logs each step once, and the meshes every 25 %."""
+    shown: dict[str, int] = {}
+
+    def step(label: str, done: int, total: int) -> None:
+        quarter = 4 * done // total if total else 0
+        if shown.get(label) == quarter:
+            return
+        shown[label] = quarter
+        log(f"    {label}" + (f" {done}/{total}" if total else ""))
+
+    return step
+
+
 def run_demo(workdir: Path, log: Callable[[str], None] = print) -> DemoResult:
     """Run build -> publish -> serve -> fetch -> query in ``workdir``; return what was made.
 
     Parameters
     ----------
     workdir : Path
-        An empty or new folder: it receives ``build/``, ``repository/`` and ``cache/``.
+        A new or empty folder, or one where the demo ran before (its results are
+        replaced): it receives ``build/``, ``repository/`` and ``cache/``.
     log : callable
         Receives one line per step.
     """
@@ -69,9 +112,10 @@ def run_demo(workdir: Path, log: Callable[[str], None] = print) -> DemoResult:
     from atlasmith.server import serve_in_thread
 
     workdir = Path(workdir)
+    _prepare(workdir, log)
     log(f"atlasmith main job in {workdir}")
     with _timed(log, "built the bundled allen_mouse script at 100 um"):
-        built = build_atlas(bundled_script(), out_dir=workdir / "build")
+        built = build_atlas(bundled_script(), out_dir=workdir / "build", progress=_step_logger(log))
     archive, sha256 = built.archive, built.sha256
     if archive is None or sha256 is None:  # only the compat layer builds without an archive
         raise ScriptError(f"The build of {bundled_script()} made no archive.")

@@ -27,6 +27,8 @@ The tree::
     ├── OfflineError                (ConnectionError) a download needed while offline
     └── ConfigError                 (ValueError)    an invalid configuration file or variable
 
+    YankedVersionWarning            (UserWarning)   a yanked version installed or kept
+
 Where BrainGlobe raises a builtin exception, the atlasmith error is an instance of the same
 builtin, so ``except KeyError`` keeps working when code moves from BrainGlobe to atlasmith.
 Messages say what failed, where, what was expected and what to do next.
@@ -62,6 +64,7 @@ __all__ = [
     "StructureNotFoundError",
     "UnknownAtlasError",
     "ValidationError",
+    "YankedVersionWarning",
 ]
 
 
@@ -206,3 +209,12 @@ class OfflineError(AtlasmithError, ConnectionError):
 
 class ConfigError(AtlasmithError, ValueError):
     """Raised when the configuration file or an environment variable is invalid."""
+
+
+class YankedVersionWarning(UserWarning):
+    """Warned when a yanked version is installed (it was asked for exactly) or kept by an
+    update (no newer version is published); the message carries the publisher's reason.
+
+    As pip does for a yanked release (PEP 592): installable when named exactly, never chosen
+    on its own. ``warnings.simplefilter("error", YankedVersionWarning)`` makes it an error.
+    """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy.typing as npt
 
 from atlasmith._fs import FOLDER_MODE, replace_path, temporary_folder
 from atlasmith._html import credits_html, esc, facts, page
+from atlasmith._types import ProgressCallback, StepProgress
 from atlasmith.errors import AtlasExistsError, AtlasmithError, AtlasNotFoundError, MeshError
 from atlasmith.formats import AtlasFiles
 from atlasmith.meshes.obj import MeshData, read_obj
@@ -41,6 +43,7 @@ from atlasmith.previews import (
     root_structure,
     top_level_structures,
 )
+from atlasmith.progress import ignore, ignore_step
 from atlasmith.statistics import StructureStats, structure_stats
 from atlasmith.validation import ValidationReport, validate_folder
 
@@ -103,7 +106,7 @@ class InspectionResult:
 
 
 @contextlib.contextmanager
-def atlas_folder(source: str | Path) -> Iterator[Path]:
+def atlas_folder(source: str | Path, progress: StepProgress | None = None) -> Iterator[Path]:
     """Yield an atlas folder for a folder, a ``.tar.gz`` archive or an installed atlas name.
 
     An archive is extracted safely into a temporary folder that is removed afterwards.
@@ -120,6 +123,8 @@ def atlas_folder(source: str | Path) -> Iterator[Path]:
     if path.is_file() and path.name.endswith((ARCHIVE_SUFFIX, ".tgz")):
         from atlasmith.package import safe_extract
 
+        if progress is not None:
+            progress(f"extracting {path.name}", 0, 0)
         with tempfile.TemporaryDirectory(prefix="atlasmith-inspect-") as tmp:
             yield safe_extract(path, Path(tmp))
         return
@@ -152,26 +157,33 @@ def installed_folder(name: str) -> Path:
 
 
 def check_meshes(
-    atlas: AtlasFiles, stats: StructureStats | None = None, read: MeshReader = read_obj
+    atlas: AtlasFiles,
+    stats: StructureStats | None = None,
+    read: MeshReader = read_obj,
+    progress: ProgressCallback | None = None,
 ) -> list[MeshCheck]:
     """Check the mesh of every structure that has voxels, and flag meshes of no structure.
 
     A mesh is *missing* (no file), *unreadable*, *empty* (no triangles), *open* (an edge used
     by one triangle only), *misplaced* (it reaches more than :data:`BOUNDS_TOLERANCE_VOXELS`
     voxels beyond the bounding box of the region's voxels, descendants included), or *extra*
-    (a mesh for a structure with no voxels or not in the structure list).
+    (a mesh for a structure with no voxels or not in the structure list). ``progress(done,
+    total)`` is called after each structure of the tree.
     """
     tree = atlas.tree
     stats = stats or structure_stats(atlas.annotation, tree)
     res = np.asarray(atlas.resolution)
+    report = progress or ignore
     checks = []
     for i, s in enumerate(tree.structures):
+        report(i, len(tree))
         has_voxels = bool(stats.voxels[i])
         file = atlas.mesh_path(s.id)
         if not has_voxels and not file.is_file():
             continue
         bounds = (stats.low[i] * res, stats.high[i] * res) if has_voxels else None
         checks.append(_check_one(s.id, s.acronym, file, bounds, res, read))
+    report(len(tree), len(tree))
     strays = [p for sid, p in atlas.mesh_files().items() if sid not in tree]
     strays = sorted([*strays, *atlas.misnamed_mesh_files()])
     checks += [MeshCheck(-1, p.name, "extra", "mesh file of no structure") for p in strays]
@@ -227,7 +239,9 @@ def open_edges(vertices: npt.NDArray[np.float64], faces: npt.NDArray[np.int64]) 
 # --- the report --------------------------------------------------------------------------------
 
 
-def inspect_atlas(source: str | Path, out: str | Path | None = None) -> InspectionResult:
+def inspect_atlas(
+    source: str | Path, out: str | Path | None = None, progress: StepProgress | None = None
+) -> InspectionResult:
     """Inspect an atlas folder, archive or installed atlas and write figures and a report.
 
     Parameters
@@ -237,6 +251,9 @@ def inspect_atlas(source: str | Path, out: str | Path | None = None) -> Inspecti
     out : str or Path, optional
         Output folder; default ``./<atlas folder name>-inspection``. An existing folder is
         replaced only when it holds nothing but a previous inspection's files.
+    progress : callable, optional
+        Called as ``progress(step, done, total)`` as the inspection goes (extracting,
+        measuring, drawing, checking meshes and validating: the last two count).
 
     Returns
     -------
@@ -249,22 +266,29 @@ def inspect_atlas(source: str | Path, out: str | Path | None = None) -> Inspecti
     AtlasExistsError
         When ``out`` exists and holds other files.
     """
-    with atlas_folder(source) as folder:
+    with atlas_folder(source, progress) as folder:
         target = Path(out) if out is not None else Path.cwd() / f"{folder.name}-inspection"
-        return inspect_folder(folder, target)
+        return inspect_folder(folder, target, progress)
 
 
-def inspect_folder(folder: Path, out: Path) -> InspectionResult:
+def inspect_folder(
+    folder: Path, out: Path, progress: StepProgress | None = None
+) -> InspectionResult:
     """Inspect one atlas folder into ``out`` (see :func:`inspect_atlas`)."""
+    step = progress or ignore_step
     _check_target(out)
+    step("measuring structures", 0, 0)
     atlas = load_atlas_files(folder)
     with temporary_folder(out.parent, f"{out.name}.") as tmp:
         stats = structure_stats(atlas.annotation, atlas.tree)
         read = _caching_reader(atlas)
+        step("drawing sections", 0, 0)
         render_section_sheet(atlas, tmp / "sections.png")
+        step("drawing meshes", 0, 0)
         render_mesh_sheet(atlas, tmp / "meshes.png", read=read)
-        checks = check_meshes(atlas, stats, read)
-        validation = _validate(folder)
+        checks = check_meshes(atlas, stats, read, functools.partial(step, "checking meshes"))
+        validation = _validate(folder, functools.partial(step, "validating"))
+        step("writing the report", 0, 0)
         html = report_html(atlas, stats, checks, validation, tmp)
         (tmp / "report.html").write_text(html, encoding="utf-8")
         tmp.chmod(FOLDER_MODE)
@@ -299,9 +323,9 @@ def _check_target(out: Path) -> None:
         )
 
 
-def _validate(folder: Path) -> ValidationReport | None:
+def _validate(folder: Path, progress: ProgressCallback) -> ValidationReport | None:
     try:
-        return validate_folder(folder)
+        return validate_folder(folder, progress)
     except AtlasmithError:
         return None
 

@@ -12,6 +12,7 @@ __all__ = [
     "MAX_EXTRACTED_BYTES",
     "MAX_PUBLISHED_BYTES",
     "MAX_SMALL_FILE_BYTES",
+    "MAX_YANK_REASON_CHARS",
     "SPOOL_BYTES",
 ]
 
@@ -26,6 +27,9 @@ MAX_ARCHIVE_MEMBERS = 50_000
 MAX_PUBLISHED_BYTES = 20 * 1024**3
 #: Largest small repository file read whole into memory (``index.json``, ``.conf``).
 MAX_SMALL_FILE_BYTES = 64 * 1024**2
+#: Longest yank reason a repository accepts (the CLI and the server refuse more): it is shown
+#: on the atlas's web page and in every warning and error about the version.
+MAX_YANK_REASON_CHARS = 1000
 #: Free space kept on a disk after a download or an extracted file.
 DISK_MARGIN_BYTES = 64 * 1024**2
 #: Size up to which a file read from a remote repository is kept in memory, not on disk.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from atlasmith._types import StepProgress
 from atlasmith.errors import AtlasmithError, ScriptError
 from atlasmith.repository import IndexEntry, Repository, RepositoryIndex
 
@@ -114,6 +115,7 @@ def release(
     work_dir: str | Path | None = None,
     all_resolutions: bool = False,
     echo: Callable[[str], None] | None = None,
+    progress: StepProgress | None = None,
 ) -> ReleaseReport:
     """Build and publish every atlas script whose version the repository lacks.
 
@@ -131,6 +133,9 @@ def release(
         Release every resolution in each script's ``RESOLUTIONS`` (default: the first only).
     echo
         Called with one line per script as the release goes.
+    progress
+        Called as ``progress(step, done, total)`` through each build and publication, the
+        step named after the atlas (``"allen_mouse_25um 1.2: meshes"``).
 
     Returns
     -------
@@ -141,7 +146,10 @@ def release(
     with tempfile.TemporaryDirectory(prefix="atlasmith-release-") as tmp:
         work = Path(work_dir) if work_dir is not None else Path(tmp)
         for script in find_scripts(scripts_dir):
-            for outcome in _release_script(script, repository, source_dir, work, all_resolutions):
+            outcomes_of = _release_script(
+                script, repository, source_dir, work, all_resolutions, progress
+            )
+            for outcome in outcomes_of:
                 outcomes.append(outcome)
                 _log.info(outcome.line())
                 if echo is not None:
@@ -155,6 +163,7 @@ def _release_script(
     source_dir: str | Path | None,
     work: Path,
     all_resolutions: bool,
+    progress: StepProgress | None,
 ) -> Iterable[ReleaseOutcome]:
     from atlasmith.names import atlas_name
     from atlasmith.package import sha256_file
@@ -171,7 +180,16 @@ def _release_script(
         name = atlas_name(parsed.name, res[0])
         index = repository.read_index()
         yield _one(
-            script, name, parsed.version, res[0], digest, index, repository, source_dir, work
+            script,
+            name,
+            parsed.version,
+            res[0],
+            digest,
+            index,
+            repository,
+            source_dir,
+            work,
+            progress,
         )
 
 
@@ -185,6 +203,7 @@ def _one(
     repository: Repository,
     source_dir: str | Path | None,
     work: Path,
+    progress: StepProgress | None,
 ) -> ReleaseOutcome:
     action, reason = decide(digest, index.get(name, version))
     if action == "skip":
@@ -193,14 +212,23 @@ def _one(
         return ReleaseOutcome(script, name, version, "changed", reason)
     from atlasmith.build import build_atlas
 
+    def step(label: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"{name} {version}: {label}", done, total)
+
     try:
         out = work / f"{name}_v{version}"
         result = build_atlas(
-            script, out, source_dir=source_dir, resolution=resolution, formats="v1"
+            script,
+            out,
+            source_dir=source_dir,
+            resolution=resolution,
+            formats="v1",
+            progress=step,
         )
         if result.archive is None:
             raise ScriptError(f"building {script.name} produced no archive")
-        entry = repository.publish(result.archive)
+        entry = repository.publish(result.archive, progress=step)
     except AtlasmithError as err:
         return ReleaseOutcome(script, name, version, "failed", str(err))
     message = f"published {entry.archive} ({entry.size} bytes, sha256 {str(entry.sha256)[:12]}...)"

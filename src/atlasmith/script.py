@@ -43,7 +43,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from atlasmith._types import PathLike
-from atlasmith.errors import AtlasmithError, ScriptError
+from atlasmith.errors import AtlasmithError, ScriptError, SourceError
 from atlasmith.metadata import check_citation
 from atlasmith.names import check_base_name, format_resolution
 from atlasmith.sources import Source, SourceResolver
@@ -323,6 +323,11 @@ def make_context(
 ) -> ScriptContext:
     """Build the loaders' context: search ``source_dir``, the script's folder and its project."""
     script_dir = script.path.parent
+    if source_dir is not None and not Path(source_dir).is_dir():
+        raise SourceError(
+            f"--source-dir {source_dir} does not exist or is not a folder: give the folder "
+            "that holds the script's sources under the paths its SOURCES declare."
+        )
     search = [Path(source_dir)] if source_dir is not None else []
     search += [script_dir, script_dir.parent, script_dir.parent / "data"]
     resolver = SourceResolver(script.sources, search)
@@ -331,6 +336,8 @@ def make_context(
 
 def write_script_template(name: str, out_dir: str | Path = ".") -> Path:
     """Write a commented atlas script template ``out_dir/<name>.py`` and return its path.
+
+    ``name`` is the atlas's ``author_species`` name, with or without ``.py``.
 
     Raises
     ------
@@ -343,6 +350,7 @@ def write_script_template(name: str, out_dir: str | Path = ".") -> Path:
 
     from atlasmith.errors import AtlasExistsError
 
+    name = name.removesuffix(".py")  # `new-script doe_rat.py` means the file doe_rat.py
     check_base_name(name, "the new script's name")
     target = Path(out_dir) / f"{name}.py"
     if target.exists():

@@ -15,14 +15,14 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path as PathParam, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from atlasmith import __version__
 from atlasmith._fs import temporary_folder
@@ -42,6 +42,7 @@ from atlasmith.limits import (
     BODY_IDLE_S,
     BODY_MIN_BYTES_PER_S,
     MAX_PUBLISHED_BYTES,
+    MAX_YANK_REASON_CHARS,
     SERVER_HEADER_TIMEOUT_S,
     SERVER_MAX_CONNECTIONS,
     SERVER_SEND_TIMEOUT_S,
@@ -70,9 +71,9 @@ class UploadResult(BaseModel):
 
 
 class YankRequest(BaseModel):
-    """Body of a yank request."""
+    """Body of a yank request (no reason: a version yanked before keeps its own)."""
 
-    reason: str | None = None
+    reason: Annotated[str | None, Field(max_length=MAX_YANK_REASON_CHARS)] = None
 
 
 def make_app(
@@ -96,7 +97,8 @@ def make_app(
     -------
     FastAPI
         Routes: ``GET /``, ``GET /health``, ``GET|HEAD /<file>`` (the repository layout),
-        ``PUT /atlases/<archive>`` (upload), ``POST /atlases/<atlas>/<version>/yank``, and
+        ``PUT /atlases/<archive>`` (upload), ``POST /atlases/<atlas>/<version>/yank`` and
+        ``.../unyank`` (members only), and
         BrainGlobe 3's read-only S3 subset under ``/brainglobe`` (:mod:`atlasmith.s3api`).
     """
     if tokens is not None and tokens.path.resolve().is_relative_to(repository.root):
@@ -270,6 +272,18 @@ def _add_write_routes(app: FastAPI) -> None:
         _log.info("%s yanked %s %s", member, atlas_name, version)
         return UploadResult(atlas_name=atlas_name, version=version, entry=entry.to_dict())
 
+    @app.post("/atlases/{atlas_name}/{version}/unyank", responses=responses)
+    def unyank(
+        atlas_name: Annotated[str, PathParam(max_length=255)],
+        version: Annotated[str, PathParam(max_length=32)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> UploadResult:
+        """Offer a yanked version again (members only); its reason is dropped."""
+        member = _member(app, authorization)
+        entry = _call(repository.unyank, atlas_name, version)
+        _log.info("%s unyanked %s %s", member, atlas_name, version)
+        return UploadResult(atlas_name=atlas_name, version=version, entry=entry.to_dict())
+
 
 def _archive_name(file_name: str) -> tuple[str, str]:
     try:
@@ -378,7 +392,8 @@ def serve(
     except RepositoryError as err:  # e.g. a lost index: reads still work, uploads say why
         _log.error("%s", err)
     app = make_app(repository, tokens, max_upload_bytes)
-    if not tokens.names():
+    members = len(tokens.names())
+    if not members:
         _log.warning(
             "no upload tokens in %s: the server is read-only (`atlasmith token add NAME`)",
             tokens.path,
@@ -386,7 +401,7 @@ def serve(
     from atlasmith._connections import ACCEPT_BACKLOG, guarded_protocol
 
     protocol = guarded_protocol(header_timeout, max_connections, send_timeout)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -396,6 +411,41 @@ def serve(
         timeout_keep_alive=5,
         backlog=ACCEPT_BACKLOG,
     )
+    folder = repository.root.resolve()
+    uploads = f"uploads on: {members} member token(s) in {tokens.path}"
+
+    def announce(url: str) -> None:
+        _log.info("serving %s at %s (%s)", folder, url, uploads if members else "read-only")
+
+    _run_announced(config, announce)
+
+
+def _run_announced(config: Any, announce: Callable[[str], None]) -> None:
+    """Run uvicorn as ``uvicorn.run`` does, calling ``announce(url)`` with the address it
+    actually listens at (port 0 included) once it does."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                announce(_url(config.host, port))
+
+    server = AnnouncingServer(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's own exit status when it cannot listen
+
+
+def _url(host: str, port: int) -> str:
+    """``http://host:port/`` (an IPv6 address in brackets).
+
+    >>> _url("::1", 8000)
+    'http://[::1]:8000/'
+    """
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def _log_to_stderr() -> None:

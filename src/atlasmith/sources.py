@@ -7,10 +7,10 @@ An atlas script declares the files it reads::
     }
 
 and its loaders ask the build context for a verified path (``ctx.source("annotation")``). A
-source is looked up, in order, under ``--source-dir`` (the layout of ``../shared/data``), next to
+source is looked up, in order, under ``--source-dir`` (a folder holding the declared paths), next to
 the script, in the project the script lives in and its ``data/`` folder (the folder above
 ``atlas_scripts/``, so that bundled scripts find the project's own copies under the same
-relative paths as in ``../shared/data``), and in the download cache. When none has it and the source
+relative paths), and in the download cache. When none has it and the source
 declares a ``url``, it is downloaded into the cache by atlasmith's download engine (resumed,
 retried; never in offline mode, ``ATLASMITH_OFFLINE=1`` or the config file's ``offline``). Every
 file is checked against its sha256 before a loader sees it: a wrong hash is a
@@ -139,18 +139,19 @@ class SourceResolver:
         if source.url is None:
             raise SourceError(
                 f"source {key!r} ({source.path}) was not found; looked at: {searched}. Pass "
-                "--source-dir pointing at a folder that holds it (e.g. ../shared/data)."
+                f"--source-dir pointing at the folder that holds {source.path} (the path the "
+                "script declares, relative to that folder)."
             )
         from atlasmith.config import load_settings
         from atlasmith.download import download_file
 
         settings = load_settings()
         if settings.offline:
+            why, undo = settings.offline_reason()
             raise OfflineError(
                 f"source {key!r} ({source.path}) is not available locally (looked at: "
-                f"{searched}) and offline mode is on (ATLASMITH_OFFLINE is set, or offline in "
-                f"the config file), so {source.url} is not downloaded. Pass --source-dir, or "
-                "unset ATLASMITH_OFFLINE."
+                f"{searched}) and offline mode is on ({why}), so {source.url} is not "
+                f"downloaded. Pass --source-dir, or {undo}."
             )
         target = self._cache() / source.sha256 / source.name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._types import ProgressCallback
 from atlasmith.errors import AtlasmithError, ValidationError
 from atlasmith.formats import MESHES, METADATA, REQUIRED_STACKS, STRUCTURES, V1Folder, stack_file
 from atlasmith.meshes.obj import obj_bounds
@@ -337,13 +338,17 @@ def _run(check: Callable[[_Package], str], package: _Package) -> CheckResult:
         return CheckResult(name, False, f"{type(err).__name__}: {err}")
 
 
-def validate_folder(folder: str | Path) -> ValidationReport:
+def validate_folder(
+    folder: str | Path, progress: ProgressCallback | None = None
+) -> ValidationReport:
     """Run every check on an atlas folder.
 
     Parameters
     ----------
     folder : str or Path
         A BrainGlobe-format atlas folder (``NAME_RESum_vM.m``).
+    progress : callable, optional
+        Called as ``progress(done, total)`` before the first check and after each.
 
     Returns
     -------
@@ -354,7 +359,14 @@ def validate_folder(folder: str | Path) -> ValidationReport:
     if not root.is_dir():
         return ValidationReport((CheckResult("files", False, "not a folder"),), str(root))
     package = _Package(root)
-    return ValidationReport(tuple(_run(check, package) for check in CHECKS), str(root))
+    results = []
+    for done, check in enumerate(CHECKS):
+        if progress is not None:
+            progress(done, len(CHECKS))
+        results.append(_run(check, package))
+    if progress is not None:
+        progress(len(CHECKS), len(CHECKS))
+    return ValidationReport(tuple(results), str(root))
 
 
 def validate_archive(path: str | Path) -> ValidationReport:

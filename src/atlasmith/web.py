@@ -1,10 +1,12 @@
 """The repository's web pages: a browsable, filterable list of atlases and one page per atlas.
 
 :func:`render_site` turns a :class:`~atlasmith.repository.RepositoryIndex` into static HTML
-pages (``index.html`` and ``atlases/<atlas_name>.html``). ``publish`` and ``yank`` write them
-into the repository and ``atlasmith serve`` serves them at ``/``, so a plain static host shows
-the same site. Every page is self-contained (inline CSS and script), every link is relative,
-and every value from the index or from an atlas is escaped: atlas metadata is untrusted input.
+pages (``index.html`` and ``atlases/<atlas_name>.html``). ``publish``, ``yank`` and ``unyank``
+write them into the repository and ``atlasmith serve`` serves them at ``/``, so a plain static
+host shows the same site. A yanked version is shown with its reason and never offered by a
+Download button (when every version is yanked, the page says how to install one exactly).
+Every page is self-contained (inline CSS and script), every link is relative, and every value
+from the index or from an atlas is escaped: atlas metadata is untrusted input.
 The HTML they share with the inspection report is in :mod:`atlasmith._html`.
 """
 
@@ -146,8 +148,16 @@ def _href(path: str, prefix: str) -> str:
     return esc(prefix + quote(path))
 
 
-def _python_line(name: str) -> str:
-    return f'from atlasmith import BrainGlobeAtlas\natlas = BrainGlobeAtlas("{name}")'
+def _python_line(view: _AtlasView) -> str:
+    """How to open the atlas from Python: by name, or (every version yanked) pinned to the
+    newest version, which installs with a warning showing why it was yanked."""
+    if not view.all_yanked:
+        return f'from atlasmith import BrainGlobeAtlas\natlas = BrainGlobeAtlas("{view.name}")'
+    entry = view.current
+    return (
+        f'from atlasmith import fetch\natlas = fetch("{view.name}", "{entry.version}")'
+        f"  # yanked: {entry.yank_note}"
+    )
 
 
 def _preview_img(view: _AtlasView, prefix: str, *, lazy: bool) -> str:
@@ -168,7 +178,7 @@ def _preview_img(view: _AtlasView, prefix: str, *, lazy: bool) -> str:
 
 def _summary_rows(view: _AtlasView) -> list[tuple[str, str]]:
     meta, entry = view.metadata, view.current
-    status = " (yanked: no version is available)" if view.all_yanked else ""
+    status = f" (yanked: {entry.yank_note}; no version is available)" if view.all_yanked else ""
     return [
         ("Species", esc(meta.get("species", "unknown"))),
         ("Resolution", _format_resolution(meta.get("resolution", "unknown"))),
@@ -181,9 +191,21 @@ def _summary_rows(view: _AtlasView) -> list[tuple[str, str]]:
     ]
 
 
-def _download(entry: IndexEntry, prefix: str, name: str) -> str:
-    label = f"Download {name} v{entry.version} ({human_size(entry.size)})"
-    return f'<a class="download" href="{_href(entry.archive, prefix)}" download>{esc(label)}</a>'
+def _download(view: _AtlasView, prefix: str) -> str:
+    """The Download button of the latest version; none when every version is yanked (PEP
+    592: a yanked version is for those who name it exactly), but what to do instead."""
+    entry = view.current
+    if view.all_yanked:
+        listed = ", ".join(f"v{e.version} ({e.yank_note})" for e in view.versions)
+        command = f"atlasmith install {view.name} --version {entry.version}"
+        return (
+            f'<p class="bad">Every version of {esc(view.name)} is yanked: {esc(listed)}.</p>'
+            "<p>A yanked version is installed only when named exactly, e.g. "
+            f"<code>{esc(command)}</code>.</p>"
+        )
+    label = f"Download {view.name} v{entry.version} ({human_size(entry.size)})"
+    button = f'<a class="download" href="{_href(entry.archive, prefix)}" download>{esc(label)}</a>'
+    return f"<p>{button}</p>"
 
 
 def _older_versions(view: _AtlasView, prefix: str) -> str:
@@ -192,7 +214,8 @@ def _older_versions(view: _AtlasView, prefix: str) -> str:
         return '<p class="muted">No older versions.</p>'
     items = "".join(
         f'<li><a href="{_href(e.archive, prefix)}" download>v{esc(e.version)}</a> '
-        f"({esc(human_size(e.size))}{', yanked' if e.yanked else ''}) sha256 "
+        f"({esc(human_size(e.size))}{esc(f', yanked: {e.yank_note}' if e.yanked else '')}) "
+        "sha256 "
         f'<code class="hash">{esc(e.sha256)}</code></li>'
         for e in older
     )
@@ -209,8 +232,8 @@ def _card(view: _AtlasView) -> str:
         f"{_preview_img(view, '', lazy=True)}"
         f"{facts(_summary_rows(view))}"
         f"<h3>Credits</h3>{credits_html(view.metadata)}"
-        f"<p>{_download(view.current, '', view.name)}</p>"
-        f"<pre><code>{esc(_python_line(view.name))}</code></pre>"
+        f"{_download(view, '')}"
+        f"<pre><code>{esc(_python_line(view))}</code></pre>"
         f"{_older_versions(view, '')}"
         "</article></li>"
     )
@@ -254,8 +277,8 @@ def render_detail(view: _AtlasView, read_file: ReadFile) -> str:
         f"<h1>{esc(view.name)}</h1></header>\n<main>"
         f"{_preview_img(view, prefix, lazy=False)}"
         f"<h2>Summary</h2>{facts(_summary_rows(view))}"
-        f"<p>{_download(entry, prefix, view.name)}</p>"
-        f"<pre><code>{esc(_python_line(view.name))}</code></pre>"
+        f"{_download(view, prefix)}"
+        f"<pre><code>{esc(_python_line(view))}</code></pre>"
         f"<h2>Credits</h2>{credits_html(view.metadata)}"
         f"<h2>Versions</h2>{_versions_table(view, prefix)}"
         f"<h2>Structures</h2>{_tree_section(structures)}"

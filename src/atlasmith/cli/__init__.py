@@ -34,6 +34,7 @@ from atlasmith.cli._publish import (
     release_command,
     serve_command,
     token_group,
+    unyank_command,
     yank_command,
 )
 
@@ -44,6 +45,9 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="atlasmith")
 def main() -> None:
     """Package, publish, download and query brain atlases (BrainGlobe format)."""
+    from atlasmith import _signals
+
+    _signals.install()  # SIGTERM ends a command through its cleanups, as Ctrl-C does
 
 
 for _command in (
@@ -58,6 +62,7 @@ for _command in (
     publish_command,
     release_command,
     yank_command,
+    unyank_command,
     token_group,
     list_command,
     install_command,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from atlasmith.cli._common import print_rows, reports_errors
+from atlasmith.cli._common import print_rows, reports_errors, shows_yanked_warnings
 from atlasmith.config import config_path
 from atlasmith.errors import AtlasmithError, AtlasNotFoundError, OfflineError, RepositoryError
 from atlasmith.names import parse_version
@@ -85,7 +85,9 @@ def list_command(
 ) -> None:
     """List atlases: installed ones and those the repository offers."""
     rows, problem = list_rows(cache, remote)
-    print_rows(rows, as_json, "versions in the repository" if remote else "atlases")
+    title = "versions in the repository" if remote else "atlases"
+    keep = ("name", "version") if remote else ("name", "local_version", "latest_version")
+    print_rows(rows, as_json, title, keep)
     if problem:
         click.echo(f"note: {problem}", err=True)
 
@@ -133,7 +135,7 @@ def install_command(
 
     cache.formats = ("v1",) if atlas_format == "v1" else ("v1", "v3")
     for target in targets:
-        with download_bar(f"Downloading {target}") as update:
+        with download_bar(f"Downloading {target}") as update, shows_yanked_warnings():
             for atlas in cache.install(target, version, update):
                 click.echo(f"{atlas.atlas_name} {atlas.version} installed in {atlas.path}")
 
@@ -144,7 +146,9 @@ def install_command(
 def update_command(names: tuple[str, ...], cache: AtlasCache) -> None:
     """Update atlases (all installed ones by default) to the repository's latest version.
 
-    The new version is downloaded and verified before the old one is replaced.
+    The new version is downloaded and verified before the old one is replaced. Never to an
+    older version: an installed version that was yanked stays (its reason is shown) until a
+    newer one is published.
     """
     from atlasmith.progress import download_bar
 
@@ -152,10 +156,12 @@ def update_command(names: tuple[str, ...], cache: AtlasCache) -> None:
     if not names:
         click.echo(f"No atlases installed in {cache.root}: nothing to update.")
     for name in names:
-        with download_bar(f"Downloading {name}") as update:
+        with download_bar(f"Downloading {name}") as update, shows_yanked_warnings():
             action, atlas = cache.update(name, update)
         done = {"use": "is up to date", "install": "installed", "update": "updated to"}
-        click.echo(f"{name} {done[action]} {atlas.version} ({atlas.path})")
+        kept = cache.index().get(name, atlas.version) if action == "use" else None
+        status = "stays at" if kept is not None and kept.yanked else done[action]
+        click.echo(f"{name} {status} {atlas.version} ({atlas.path})")
 
 
 @click.command("remove")
@@ -206,13 +212,15 @@ def info_command(
     """Show an atlas (installed and published) or, without NAME, the client settings."""
     import json
 
+    from atlasmith.cli._info import atlas_summary, installed_facts, settings_summary
+
     info = settings_info(cache) if name is None else atlas_info(cache, name)
     if as_json:
         click.echo(json.dumps(info, indent=2))
-        return
-    for key, value in info.items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        click.echo(f"{key:>16}: {shown}")
+    elif name is None:
+        click.echo(settings_summary(info))
+    else:
+        click.echo(atlas_summary(info, installed_facts(info.get("path"))))
 
 
 # --- what the commands show ---------------------------------------------------------------
@@ -227,6 +235,9 @@ class AtlasStatus:
     local_version: str | None
     latest_version: str | None
     path: Path | None
+    #: Whether the installed version is yanked (None when not installed or not in the index).
+    yanked: bool | None = None
+    yank_reason: str | None = None
 
     @property
     def updated(self) -> bool | None:
@@ -243,6 +254,8 @@ class AtlasStatus:
             "local_version": self.local_version,
             "latest_version": self.latest_version,
             "updated": self.updated,
+            "yanked": self.yanked,
+            "yank_reason": self.yank_reason,
             "path": None if self.path is None else str(self.path),
         }
 
@@ -257,6 +270,7 @@ def status_rows(
     for name in names:
         here = local.get(name)
         latest = index.latest(name) if index else None
+        entry = index.get(name, here.version) if index and here else None
         rows.append(
             AtlasStatus(
                 name,
@@ -264,6 +278,8 @@ def status_rows(
                 here.version if here else None,
                 latest.version if latest else None,
                 here.path if here else None,
+                entry.yanked if entry else None,
+                entry.yank_reason if entry else None,
             )
         )
     return rows
@@ -302,6 +318,7 @@ def _version_row(cache: AtlasCache, entry: IndexEntry) -> dict[str, Any]:
         "version": entry.version,
         "installed": local is not None and local.version == entry.version,
         "yanked": entry.yanked,
+        "yank_reason": entry.yank_reason,
         "size_mb": None if entry.size is None else round(entry.size / 1e6, 1),
         "published": entry.published,
         "sha256": entry.sha256,
@@ -327,6 +344,7 @@ def atlas_info(cache: AtlasCache, name: str) -> dict[str, Any]:
         latest = index.latest(name)
         info["latest_version"] = latest.version if latest else None
         info["versions"] = [_version_row(cache, e) for e in versions]
+        info["published_metadata"] = dict(latest.metadata) if latest else {}
     if local is None and not versions:
         raise AtlasNotFoundError(
             f"{name} is neither installed in {cache.root} nor offered by "

@@ -212,7 +212,8 @@ def validate_command(target: str) -> None:
 )
 @reports_errors
 def new_script_command(name: str, out_dir: str) -> None:
-    """Write a commented atlas script template NAME.py (NAME: author_species) to start from."""
+    """Write a commented atlas script template NAME.py (NAME: author_species, with or
+    without .py) to start from."""
     from atlasmith.script import write_script_template
 
     path = write_script_template(name, out_dir)
@@ -282,8 +283,10 @@ def inspect_command(source: str, out: str | None) -> None:
     SOURCE is an atlas folder, a .tar.gz package or the name of an installed atlas.
     """
     from atlasmith.inspection import inspect_atlas
+    from atlasmith.progress import step_display
 
-    result = inspect_atlas(source, out)
+    with step_display() as update:
+        result = inspect_atlas(source, out, update)
     problems = result.mesh_problems
     click.echo(f"sections: {result.sections}\nmeshes:   {result.meshes}")
     click.echo(f"mesh checks: {len(result.mesh_checks)}, problems: {len(problems)}")

@@ -13,11 +13,30 @@ from atlasmith.limits import (
     SERVER_SEND_TIMEOUT_S,
 )
 
-__all__ = ["publish_command", "release_command", "serve_command", "token_group", "yank_command"]
+__all__ = [
+    "publish_command",
+    "release_command",
+    "serve_command",
+    "token_group",
+    "unyank_command",
+    "yank_command",
+]
 
 
 _to_option = click.option(
-    "--to", "to", default=None, help="Repository: folder, http(s):// URL or s3://bucket/prefix."
+    "--to",
+    "to",
+    default=None,
+    help="The repository to change: a folder, http(s):// URL or s3://bucket/prefix. Required "
+    "unless ATLASMITH_PUBLISH_TO or publish_to in the config file names one (the download "
+    "repository, BrainGlobe's GIN by default, is never used). It must already have an "
+    "index.json.",
+)
+_new_repository_option = click.option(
+    "--new-repository",
+    is_flag=True,
+    help="Start a new repository at the destination if it has no index.json yet (without "
+    "this flag such a destination is refused, so a typo creates nothing).",
 )
 
 
@@ -136,21 +155,28 @@ def serve_command(
 @click.command("publish")
 @click.argument("archive", type=click.Path(dir_okay=False))
 @_to_option
+@_new_repository_option
 @_token_option
 @click.option("--preview", type=click.Path(dir_okay=False), default=None, help="PNG preview.")
 @reports_errors
-def publish_command(archive: str, to: str | None, token: str | None, preview: str | None) -> None:
-    """Check ARCHIVE (safe, complete, valid, hashes) and publish it to the repository."""
-    from atlasmith.repository import open_configured_repository
+def publish_command(
+    archive: str, to: str | None, new_repository: bool, token: str | None, preview: str | None
+) -> None:
+    """Check ARCHIVE (safe, complete, valid, hashes) and publish it to the repository --to
+    (or the configured ATLASMITH_PUBLISH_TO; never the download repository)."""
+    from atlasmith.progress import step_display
+    from atlasmith.repository import open_publish_repository
 
-    with open_configured_repository(to, token) as repo:
-        entry = repo.publish(archive, preview)
+    opened = open_publish_repository(to, token, new_repository=new_repository)
+    with opened as repo, step_display() as update:
+        entry = repo.publish(archive, preview, update)
     click.echo(f"published {entry.archive} ({entry.size} bytes)\nsha256: {entry.sha256}")
 
 
 @click.command("release")
 @click.argument("scripts_dir", type=click.Path(file_okay=False, exists=True))
 @_to_option
+@_new_repository_option
 @_token_option
 @source_dir_option
 @click.option("--all-resolutions", is_flag=True, help="Release every resolution a script offers.")
@@ -158,19 +184,43 @@ def publish_command(archive: str, to: str | None, token: str | None, preview: st
 def release_command(
     scripts_dir: str,
     to: str | None,
+    new_repository: bool,
     token: str | None,
     source_dir: str | None,
     all_resolutions: bool,
 ) -> None:
-    """Build and publish every script in SCRIPTS_DIR whose version is not yet published."""
+    """Build and publish every script in SCRIPTS_DIR whose version is not yet published in
+    the repository --to (or the configured ATLASMITH_PUBLISH_TO)."""
+    from atlasmith.progress import step_display
     from atlasmith.release import release
-    from atlasmith.repository import open_configured_repository
+    from atlasmith.repository import open_publish_repository
 
-    with open_configured_repository(to, token) as repo:
-        report = release(scripts_dir, repo, source_dir, all_resolutions=all_resolutions)
+    opened = open_publish_repository(to, token, new_repository=new_repository)
+    with opened as repo, step_display() as update:
+        report = release(
+            scripts_dir, repo, source_dir, all_resolutions=all_resolutions, progress=update
+        )
     click.echo(report.render())
     if not report.ok:
         raise SystemExit(1)
+
+
+def _check_reason(
+    context: click.Context, parameter: click.Parameter, value: str | None
+) -> str | None:
+    """A reason is one line of at most MAX_YANK_REASON_CHARS characters (it is shown in
+    one-line warnings and on the web page)."""
+    from atlasmith.limits import MAX_YANK_REASON_CHARS
+
+    if value is None:
+        return None
+    if "\n" in value or "\r" in value:
+        raise click.BadParameter("give the reason on one line")
+    if len(value) > MAX_YANK_REASON_CHARS:
+        raise click.BadParameter(
+            f"the reason has {len(value)} characters; {MAX_YANK_REASON_CHARS} at most"
+        )
+    return value
 
 
 @click.command("yank")
@@ -178,17 +228,43 @@ def release_command(
 @click.argument("version")
 @_to_option
 @_token_option
-@click.option("--reason", default=None, help="Why (shown to people who pinned the version).")
+@click.option(
+    "--reason",
+    default=None,
+    callback=_check_reason,
+    help="Why (shown to everyone who installs or keeps the version); without it, a version "
+    "yanked before keeps its reason.",
+)
 @reports_errors
 def yank_command(
     name: str, version: str, to: str | None, token: str | None, reason: str | None
 ) -> None:
-    """Withdraw NAME VERSION: still downloadable by exact version, never chosen as latest."""
-    from atlasmith.repository import open_configured_repository
+    """Withdraw NAME VERSION: never chosen as latest, still installable when named exactly
+    (`atlasmith install NAME --version VERSION`, with a warning showing the reason). Undo it
+    with `atlasmith unyank`."""
+    from atlasmith.repository import open_publish_repository
 
-    with open_configured_repository(to, token) as repo:
+    with open_publish_repository(to, token) as repo:
         entry = repo.yank(name, version, reason)
-    click.echo(f"yanked {entry.atlas_name} {entry.version}")
+    click.echo(f"yanked {entry.atlas_name} {entry.version} ({entry.yank_note})")
+
+
+@click.command("unyank")
+@click.argument("name")
+@click.argument("version")
+@_to_option
+@_token_option
+@reports_errors
+def unyank_command(name: str, version: str, to: str | None, token: str | None) -> None:
+    """Offer NAME VERSION again after `atlasmith yank` (its reason is dropped); a version that
+    is not yanked is left as it is."""
+    from atlasmith.repository import open_publish_repository
+
+    with open_publish_repository(to, token) as repo:
+        entry = repo.unyank(name, version)
+        latest = repo.read_index().latest(name)
+    shown = f"; the latest version is {latest.version}" if latest else ""
+    click.echo(f"{entry.atlas_name} {entry.version} is offered again{shown}")
 
 
 @click.group("token")

@@ -32,6 +32,7 @@ the number of workers or the scheduler.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
@@ -93,7 +94,9 @@ def generate_meshes(
     scheduler : str, optional
         Address of a dask.distributed scheduler (``tcp://host:port``) to run the work on.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each structure.
+        Called as ``progress(done, total)`` after each structure, and as ``progress(0, total)``
+        as soon as the structures with voxels are counted (before the long closing and
+        surface stages), so a display knows the total from the start.
     overwrite : bool
         Replace ``out_dir`` if it exists and is not empty.
     draco_dir : Path, optional
@@ -131,8 +134,17 @@ def generate_meshes(
     try:
         with temporary_folder(out.parent, f"{out.name}.") as temp:
             written = {}
+            counted = None if progress is None else functools.partial(progress, 0)
             made = iter_meshes(
-                annotation, tree, resolution, params, runner, temp, draco, draco is not None
+                annotation,
+                tree,
+                resolution,
+                params,
+                runner,
+                temp,
+                draco,
+                draco is not None,
+                counted,
             )
             for sid, total, blob in made:
                 if not isinstance(blob, int):  # made on a dask worker

@@ -8,7 +8,7 @@ for BrainGlobe 3 (``formats._precomputed``), each stage on the runner (``_runner
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -210,12 +210,14 @@ def iter_meshes(
     target: Path | None = None,
     draco_target: Path | None = None,
     draco: bool = False,
+    counted: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, int, MeshBlob]]:
     """Yield ``(structure id, count, blob)`` for each structure with voxels, in tree order;
     ``count`` is how many meshes there are in all, ``blob`` the OBJ bytes and, with
     ``draco``, the Draco fragment and index. With ``target`` (a folder on this machine) local
     workers write ``<id>.obj`` there (and the Draco files into ``draco_target``) themselves,
-    and the OBJ's size is yielded instead of the bytes."""
+    and the OBJ's size is yielded instead of the bytes. ``counted(count)`` is called as soon
+    as the count is known, before the closing and the surface (which take most of the time)."""
     check_annotation(annotation)
     scale = _resolution(resolution)
     block = block_size(params.cluster_um, scale)
@@ -228,6 +230,8 @@ def iter_meshes(
         if unknown:
             raise unknown_labels_error(unknown)
     kept, members = membership(tree, np.flatnonzero(counts[1:]) + 1)
+    if counted is not None:
+        counted(len(kept))
     if params.closing:
         tasks = runner.workers * _TASKS_PER_WORKER
         volume, members = close_structures(volume, members, params.closing, runner, tasks)

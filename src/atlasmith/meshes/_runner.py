@@ -8,13 +8,25 @@ once: inherited by forked local processes, scattered to dask workers.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from atlasmith import _signals
 from atlasmith.errors import ConfigError
 
-__all__ = ["DaskRunner", "LocalRunner", "Runner", "keep_freed_memory", "make_runner"]
+__all__ = [
+    "DaskRunner",
+    "LocalRunner",
+    "Runner",
+    "keep_freed_memory",
+    "make_runner",
+    "no_import_in_flight",
+]
 
 Item = TypeVar("Item")
 Shared = TypeVar("Shared")
@@ -45,13 +57,38 @@ class Runner(Protocol):
         ...
 
 
+#: Longest wait for another thread's import before forking anyway (an import that waits for
+#: something this thread holds would otherwise never end).
+_IMPORT_WAIT_S = 120.0
+_log = logging.getLogger("atlasmith.meshes")
+
 # forked workers find the shared object here (it is inherited, never pickled)
 _SHARED: Any = None
 
 
-def _set_shared(shared: Any) -> None:
+def _set_shared(shared: Any, parent: int | None = None) -> None:
     global _SHARED
     _SHARED = shared
+    if parent is not None:
+        _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the process that forked it dies (Linux): a
+    killed build must not leave its workers running (they would wait for work for ever)."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request: go now
+        os._exit(1)
 
 
 def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
@@ -83,12 +120,87 @@ class LocalRunner:
         from concurrent.futures import ProcessPoolExecutor
 
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ProcessPoolExecutor(workers, context, _set_shared, (shared,)) as pool:
-            yield from pool.map(_call_with_shared, [fn] * len(items), items)
+        forking = "fork" in methods
+        context = multiprocessing.get_context("fork" if forking else "spawn")
+        pool = ProcessPoolExecutor(workers, context, _set_shared, (shared, os.getpid()))
+        try:
+            # the first submit forks every worker: never while another thread imports, and
+            # a Ctrl-C or SIGTERM meanwhile is raised once the pool stands
+            with _signals.deferred(), no_import_in_flight() if forking else _nothing():
+                results = pool.map(_call_with_shared, [fn] * len(items), items)
+            yield from results
+        except BaseException:  # Ctrl-C, SIGTERM, a failed task: stop the workers now
+            _stop_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def close(self) -> None:
         """Nothing to release: pools live for one map."""
+
+
+@contextlib.contextmanager
+def no_import_in_flight(poll_s: float = 0.001) -> Iterator[None]:
+    """Hold the interpreter's import lock, taken once no other thread is importing a module.
+
+    A process forked while another thread runs a module's first import inherits that
+    module's lock held by a thread that does not exist in the child: the child's first
+    import of the module then waits for ever (a build's preview thread importing its
+    libraries while mesh workers were forked hung 3 builds in 24). Inside this block no
+    import is under way in another thread and none can start (starting one needs the import
+    lock), so a fork here inherits no held module lock. The wait lasts as long as imports
+    already running in other threads.
+    """
+    import _imp
+    from importlib import _bootstrap
+
+    me = threading.get_ident()
+    deadline = time.monotonic() + _IMPORT_WAIT_S
+    while True:
+        _imp.acquire_lock()
+        if not _importing_elsewhere(_bootstrap, me):
+            break
+        if time.monotonic() > deadline:  # an import waiting for this thread: go on
+            _log.warning("forking while another thread imports (waited %.0f s)", _IMPORT_WAIT_S)
+            break
+        _imp.release_lock()
+        time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        _imp.release_lock()
+
+
+def _importing_elsewhere(bootstrap: Any, me: int) -> bool:
+    """Whether a thread other than ``me`` holds or is taking a module's import lock."""
+    if any(tid != me for tid in list(getattr(bootstrap, "_blocking_on", {}))):
+        return True
+    for ref in list(getattr(bootstrap, "_module_locks", {}).values()):
+        lock = ref()
+        owner = getattr(lock, "owner", None)
+        if owner is not None and owner != me and getattr(lock, "count", 0):
+            return True
+        inner = getattr(lock, "lock", None)
+        if inner is not None and owner != me and inner.locked():
+            return True
+    return False
+
+
+def _nothing() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def _stop_workers(pool: Any) -> None:
+    """Cancel what has not started and kill the workers (``shutdown`` alone would wait for
+    every queued task to finish first)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=10)
 
 
 class DaskRunner:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atlasmith.errors import RepositoryError
+from atlasmith.errors import ConfigError, RepositoryError
 from atlasmith.repository._base import CONF_NAMES, INDEX_NAME, Repository, StorageRepository
 from atlasmith.repository._check import CheckedArchive, check_archive
 from atlasmith.repository._http import HttpRepository
@@ -29,7 +29,7 @@ __all__ = [
     "S3Repository",
     "StorageRepository",
     "check_archive",
-    "open_configured_repository",
+    "open_publish_repository",
     "open_repository",
 ]
 
@@ -66,15 +66,54 @@ def open_repository(location: str | Path, token: str | None = None) -> Repositor
     return LocalRepository(text)
 
 
-def open_configured_repository(
-    location: str | Path | None = None, token: str | None = None
+def open_publish_repository(
+    location: str | Path | None = None,
+    token: str | None = None,
+    *,
+    new_repository: bool = False,
 ) -> Repository:
-    """Open ``location``, or the configured repository when it is None.
+    """Open the repository that ``publish``, ``release``, ``yank`` and ``unyank`` change.
 
-    The configuration (``~/.config/atlasmith/config.toml``, ``ATLASMITH_REPOSITORY``,
-    ``ATLASMITH_TOKEN``) fills in what is not given, as the command line does.
+    Parameters
+    ----------
+    location
+        The destination (``--to``); None: the configured one (``ATLASMITH_PUBLISH_TO``, or
+        ``publish_to`` in the config file). The download repository (``ATLASMITH_REPOSITORY``,
+        BrainGlobe's GIN by default) is never used: uploading there must be a choice.
+    token
+        Upload token for an HTTP repository (default: ``ATLASMITH_TOKEN`` or the config file).
+    new_repository
+        Accept a location without ``index.json`` (a new repository is started by the first
+        publish there). Otherwise such a location is refused, so that a mistyped folder or
+        URL creates nothing and sends nothing.
+
+    Raises
+    ------
+    ConfigError
+        No destination was given or configured.
+    RepositoryError
+        The destination is not a repository (no ``index.json``) and ``new_repository`` is
+        False, or its index was lost.
     """
-    from atlasmith.config import load_settings
+    from atlasmith.config import config_path, load_settings
 
-    settings = load_settings(repository=location, token=token)
-    return open_repository(settings.repository, token=settings.token)
+    settings = load_settings(token=token, publish_to=location)
+    if settings.publish_to is None:
+        raise ConfigError(
+            "No repository to publish to: pass --to REPO (a folder, http(s):// URL or "
+            "s3://bucket/prefix), or set ATLASMITH_PUBLISH_TO or publish_to in "
+            f"{config_path()}; atlasmith never publishes to the repository it downloads from."
+        )
+    repository = open_repository(settings.publish_to, token=settings.token)
+    try:
+        if not new_repository and not repository.exists():
+            repository.read_index()  # names a lost index when published files are there
+            raise RepositoryError(
+                f"{repository.location} is not an atlas repository: it has no index.json. "
+                "Check the destination for a typo; to start a new repository there, publish "
+                "with --new-repository."
+            )
+    except BaseException:
+        repository.close()
+        raise
+    return repository

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 from atlasmith._fs import is_safe_relpath, temporary_folder
+from atlasmith._types import StepProgress
 from atlasmith.errors import AtlasNotFoundError, RepositoryError
 from atlasmith.limits import MAX_PUBLISHED_BYTES
 from atlasmith.names import archive_name
@@ -82,8 +83,17 @@ class Repository(ABC):
         """Open an existing file (name already checked)."""
 
     @abstractmethod
-    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+    def publish(
+        self,
+        archive: str | Path,
+        preview: str | Path | None = None,
+        progress: StepProgress | None = None,
+    ) -> IndexEntry:
         """Check an archive, store it with its preview, and add it to the index.
+
+        ``progress(step, done, total)`` is called as it goes: ``checking <archive>`` and
+        ``storing <archive>`` here, ``uploading <archive>`` (bytes sent of the archive's
+        size) and ``checking on the server`` for an HTTP repository.
 
         Raises
         ------
@@ -95,7 +105,31 @@ class Repository(ABC):
 
     @abstractmethod
     def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
-        """Withdraw a version: it stays downloadable by exact version, never chosen as latest."""
+        """Withdraw a version: it stays downloadable by exact version, never chosen as latest.
+
+        Clients install it only when it is named exactly, with a warning that shows
+        ``reason``; without one, a version yanked before keeps its reason.
+
+        Raises
+        ------
+        AtlasNotFoundError
+            When the repository has no such version (nothing is created or changed).
+        """
+
+    @abstractmethod
+    def unyank(self, atlas_name: str, version: str) -> IndexEntry:
+        """Offer a yanked version again (its reason is dropped); nothing changes for a version
+        that is not yanked.
+
+        Raises
+        ------
+        AtlasNotFoundError
+            When the repository has no such version (nothing is created or changed).
+        """
+
+    def exists(self) -> bool:
+        """Whether the repository has an ``index.json`` (a typo in a location has none)."""
+        return self.read_bytes(INDEX_NAME) is not None
 
     def close(self) -> None:  # noqa: B027 (a no-op unless a backend holds connections)
         """Release network connections (nothing to do for most backends)."""
@@ -118,7 +152,7 @@ class StorageRepository(Repository):
     write the archive and its companions, and finally the index and the files rendered
     from it.
 
-    Every change (publish, yank) is crash-safe in one way: under the lock, an intent record
+    Every change (publish, yank, unyank) is crash-safe in one way: under the lock, an intent record
     (:data:`JOURNAL_NAME`: the operation, the files it will store, the sha256 of the index it
     will write) is written first and deleted last. The next change, or :meth:`recover` (which
     ``atlasmith serve`` runs at start), finds a record left by a killed process and finishes
@@ -174,12 +208,22 @@ class StorageRepository(Repository):
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive lock over index changes, across processes (and machines for S3)."""
 
-    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+    def publish(
+        self,
+        archive: str | Path,
+        preview: str | Path | None = None,
+        progress: StepProgress | None = None,
+    ) -> IndexEntry:
         """Check ``archive`` and publish it, with the same atlas as BrainGlobe 3 components
         under ``atlas/`` (see :meth:`Repository.publish`)."""
         scratch = self.scratch_dir()
+        name = Path(archive).name
         with temporary_folder(scratch or tempfile.gettempdir(), SCRATCH_PREFIXES[1]) as v3_dir:
+            if progress is not None:
+                progress(f"checking {name}", 0, 0)
             checked = check_archive(archive, preview, self.max_bytes, scratch, v3_dir)
+            if progress is not None:
+                progress(f"storing {name}", 0, 0)
             with self._lock():
                 self._recover()
                 entry = checked.entry(utc_now())
@@ -191,18 +235,40 @@ class StorageRepository(Repository):
 
     def yank(self, atlas_name: str, version: str, reason: str | None = None) -> IndexEntry:
         """Mark a version as yanked and re-render the ``.conf`` files and pages."""
+        entry = self._set_yanked(atlas_name, version, True, reason)
+        _log.info("yanked %s %s (%s)", atlas_name, version, entry.yank_note)
+        return entry
+
+    def unyank(self, atlas_name: str, version: str) -> IndexEntry:
+        """Offer a yanked version again and re-render the ``.conf`` files and pages."""
+        entry = self._set_yanked(atlas_name, version, False)
+        _log.info("unyanked %s %s", atlas_name, version)
+        return entry
+
+    def _set_yanked(
+        self, atlas_name: str, version: str, yanked: bool, reason: str | None = None
+    ) -> IndexEntry:
+        """Yank or unyank through :meth:`_change` (an index that would not change is not
+        written again)."""
+        # checked before the lock, whose taking creates the folder (or the S3 lock object):
+        # an unknown version, or a mistyped location, changes nothing
+        self.read_index().entry(atlas_name, version)
         with self._lock():
             self._recover()
-            index = self.read_index().with_yanked(atlas_name, version, reason)
+            current = self.read_index()
+            if yanked:
+                index = current.with_yanked(atlas_name, version, reason)
+            else:
+                index = current.with_unyanked(atlas_name, version)
             entry = index.entry(atlas_name, version)
-            self._change(index, "yank", entry, {})
-        _log.info("yanked %s %s (%s)", atlas_name, version, reason or "no reason given")
+            if index != current:
+                self._change(index, "yank" if yanked else "unyank", entry, {})
         return entry
 
     def recover(self) -> str | None:
         """Finish or roll back a change that a killed process left half done, and delete the
         working files killed processes left; return what was done (None: nothing was left).
-        Publishing and yanking do this first; ``atlasmith serve`` does it at start."""
+        Publishing, yanking and unyanking do this first; ``atlasmith serve`` does it at start."""
         with self._lock():
             return self._recover()
 

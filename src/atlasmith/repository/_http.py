@@ -1,5 +1,6 @@
 """A repository over HTTP(S): reads from any static web server, writes through atlasmith's
-server (``PUT /atlases/<archive>`` with a member's bearer token)."""
+server (``PUT /atlases/<archive>``, ``POST /atlases/<atlas>/<version>/yank`` and ``.../unyank``
+with a member's bearer token)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import IO, BinaryIO, cast
 import httpx
 
 from atlasmith import errors
+from atlasmith._types import StepProgress
 from atlasmith.download import fetch_bytes, make_client
 from atlasmith.errors import (
     ArchiveError,
@@ -114,7 +116,12 @@ class HttpRepository(Repository):
         except httpx.HTTPError as err:
             raise RepositoryError(f"Cannot read {self.url(name)}: {err}") from err
 
-    def publish(self, archive: str | Path, preview: str | Path | None = None) -> IndexEntry:
+    def publish(
+        self,
+        archive: str | Path,
+        preview: str | Path | None = None,
+        progress: StepProgress | None = None,
+    ) -> IndexEntry:
         """Upload ``archive`` to the server, which checks it and adds it to the index."""
         path = Path(archive)
         atlas_name, version = split_archive_name(path.name)
@@ -125,12 +132,13 @@ class HttpRepository(Repository):
             )
         if not path.is_file():
             raise ArchiveError(f"{path} does not exist or is not a file.")
+        size = path.stat().st_size
         with path.open("rb") as stream:
             response = self._request(
                 "PUT",
                 f"atlases/{path.name}",
-                content=_chunks(stream),
-                headers={"Content-Length": str(path.stat().st_size), **self._auth()},
+                content=_chunks(stream, size, path.name, progress),
+                headers={"Content-Length": str(size), **self._auth()},
                 timeout=_UPLOAD_TIMEOUT,
             )
         _raise_for_status(response, path.name)
@@ -143,6 +151,14 @@ class HttpRepository(Repository):
             f"atlases/{atlas_name}/{version}/yank",
             json={"reason": reason},
             headers=self._auth(),
+        )
+        _raise_for_status(response, f"{atlas_name} {version}")
+        return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])
+
+    def unyank(self, atlas_name: str, version: str) -> IndexEntry:
+        """Ask the server to offer a yanked version again (members only)."""
+        response = self._request(
+            "POST", f"atlases/{atlas_name}/{version}/unyank", headers=self._auth()
         )
         _raise_for_status(response, f"{atlas_name} {version}")
         return IndexEntry.from_dict(atlas_name, version, response.json()["entry"])
@@ -166,9 +182,22 @@ class HttpRepository(Repository):
             raise RepositoryError(f"{method} {self.url(name)} failed: {err}") from err
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _chunks(
+    stream: IO[bytes], size: int, name: str, progress: StepProgress | None
+) -> Iterator[bytes]:
+    """The upload's body, reporting the bytes handed to the connection; then the wait for
+    the server's checks (it answers once the package is checked and indexed)."""
+    step = f"uploading {name}"
+    sent = 0
+    if progress is not None:
+        progress(step, 0, size)
     while chunk := stream.read(_CHUNK):
         yield chunk
+        sent += len(chunk)
+        if progress is not None:
+            progress(step, sent, size)
+    if progress is not None:
+        progress("checking on the server", 0, 0)
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:

@@ -113,6 +113,8 @@ class IndexEntry:
         size = self.size
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise _bad(where, "size must be a non-negative integer")
+        if self.yank_reason is not None and not isinstance(self.yank_reason, str):
+            raise _bad(where, "yank_reason must be a string")
         for path in (self.preview, self.structures):
             if path is not None and not is_safe_relpath(path):
                 raise _bad(where, f"{path!r} is not a safe relative path")
@@ -131,6 +133,11 @@ class IndexEntry:
     def verified(self) -> bool:
         """Whether the archive can be checked against a published sha256 and size."""
         return self.sha256 is not None and self.size is not None
+
+    @property
+    def yank_note(self) -> str:
+        """Why the version was yanked, for messages ("no reason given" when none was)."""
+        return self.yank_reason or "no reason given"
 
     @property
     def version_key(self) -> tuple[int, int]:
@@ -347,12 +354,23 @@ class RepositoryIndex:
                 f"atlas name there. Available: {names}. Run `atlasmith list` to see them."
             )
         if version is None:
-            raise AtlasNotFoundError(
-                f"Every version of {atlas_name!r} is yanked ({', '.join(known)}): pin one."
-            )
+            raise AtlasNotFoundError(self._all_yanked(atlas_name))
         raise AtlasNotFoundError(
             f"{atlas_name!r} has no version {version!r}; available: {', '.join(known)} (yanked "
             "versions are installed only when named exactly)."
+        )
+
+    def _all_yanked(self, atlas_name: str) -> str:
+        """The message for an atlas whose every version is yanked: each with its reason, and
+        how to install one anyway (by naming it exactly, as pip installs a yanked release)."""
+        newest_first = self.versions(atlas_name)[::-1]
+        listed = ", ".join(f"{e.version} ({e.yank_note})" for e in newest_first)
+        where = f" in {self.source}" if self.source else ""
+        pick = newest_first[0].version
+        return (
+            f"Every version of {atlas_name}{where} is yanked: {listed}. A yanked version is "
+            f"installed only when named exactly: `atlasmith install {atlas_name} --version "
+            f"{pick}` (Python: fetch({atlas_name!r}, {pick!r}))."
         )
 
     def latest(self, atlas_name: str) -> IndexEntry | None:
@@ -392,7 +410,20 @@ class RepositoryIndex:
     def with_yanked(
         self, atlas_name: str, version: str, reason: str | None = None
     ) -> RepositoryIndex:
-        """A new index where ``atlas_name`` ``version`` is yanked (AtlasNotFoundError if absent)."""
+        """A new index where ``atlas_name`` ``version`` is yanked (AtlasNotFoundError if absent).
+
+        Without ``reason`` (None or blank) a version yanked before keeps its reason, so that
+        yanking again never erases what people who pinned it are told.
+        """
         old = self.entry(atlas_name, version)
-        new = replace(old, yanked=True, yank_reason=reason)
+        given = reason.strip() if reason is not None else ""
+        return self._replaced(old, replace(old, yanked=True, yank_reason=given or old.yank_reason))
+
+    def with_unyanked(self, atlas_name: str, version: str) -> RepositoryIndex:
+        """A new index where ``atlas_name`` ``version`` is offered again, its reason dropped
+        (the same index when it was not yanked; AtlasNotFoundError if absent)."""
+        old = self.entry(atlas_name, version)
+        return self._replaced(old, replace(old, yanked=False, yank_reason=None))
+
+    def _replaced(self, old: IndexEntry, new: IndexEntry) -> RepositoryIndex:
         return RepositoryIndex(tuple(new if e is old else e for e in self.entries), self.source)
