@@ -43,6 +43,26 @@ def arm(k: int, log: str | None = None) -> None:
     fs._exchange = wrap(fs._exchange)  # type: ignore[attr-defined]
 
 
+def interrupt_after(suffix: str) -> None:
+    """Send this process SIGINT (Ctrl-C) right after its first rename onto a path ending
+    with ``suffix`` (e.g. the moment a download is verified and moved into place)."""
+    sent = False
+
+    def wrap(rename: Callable[..., Any]) -> Callable[..., Any]:
+        def renamer(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            result = rename(*args, **kwargs)
+            if not sent and len(args) > 1 and os.fspath(args[1]).endswith(suffix):
+                sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+            return result
+
+        return renamer
+
+    os.rename = wrap(os.rename)  # type: ignore[assignment]
+    os.replace = wrap(os.replace)  # type: ignore[assignment]
+
+
 def count(log: str) -> int:
     """How many renames a run armed with ``log`` made."""
     with open(log) as lines:

@@ -19,6 +19,7 @@ from atlasmith.cli import main
 from atlasmith.errors import (
     AtlasExistsError,
     HierarchyError,
+    MeshError,
     OrientationError,
     ScriptError,
     SourceError,
@@ -115,7 +116,7 @@ BAD_INPUTS = [
         "return s  #",
         "del s[1]; return s  #",
         HierarchyError,
-        "parent id 8 .* is not in the structure list",
+        r"3 structures have a parent that is not in the structure list: 'CH' \(parent id 8\)",
     ),
     (
         "duplicate ids",
@@ -223,6 +224,58 @@ BAD_INPUTS = [
         'sha256="d1167',
         SourceError,
         "annotation_100um.nrrd has sha256 c1167.*, expected d1167",
+    ),
+    (
+        "three constant mistakes, all in one error",
+        "RES_UM = 100",
+        'RES_UM = 0\nROOT_ID = 0\nCITATION = "Wang 2020"',
+        ScriptError,
+        r"has 3 problems:\n  - CITATION must contain a DOI.*\n  - .*ROOT_ID.*\n  - .*RES_UM",
+    ),
+    (
+        "load_reference returns None",
+        "return ref  #",
+        "return None  #",
+        ScriptError,
+        r"load_reference\(\) of atlas script .* returned None; it must return the reference",
+    ),
+    (
+        "load_annotation returns None",
+        "return ann  #",
+        "ann = None  #",
+        ScriptError,
+        r"load_annotation\(\) of atlas script .* returned None; it must return the annotation",
+    ),
+    (
+        "load_structures returns None",
+        "return s  #",
+        "s = None  #",
+        ScriptError,
+        r"load_structures\(\) .* returned None; it must return the list of structure dicts",
+    ),
+    (
+        "an additional reference is None",
+        "def load_hemispheres(ctx):",
+        "def load_additional_references(ctx):\n    return {'t2': None}\n\n"
+        "def load_hemispheres(ctx):",
+        ValidationError,
+        "input additional reference 't2': got None; expected a non-empty 3D array",
+    ),
+    (
+        "load_meshes returns a missing file",
+        "def load_hemispheres(ctx):",
+        "def load_meshes(ctx):\n    return {997: ctx.script_dir / 'none.obj'}\n\n"
+        "def load_hemispheres(ctx):",
+        MeshError,
+        r"load_meshes\(\) of atlas script .*: the mesh of structure 997, .*none.obj, does not ex",
+    ),
+    (
+        "load_meshes returns a file that is not a mesh",
+        "def load_hemispheres(ctx):",
+        "def load_meshes(ctx):\n    return {997: ctx.source('structures')}\n\n"
+        "def load_hemispheres(ctx):",
+        MeshError,
+        r"the mesh of structure 997, .*structures.json, is not an OBJ mesh",
     ),
     (
         "unknown mesh parameter",
@@ -440,3 +493,21 @@ def test_cli_build_error_is_reported(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "annotation: is empty" in result.output
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_build_names_a_missing_mesh_without_a_traceback(tmp_path: Path) -> None:
+    script = _write_script(
+        tmp_path,
+        "def load_hemispheres(ctx):",
+        "def load_meshes(ctx):\n    return {997: ctx.script_dir / 'none.obj'}\n\n"
+        "def load_hemispheres(ctx):",
+    )
+    out = tmp_path / "o"
+    result = CliRunner().invoke(
+        main, ["build", str(script), "--out", str(out), "--source-dir", str(DATA)]
+    )
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # reported, not a traceback
+    assert "the mesh of structure 997" in result.output
+    assert str(tmp_path / "none.obj") in result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -245,6 +245,34 @@ def test_each_broken_rule_has_its_own_error(structures: list[dict[str, Any]], ru
     assert isinstance(info.value, ValueError)
 
 
+def test_many_roots_are_summarised(structures: list[dict[str, Any]]) -> None:
+    flat = [dict(s, structure_id_path=[s["id"]]) for s in structures]
+    with pytest.raises(HierarchyError) as info:
+        StructureTree.from_list(flat)
+    message = str(info.value)
+    n = len(structures)
+    first = ", ".join(repr(s["acronym"]) for s in structures[:5])
+    assert f"{n} roots ({first} and {n - 5} more ({n} in all))" in message
+    assert repr(structures[6]["acronym"]) not in message
+    assert len(message) < 400
+
+
+def test_many_missing_parents_are_summarised(structures: list[dict[str, Any]]) -> None:
+    kept = [s for s in structures if len(s["structure_id_path"]) != 3]  # drop a whole level
+    orphans = [s for s in kept if len(s["structure_id_path"]) == 4]
+    assert len(orphans) > 5
+    with pytest.raises(HierarchyError) as info:
+        StructureTree.from_list(kept)
+    message = str(info.value)
+    first = orphans[0]
+    assert message.startswith(
+        f"{len(orphans)} structures have a parent that is not in the structure list: "
+        f"{first['acronym']!r} (parent id {first['structure_id_path'][-2]}), "
+    )
+    assert f"and {len(orphans) - 5} more ({len(orphans)} in all)" in message
+    assert repr(orphans[5]["acronym"]) not in message
+
+
 @pytest.mark.parametrize(("value", "match"), [([], "empty"), ("root", "expected a list")])
 def test_not_a_list(value: Any, match: str) -> None:
     with pytest.raises(HierarchyError, match=match):

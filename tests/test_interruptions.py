@@ -4,7 +4,6 @@ verified download and removes what the extraction wrote (issue 17)."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -144,39 +143,40 @@ def test_a_temporary_folder_of_a_killed_process_is_removed_by_the_next(tmp_path:
 def test_ctrl_c_during_an_install_keeps_the_download_and_removes_the_extraction(
     repo: RepoServer, cache_dir: Path
 ) -> None:
-    """Ctrl-C (SIGINT) as soon as the archive is downloaded and verified, while it is being
-    extracted and checked: the verified archive stays in the cache's downloads, the staging
-    folder is empty, and the next install uses the kept archive (no second download).
-    Repeated until an interrupt lands before the atlas was moved in (most do)."""
-    from test_client_cli import NAME, install_process
+    """Ctrl-C (SIGINT) the moment the archive is downloaded, verified and moved into the
+    cache's downloads, while the extraction thread still runs (``crash_points.
+    interrupt_after``: the signal comes right after that rename): the verified archive stays,
+    the staging folder is empty, nothing is installed, and the next install uses the kept
+    archive (no second download) and then removes it."""
+    import os
+
+    from test_client_cli import NAME
 
     archive = cache_dir / ".atlasmith" / "downloads" / f"{NAME}_v1.1.tar.gz"
     staging = cache_dir / ".atlasmith" / "staging"
-    kept = 0
-    for _ in range(5):
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        process = install_process(repo, cache_dir)
-        deadline = time.monotonic() + 60
-        while not archive.is_file() and process.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
-        assert [p for p in staging.rglob("*") if p.is_file()] == [], err.decode()
-        installed = list(cache_dir.glob(f"{NAME}_v*"))
-        if installed:
-            assert not archive.exists()  # interrupted later: installed, nothing kept
-            continue
-        assert archive.is_file()
-        assert sha256_file(archive) == sha256_file(repo.root / archive.name)
-        gets = len(repo.gets(archive.name))
-        again = install_process(repo, cache_dir)
-        _, err = again.communicate(timeout=120)
-        assert again.returncode == 0, err.decode()
-        assert len(repo.gets(archive.name)) == gets  # the kept archive was used
-        assert not archive.exists()  # and removed once installed
-        kept += 1
-    assert kept >= 1
+    env = dict(os.environ, ATLASMITH_REPOSITORY=repo.url, ATLASMITH_CACHE_DIR=str(cache_dir))
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import crash_points; "
+        "crash_points.interrupt_after('.tar.gz'); from atlasmith.cli import main; "
+        f"sys.argv = ['atlasmith', 'install', {NAME!r}]; main()"
+    )
+    interrupted = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=120, check=False
+    )
+    assert interrupted.returncode != 0, interrupted.stderr.decode()
+    assert "Traceback" not in interrupted.stderr.decode()
+    assert [p for p in staging.rglob("*") if p.is_file()] == []
+    assert list(cache_dir.glob(f"{NAME}_v*")) == []  # nothing installed
+    assert sha256_file(archive) == sha256_file(repo.root / archive.name)  # kept, verified
+    gets = len(repo.gets(archive.name))
+    again = subprocess.run(
+        [sys.executable, "-m", "atlasmith", "install", NAME],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr.decode()
+    assert len(repo.gets(archive.name)) == gets  # the kept archive was used
+    assert not archive.exists()  # and removed once installed
+    assert len(list(cache_dir.glob(f"{NAME}_v*"))) == 1
 
 
 def test_a_read_only_output_folder_is_one_clear_line(tmp_path: Path) -> None:

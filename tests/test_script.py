@@ -90,6 +90,38 @@ def test_bad_constants(
         load_script(_script(tmp_path, **{old: new}))
 
 
+def test_every_constant_problem_comes_in_one_error(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        **{
+            'ATLAS_LINK = "https://example.org"': 'ATLAS_LINK = "example"',
+            'ORIENTATION = "asr"': 'ORIENTATION = "aar"',
+            "ROOT_ID = 997": "ROOT_ID = 0",
+            'SPECIES = "Mus musculus"\n': "",
+        },
+    )
+    with pytest.raises(ScriptError) as caught:
+        load_script(script)
+    lines = str(caught.value).splitlines()
+    assert "has 4 problems" in lines[0]
+    problems = [line for line in lines if line.startswith("  - ")]
+    assert len(problems) == 4
+    expected = (
+        "lacks ['SPECIES']",
+        "ATLAS_LINK: expected",
+        "orientation 'aar'",
+        "ROOT_ID: expected",
+    )
+    for text in expected:
+        assert sum(text in line for line in problems) == 1, text
+
+
+def test_bad_source_entries_are_named(tmp_path: Path) -> None:
+    script = _script(tmp_path, **{"RES_UM = 100": "RES_UM = 100\nSOURCES = {'a': 'x.nrrd'}"})
+    with pytest.raises(ScriptError, match=r"SOURCES: expected string keys .*\{'a': 'x.nrrd'\}"):
+        load_script(script)
+
+
 def test_loader_errors_name_the_loader(tmp_path: Path) -> None:
     script = load_script(_script(tmp_path))
     ctx = make_context(script, script.default_resolution, None)

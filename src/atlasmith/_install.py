@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -58,6 +59,8 @@ __all__ = [
     "v3_folders",
     "yanked_notice",
 ]
+
+_log = logging.getLogger("atlasmith.cache")
 
 
 Action = Literal["install", "update", "use"]
@@ -347,12 +350,15 @@ def retire(folders: list[Path], paths: Staging) -> None:
 
 def recover(paths: Staging) -> None:
     """Finish or undo what a killed process left for one atlas (called with its lock held):
-    extractions in progress are deleted, a swap is completed, the trash is emptied."""
+    extractions in progress are deleted, a swap is completed, the trash is emptied (each said
+    in a warning line of the ``atlasmith.cache`` logger)."""
     for leftover in paths.staging.iterdir() if paths.staging.is_dir() else ():
+        _log.warning("removing %s, left by an interrupted install", leftover)
         remove_tree(leftover)
     if paths.journal.is_file():
         for folder in _journalled(paths):
             if folder.is_dir():
+                _log.warning("finishing an interrupted change: %s goes", folder.name)
                 trash_folder(folder, paths.trash)
         paths.journal.unlink()
     for leftover in paths.trash.iterdir() if paths.trash.is_dir() else ():

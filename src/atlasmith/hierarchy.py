@@ -20,7 +20,7 @@ subtree, ancestor at a level, colours...) is applied with one gather.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,13 @@ def _where(i: int, entry: Mapping[str, Any] | None = None) -> str:
     if entry is not None and isinstance(entry.get("acronym"), str):
         label = f" ({entry['acronym']!r}, id {entry.get('id')!r})"
     return f"structure #{i}{label}"
+
+
+def _summarise(items: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` items, then how many more: an error stays a few lines long."""
+    head = ", ".join(items[:shown])
+    rest = len(items) - shown
+    return f"{head} and {rest} more ({len(items)} in all)" if rest > 0 else head
 
 
 def _is_int(value: Any) -> bool:
@@ -173,9 +180,9 @@ def _find_root(structures: list[Structure]) -> int:
             "structure_id_path of length 1 (e.g. [997] for Allen's 'root')."
         )
     if len(roots) > 1:
-        found = [structures[i].acronym for i in roots]
+        found = _summarise([repr(structures[i].acronym) for i in roots])
         raise HierarchyError(
-            f"the structure list has {len(roots)} roots {found}: exactly one structure may "
+            f"the structure list has {len(roots)} roots ({found}): exactly one structure may "
             "have a structure_id_path of length 1; the others need a path from that root."
         )
     return roots[0]
@@ -183,6 +190,13 @@ def _find_root(structures: list[Structure]) -> int:
 
 def _check_paths(structures: list[Structure], by_id: dict[int, int], root_id: int) -> None:
     """Rules 8, 9 and 10."""
+    orphans = [s for s in structures if s.parent_id is not None and s.parent_id not in by_id]
+    if len(orphans) > 1:  # e.g. a parent left out: all its children are named, in summary
+        listed = _summarise([f"{s.acronym!r} (parent id {s.parent_id})" for s in orphans])
+        raise HierarchyError(
+            f"{len(orphans)} structures have a parent that is not in the structure list: "
+            f"{listed}. Add the parents or fix their structure_id_path."
+        )
     for i, s in enumerate(structures):
         path = s.structure_id_path
         if path[0] != root_id:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from atlasmith.errors import HierarchyError, ValidationError
+from atlasmith.errors import HierarchyError, ScriptError, ValidationError
 from atlasmith.formats import read_stack
 from atlasmith.hierarchy import Structure, StructureTree
 from atlasmith.metadata import AtlasMetadata, check_citation
@@ -93,10 +93,29 @@ class AtlasInputs:
 
 
 def load_raw_atlas(script: Any, ctx: Any) -> RawAtlas:
-    """Run an :class:`~atlasmith.script.AtlasScript`'s loaders for one context."""
+    """Run an :class:`~atlasmith.script.AtlasScript`'s loaders for one context.
+
+    Raises
+    ------
+    ScriptError
+        A loader fails, a required loader returns None, or ``load_meshes`` returns something
+        other than ``{structure id: path}``.
+    MeshError
+        A path ``load_meshes`` returns is missing or not an OBJ mesh with faces.
+    """
 
     def optional(loader: str, default: Any) -> Any:
         return script.call(loader, ctx) if script.has(loader) else default
+
+    def required(loader: str, what: str) -> Any:
+        # checked here, so the error names the loader (not "got shape ()" at the stacks' check)
+        result = script.call(loader, ctx)
+        if result is None:
+            raise ScriptError(
+                f"{loader}() of atlas script {script.path} returned None; it must return {what}."
+                " Add the missing `return` to the loader."
+            )
+        return result
 
     return RawAtlas(
         name=script.name,
@@ -108,14 +127,54 @@ def load_raw_atlas(script: Any, ctx: Any) -> RawAtlas:
         root_id=script.root_id,
         resolution=ctx.resolution,
         minor_version=script.minor_version,
-        reference=script.call("load_reference", ctx),
-        annotation=script.call("load_annotation", ctx),
-        structures=script.call("load_structures", ctx),
+        reference=required("load_reference", "the reference as a 3D array"),
+        annotation=required("load_annotation", "the annotation as a 3D array of labels"),
+        structures=required("load_structures", "the list of structure dicts"),
         hemispheres=optional("load_hemispheres", None),
         additional_references=optional("load_additional_references", {}) or {},
-        meshes=optional("load_meshes", None),
+        meshes=_supplied_meshes(optional("load_meshes", None), script.path),
         extra_metadata={"license": script.license} if script.license else {},
     )
+
+
+def _supplied_meshes(meshes: Any, script_path: Path) -> dict[int, Path] | None:
+    """Check what ``load_meshes`` returned: ids to existing OBJ files, each with faces.
+
+    Done as soon as the loader returns, so that a bad path fails before the stacks are
+    checked and written, not as a traceback in the middle of the build.
+    """
+    from atlasmith.errors import MeshError
+    from atlasmith.meshes.obj import read_obj
+
+    if meshes is None:
+        return None
+    where = f"load_meshes() of atlas script {script_path}"
+    if not isinstance(meshes, Mapping):
+        raise ScriptError(
+            f"{where} returned a {type(meshes).__name__}; it must return a dict "
+            "{structure id: path of an OBJ file}."
+        )
+    checked = {}
+    for sid, path in meshes.items():
+        if isinstance(sid, bool) or not isinstance(sid, int | np.integer):
+            raise ScriptError(f"{where} returned the key {sid!r}; keys must be structure ids.")
+        file = Path(path)
+        if not file.is_file():
+            raise MeshError(
+                f"{where}: the mesh of structure {sid}, {file}, does not exist. Return paths "
+                "to existing OBJ files (or leave load_meshes out to generate the meshes)."
+            )
+        try:
+            vertices, faces = read_obj(file)
+        except MeshError as err:
+            raise MeshError(f"{where}: the mesh of structure {sid}: {err}") from err
+        if not len(faces):  # any text without 'v'/'f' lines "parses"; a mesh has faces
+            raise MeshError(
+                f"{where}: the mesh of structure {sid}, {file}, is not an OBJ mesh (it has "
+                f"{len(vertices)} vertices and no faces). Return OBJ files."
+            )
+        checked[int(sid)] = file
+    return checked
 
 
 def _bad_stack(name: str, problem: str) -> ValidationError:
@@ -125,6 +184,8 @@ def _bad_stack(name: str, problem: str) -> ValidationError:
 def _as_3d(stack: Any, name: str) -> Array:
     if isinstance(stack, str | Path):
         stack = read_stack(Path(stack))
+    if stack is None:
+        raise _bad_stack(name, "got None; expected a non-empty 3D array")
     array = np.asarray(stack)
     if array.ndim != 3 or 0 in array.shape:
         raise _bad_stack(name, f"expected a non-empty 3D array, got shape {array.shape}")

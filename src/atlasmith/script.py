@@ -43,7 +43,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from atlasmith._types import PathLike
-from atlasmith.errors import AtlasmithError, ScriptError, SourceError
+from atlasmith.errors import AtlasmithError, OrientationError, ScriptError, SourceError
 from atlasmith.metadata import check_citation
 from atlasmith.names import check_base_name, format_resolution
 from atlasmith.sources import Source, SourceResolver
@@ -173,8 +173,10 @@ def load_script(path: PathLike) -> AtlasScript:
     ScriptError
         The file is missing, does not import, lacks a constant or loader, or a constant has a
         wrong value (each message names the constant, what was expected and what was found).
+        Every constant is checked first: several problems come as one ScriptError, one line
+        each.
     OrientationError
-        ``ORIENTATION`` is not a valid brainglobe-space origin.
+        ``ORIENTATION`` is not a valid brainglobe-space origin (and is the only problem).
     """
     module = _import(Path(path))
     return parse_module(module, Path(path).resolve())
@@ -203,34 +205,65 @@ def _import(path: Path) -> ModuleType:
 
 
 def parse_module(module: ModuleType, path: Path) -> AtlasScript:
-    """Parse the constants and loaders of an imported script module."""
+    """Parse the constants and loaders of an imported script module.
+
+    Every constant is checked before anything is raised, so a script with several mistakes
+    gets them all in one error (one line each) instead of one per build.
+    """
     ns = vars(module)
+    problems = _Problems()
     missing = [name for name in REQUIRED_CONSTANTS if name not in ns]
     missing += [name for name in REQUIRED_LOADERS if not callable(ns.get(name))]
     if missing:
-        raise ScriptError(
-            f"atlas script {path} lacks {missing}. Every script defines the constants "
-            f"{list(REQUIRED_CONSTANTS)} and the loaders {list(REQUIRED_LOADERS)}; start from "
-            "`atlasmith new-script NAME`."
+        problems.add(
+            ScriptError(
+                f"atlas script {path} lacks {missing}. Every script defines the constants "
+                f"{list(REQUIRED_CONSTANTS)} and the loaders {list(REQUIRED_LOADERS)}; start "
+                "from `atlasmith new-script NAME`."
+            )
         )
+    parsed = {
+        key: problems.check(parse, ns)
+        for key, (constant, parse) in _FIELDS.items()
+        if constant is None or constant in ns  # a missing constant is reported above
+    }
+    problems.raise_any(path)
     return AtlasScript(
         path=path,
-        name=check_base_name(ns["ATLAS_NAME"]),
-        species=_text(ns, "SPECIES"),
-        atlas_link=_link(ns["ATLAS_LINK"]),
-        citation=check_citation(ns["CITATION"]),
-        packager=_text(ns, "ATLAS_PACKAGER"),
-        orientation=_orientation(ns["ORIENTATION"]),
-        root_id=_root_id(ns["ROOT_ID"]),
-        resolutions=_resolutions(ns),
-        minor_version=_minor(ns["__version__"]),
-        license=_optional_text(ns, "LICENSE"),
-        sources=MappingProxyType(_sources(ns.get("SOURCES", {}))),
-        mesh_parameters=MappingProxyType(_mapping(ns, "MESH_PARAMETERS")),
+        **parsed,
         loaders=MappingProxyType(
             {n: ns[n] for n in REQUIRED_LOADERS + OPTIONAL_LOADERS if callable(ns.get(n))}
         ),
     )
+
+
+class _Problems:
+    """The constant problems of one script, gathered so that all are reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[ScriptError | OrientationError] = []
+
+    def add(self, error: ScriptError | OrientationError) -> None:
+        self.errors.append(error)
+
+    def check(self, parse: Callable[[Mapping[str, Any]], Any], ns: Mapping[str, Any]) -> Any:
+        """Run one constant's parser; record its error instead of raising it."""
+        try:
+            return parse(ns)
+        except (ScriptError, OrientationError) as err:
+            self.add(err)
+            return None
+
+    def raise_any(self, path: Path) -> None:
+        """Raise the one problem as it is (its own type), or a ScriptError listing them all."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            lines = "\n".join(f"  - {err}" for err in self.errors)
+            raise ScriptError(
+                f"atlas script {path} has {len(self.errors)} problems:\n{lines}\n"
+                "Fix them all, then build again."
+            ) from self.errors[0]
 
 
 def _bad(name: str, expected: str, got: object) -> ScriptError:
@@ -304,10 +337,11 @@ def _resolutions(ns: Mapping[str, Any]) -> tuple[Resolution, ...]:
 
 
 def _sources(value: object) -> dict[str, Source]:
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Source) for k, v in value.items()
-    ):
+    if not isinstance(value, Mapping):
         raise _bad("SOURCES", "a dict {key: Source(path, sha256=...)}", value)
+    bad = {k: v for k, v in value.items() if not (isinstance(k, str) and isinstance(v, Source))}
+    if bad:  # name every bad entry, not the whole (long) dict
+        raise _bad("SOURCES", "string keys with Source(path, sha256=...) values", bad)
     return dict(value)
 
 
@@ -316,6 +350,23 @@ def _mapping(ns: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise _bad(name, "a dict", value)
     return dict(value)
+
+
+# AtlasScript field -> (the constant it needs, None when optional; its parser)
+_FIELDS: dict[str, tuple[str | None, Callable[[Mapping[str, Any]], Any]]] = {
+    "name": ("ATLAS_NAME", lambda ns: check_base_name(ns["ATLAS_NAME"])),
+    "species": ("SPECIES", lambda ns: _text(ns, "SPECIES")),
+    "atlas_link": ("ATLAS_LINK", lambda ns: _link(ns["ATLAS_LINK"])),
+    "citation": ("CITATION", lambda ns: check_citation(ns["CITATION"])),
+    "packager": ("ATLAS_PACKAGER", lambda ns: _text(ns, "ATLAS_PACKAGER")),
+    "orientation": ("ORIENTATION", lambda ns: _orientation(ns["ORIENTATION"])),
+    "root_id": ("ROOT_ID", lambda ns: _root_id(ns["ROOT_ID"])),
+    "resolutions": ("RES_UM", _resolutions),
+    "minor_version": ("__version__", lambda ns: _minor(ns["__version__"])),
+    "license": (None, lambda ns: _optional_text(ns, "LICENSE")),
+    "sources": (None, lambda ns: MappingProxyType(_sources(ns.get("SOURCES", {})))),
+    "mesh_parameters": (None, lambda ns: MappingProxyType(_mapping(ns, "MESH_PARAMETERS"))),
+}
 
 
 def make_context(
