@@ -155,7 +155,9 @@ def test_ctrl_c_during_an_install_keeps_the_download_and_removes_the_extraction(
     archive = cache_dir / ".atlasmith" / "downloads" / f"{NAME}_v1.1.tar.gz"
     staging = cache_dir / ".atlasmith" / "staging"
     env = dict(os.environ, ATLASMITH_REPOSITORY=repo.url, ATLASMITH_CACHE_DIR=str(cache_dir))
+    # Ctrl-C as a terminal delivers it (a shell may start background jobs with SIGINT ignored)
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import crash_points; "
         "crash_points.interrupt_after('.tar.gz'); from atlasmith.cli import main; "
         f"sys.argv = ['atlasmith', 'install', {NAME!r}]; main()"
