@@ -122,6 +122,7 @@ class _Output(NamedTuple):
     target: str | None  # folder to write into (local workers), or None to return bytes
     draco_target: str | None  # folder for Draco fragments (local workers), or None
     draco: bool  # also encode each mesh as Draco (BrainGlobe 3)
+    decimals: int  # of the coordinates written
 
 
 #: A mesh made on a worker: the OBJ text, then the Draco fragment and its multi-LOD index
@@ -134,17 +135,16 @@ def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[MeshBlob]:
     on its own: written into ``shared.target`` (``<id>.obj``; Draco ``<id>`` and
     ``<id>.index`` into ``shared.draco_target``) with their sizes returned, or returned as
     bytes."""
-    params = shared.params
     out: list[MeshBlob] = []
     for row in rows:
         points, faces = _select(shared.patches, shared.members[row])
         if shared.iterations:
             points = smooth(points, faces, shared.iterations)
         scaled = points * shared.scale
-        blob = obj_bytes(scaled, faces, params.decimals)
+        blob = obj_bytes(scaled, faces, shared.decimals)
         fragment, index = b"", b""
         if shared.draco:  # the very vertices the OBJ holds: both formats carry one mesh
-            unit = 10.0**params.decimals
+            unit = 10.0**shared.decimals
             fragment, index = encode_mesh(np.rint(scaled * unit) / unit, faces)
         if shared.target is None:
             out.append((blob, fragment, index))
@@ -237,11 +237,12 @@ def iter_meshes(
         volume, members = close_structures(volume, members, params.closing, runner, tasks)
         counts = np.bincount(volume.ravel(), minlength=members.shape[1])
     sizes = _structure_sizes(members, counts)
-    inputs = SlabInputs(volume, compacted, tree, block, _small(members, sizes, block))
+    small = _small(members, sizes, block)
+    inputs = SlabInputs(volume, compacted, tree, block, small)
     del volume
     surface = extract(inputs, runner)
     del inputs
-    surface = decimate(surface, params.decimate, runner)
+    surface = decimate(surface, scale, params.deviation_um, params.decimate, small, runner)
     patches = _group(surface)
     # a mesh's work grows with its surface: about its voxels to the power 2/3
     chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
@@ -250,8 +251,9 @@ def iter_meshes(
     iterations = smoothing_iterations(params.smoothing_um, block * float(scale.min()))
     target_name = str(target) if local else None
     draco_name = str(draco_target) if local and draco and draco_target is not None else None
+    decimals = params.decimals_for(float(scale.min()))
     shared = _Output(
-        patches, members, scale, params, iterations, ids, target_name, draco_name, draco
+        patches, members, scale, params, iterations, ids, target_name, draco_name, draco, decimals
     )
     done: dict[int, MeshBlob] = {}
     position = 0

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from atlasmith.errors import ConfigError
 
-__all__ = ["ENGINE", "MeshParameters"]
+__all__ = ["ENGINE", "MeshParameters", "default_decimals"]
 
-ENGINE = "atlasmith-surface-nets/4"  # /4: smoothing over a length (um), shrinking a little
+#: Coordinates are written in steps of at most this fraction of the smallest voxel side.
+_COORDINATE_STEP = 0.01
+
+ENGINE = "atlasmith-surface-nets/5"  # /5: decimation by collapses, coordinates to 1/100 voxel
+
+
+def default_decimals(resolution: float) -> int:
+    """Decimals (micrometres) whose last digit is at most a hundredth of a voxel side."""
+    return max(0, min(6, math.ceil(-math.log10(resolution * _COORDINATE_STEP) - 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -30,40 +39,63 @@ class MeshParameters:
         micrometres (at least 2 voxels; 0: no clustering) that lie on the boundaries of the
         same structures and face the same way are merged. The block grows as voxels shrink,
         so the triangles stay about as wide at every resolution.
+    deviation_um : float
+        How far, in micrometres, decimation may move the shared surface (0: no
+        decimation): every boundary between structures is simplified, once for all the
+        meshes that share it, as long as it stays within about this distance of the
+        surface made from the voxels. The triangles follow the shape, not the voxels: an
+        atlas gets meshes of about the same weight at every resolution.
     decimate : float
-        Fraction of the shared surface's triangles kept by a further quadric decimation, in
-        (0, 1] (1: none).
+        With a value below 1, decimation goes on past ``deviation_um``, cheapest first,
+        until this fraction of the shared surface's triangles is left or no collapse keeps
+        every boundary where it is (at 100 um, near half of the Allen annotation's), in
+        (0, 1] (1: stop at ``deviation_um``).
     closing : int
         Iterations of the morphological closing (6-neighbour cross) of each structure before
         meshing, which fills its slits and tunnels up to about twice as many voxels wide
         (0: none). Each structure is closed on its own, as BrainGlobe does, so a structure's
         mesh may then overlap its neighbours' and a parent's may hold more than its
         children's.
-    decimals : int
-        Decimals of the vertex coordinates (micrometres) written to the OBJ files.
+    decimals : int, optional
+        Decimals of the vertex coordinates (micrometres) written to the OBJ files. By
+        default (None) only digits that carry information: steps of at most a hundredth of
+        the smallest voxel side (:func:`default_decimals`: 0 at 100 um, 1 from 50 to 10 um,
+        2 from 9.9 to 1 um), far below where the surface is known.
     """
 
     smoothing_um: float = 800.0
     cluster_um: float = 100.0
+    deviation_um: float = 0.0
     decimate: float = 1.0
     closing: int = 1
-    decimals: int = 2
+    decimals: int | None = None
 
     def __post_init__(self) -> None:
         checks = (
             ("smoothing_um", self.smoothing_um, 0.0 <= self.smoothing_um <= 100_000.0),
             ("cluster_um", self.cluster_um, 0.0 <= self.cluster_um <= 10_000.0),
+            ("deviation_um", self.deviation_um, 0.0 <= self.deviation_um <= 10_000.0),
             ("decimate", self.decimate, 0.0 < self.decimate <= 1.0),
             ("closing", self.closing, isinstance(self.closing, int) and self.closing >= 0),
-            ("decimals", self.decimals, isinstance(self.decimals, int) and 0 <= self.decimals <= 6),
+            (
+                "decimals",
+                self.decimals,
+                self.decimals is None
+                or (isinstance(self.decimals, int) and 0 <= self.decimals <= 6),
+            ),
         )
         for name, value, ok in checks:
             if isinstance(value, bool) or not ok:
                 raise ConfigError(
                     f"mesh parameter {name}={value!r} is not valid: smoothing_um is 0 to 100000, "
-                    "cluster_um is 0 to 10000, decimate is a fraction in (0, 1], closing is an "
-                    "integer >= 0, decimals is 0 to 6."
+                    "cluster_um and deviation_um are 0 to 10000, decimate is a fraction in "
+                    "(0, 1], closing is an integer >= 0, decimals is 0 to 6 (or None: from "
+                    "the resolution)."
                 )
+
+    def decimals_for(self, resolution: float) -> int:
+        """The decimals written at ``resolution`` (the smallest voxel side, micrometres)."""
+        return default_decimals(resolution) if self.decimals is None else self.decimals
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters and the engine name, JSON-ready."""

@@ -1,5 +1,5 @@
-"""Quadric decimation: of the whole shared surface in parallel pieces (the engine's optional
-pass), and of one mesh to a triangle budget (for drawing)."""
+"""Decimation: of the whole shared surface within a distance, in parallel pieces (the
+engine's stage: ``_collapse``), and of one mesh to a triangle budget (for drawing)."""
 
 from __future__ import annotations
 
@@ -7,58 +7,73 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
-from atlasmith._types import BoolArray, Float32Array, Float64Array, IntArray
+from atlasmith._types import BoolArray, Float64Array, IntArray
+from atlasmith.meshes._collapse import collapse
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._surface import SharedSurface, alive_mask
 
 __all__ = ["decimate", "simplify", "used_vertices"]
 
-_PIECE_FACES = 300_000  # faces per decimation piece; fixed, so output never depends on workers
-# Boundaries (label pairs) with fewer faces than this are never decimated: the quadric pass
-# would otherwise collapse a structure of a few voxels to nothing and lose its mesh.
-_SMALL_PATCH_FACES = 48
+_PIECE_FACES = 200_000  # faces per decimation piece; fixed, so output never depends on workers
 
 
 class _Piece(NamedTuple):
-    """One slab of the shared surface to decimate: local points, faces, frozen vertices."""
+    """One slab of the shared surface to decimate: local points (micrometres), faces, the
+    labels on their sides, frozen vertices, and how far and how low to go."""
 
-    points: Float32Array
+    points: Float64Array
     faces: IntArray
+    pairs: IntArray
     frozen: BoolArray
-    keep: float
+    tolerance: float
+    target: int
 
 
-def _pieces(surface: SharedSurface, keep: float) -> tuple[list[IntArray], list[_Piece]]:
-    """Cut the surface into slabs of about _PIECE_FACES faces along axis 0."""
+def _pieces(
+    surface: SharedSurface,
+    scale: npt.NDArray[np.float64],
+    frozen_labels: BoolArray | None,
+    tolerance: float,
+    keep: float,
+) -> tuple[list[IntArray], list[_Piece]]:
+    """Cut the surface into slabs of about _PIECE_FACES faces along axis 0; the vertices on
+    the cuts (their faces lie in more than one piece) and those around a frozen label are
+    frozen."""
     points, faces = surface.points, surface.faces
     n_pieces = max(1, math.ceil(len(faces) / _PIECE_FACES))
     centre = points[faces, 0].mean(axis=1)
     cuts = np.quantile(centre, np.arange(1, n_pieces) / n_pieces)
     piece = np.searchsorted(cuts, centre)
-    # A vertex is frozen when its faces lie in more than one piece (their piece ids vary).
-    corner_piece = np.repeat(piece, 3).astype(np.float64)
-    count = np.bincount(faces.ravel(), minlength=len(points))
-    total = np.bincount(faces.ravel(), corner_piece, minlength=len(points))
-    squares = np.bincount(faces.ravel(), corner_piece**2, minlength=len(points))
-    frozen = (count * squares - total**2 > 0.5) | _small_patch_vertices(surface)
+    low = np.full(len(points), n_pieces, dtype=np.int64)
+    high = np.full(len(points), -1, dtype=np.int64)
+    for k in range(3):
+        np.minimum.at(low, faces[:, k], piece)
+        np.maximum.at(high, faces[:, k], piece)
+    frozen = low != high
+    if frozen_labels is not None:
+        touching = frozen_labels[surface.pairs].any(axis=1)
+        frozen |= used_vertices(faces[touching], len(points))
     members, out = [], []
     for k in range(n_pieces):
-        local_faces = faces[piece == k]
+        mine = piece == k
+        local_faces = faces[mine]
         used = used_vertices(local_faces, len(points))
         remap = np.cumsum(used) - 1
         members.append(np.flatnonzero(used))
-        out.append(_Piece(points[used], remap[local_faces], frozen[used], keep))
+        target = 0 if keep >= 1.0 else math.ceil(keep * len(local_faces))
+        out.append(
+            _Piece(
+                points[used].astype(np.float64) * scale,
+                remap[local_faces],
+                surface.pairs[mine],
+                frozen[used],
+                tolerance,
+                target,
+            )
+        )
     return members, out
-
-
-def _small_patch_vertices(surface: SharedSurface) -> BoolArray:
-    """Vertices of the boundaries between two labels that have few faces (kept as they are)."""
-    _, pair_of_face, sizes = np.unique(
-        surface.pairs, axis=0, return_inverse=True, return_counts=True
-    )
-    small = sizes[pair_of_face.ravel()] < _SMALL_PATCH_FACES
-    return used_vertices(surface.faces[small], len(surface.points))
 
 
 def used_vertices(faces: IntArray, n_points: int) -> BoolArray:
@@ -68,59 +83,38 @@ def used_vertices(faces: IntArray, n_points: int) -> BoolArray:
     return used
 
 
-def _decimate_piece(piece: _Piece, _shared: Any = None) -> tuple[IntArray, Float32Array]:
-    """Decimate one piece; returns each vertex's surviving representative and positions.
-
-    Frozen vertices get a tiny extra triangle each, which makes them border vertices, and
-    border vertices are never collapsed (``preserve_border``).
-    """
-    import fast_simplification
-
-    n, frozen = len(piece.points), np.flatnonzero(piece.frozen)
-    anchors = np.repeat(piece.points[frozen], 2, axis=0)
-    anchors[0::2, 1] += 1e-3
-    anchors[1::2, 2] += 1e-3
-    extra = np.column_stack(
-        [frozen, n + 2 * np.arange(len(frozen)), n + 1 + 2 * np.arange(len(frozen))]
+def _decimate_piece(piece: _Piece, _shared: Any = None) -> IntArray:
+    """Each vertex's representative after the piece's collapses."""
+    return collapse(
+        piece.points, piece.faces, piece.pairs, piece.frozen, piece.tolerance, piece.target
     )
-    target = len(frozen) + max(4, math.ceil(piece.keep * len(piece.faces)))
-    all_faces = np.concatenate([piece.faces, extra])
-    new_points, _, collapses = fast_simplification.simplify(
-        np.concatenate([piece.points, anchors]),
-        all_faces,
-        target_count=target,
-        preserve_border=True,
-        return_collapses=True,
-    )
-    represent = np.arange(n + len(anchors), dtype=np.int64)
-    represent[collapses[:, 1]] = collapses[:, 0]
-    while not np.array_equal(nxt := represent[represent], represent):
-        represent = nxt
-    # The simplifier keeps the vertices of the remaining faces, in their original order.
-    survivors = np.flatnonzero(used_vertices(_alive(represent[all_faces]), len(represent)))
-    if len(survivors) != len(new_points):  # pragma: no cover - a change in the simplifier
-        raise RuntimeError("fast_simplification no longer keeps its vertices in order")
-    positions = np.concatenate([piece.points, anchors])
-    positions[survivors] = new_points
-    positions[frozen] = piece.points[frozen]
-    return represent[:n], positions[:n]
 
 
-def decimate(surface: SharedSurface, keep: float, runner: Runner) -> SharedSurface:
-    """Decimate the whole shared surface, piece by piece, and drop collapsed faces."""
-    if keep >= 1.0:
+def decimate(
+    surface: SharedSurface,
+    scale: npt.NDArray[np.float64],
+    deviation_um: float,
+    keep: float,
+    frozen_labels: BoolArray | None,
+    runner: Runner,
+) -> SharedSurface:
+    """Decimate the whole shared surface, piece by piece: every collapse that keeps the
+    surface within ``deviation_um`` of where it was (with ``keep`` < 1: further, cheapest
+    first, until that fraction of the faces is left); faces of ``frozen_labels`` stay as
+    they are. Vertices never move: a collapse merges a vertex into a neighbour."""
+    if deviation_um <= 0 and keep >= 1.0:
         return surface
-    members, pieces = _pieces(surface, keep)
+    tolerance = math.inf if keep < 1.0 else deviation_um
+    members, pieces = _pieces(surface, scale, frozen_labels, tolerance, keep)
     represent = np.arange(len(surface.points), dtype=np.int64)
-    points = surface.points.copy()
-    for ids, (local_rep, local_pos) in zip(
-        members, runner.map(_decimate_piece, pieces, None), strict=True
-    ):
-        represent[ids] = ids[local_rep]
-        points[ids] = local_pos
+    for ids, local in zip(members, runner.map(_decimate_piece, pieces, None), strict=True):
+        represent[ids] = ids[local]
     faces = represent[surface.faces]
     alive = alive_mask(faces)
-    return SharedSurface(points, faces[alive], surface.pairs[alive])
+    faces = faces[alive]
+    used = used_vertices(faces, len(surface.points))
+    remap = np.cumsum(used) - 1
+    return SharedSurface(surface.points[used], remap[faces], surface.pairs[alive])
 
 
 def _alive(faces: IntArray) -> IntArray:
