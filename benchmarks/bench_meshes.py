@@ -142,11 +142,14 @@ def prepare(resolution: int, work: Path) -> Path:
 # --- the two tools -----------------------------------------------------------------------
 
 
-def run_ours(folder: Path, out: Path, workers: int | None, repeat: int) -> dict[str, Any]:
+def run_ours(
+    folder: Path, out: Path, workers: int | None, repeat: int, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``repeat`` runs (each into an empty folder): the median time, every time, the
     largest peak. These machines are shared and noisy; BrainGlobe's minutes-long run is
     measured once."""
     command = [sys.executable, "-m", "atlasmith", "meshes", str(folder), "--out", str(out)]
+    command += list(extra)
     if workers:
         command += ["--workers", str(workers)]
     shutil.rmtree(out, ignore_errors=True)
@@ -227,10 +230,23 @@ def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) 
         "meshes": len(files),
         "triangles": triangles,
         "disk_mb": sum(p.stat().st_size for p in files) / 2**20,
+        "gzip_mb": _gzipped(files) / 2**20,
         "dist_allen_um": float(distances[:, 0].mean()),
         "dist_voxels_um": float(distances[:, 1].mean()),
         "per_region": per_region,  # acronym: [to Allen's mesh, to the voxel boundary] (um)
     }
+
+
+def _gzipped(files: list[Path]) -> int:
+    """Bytes of the mesh files as a gzip-4 tar, in name order (as an archive holds them)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=4) as tar:
+        for path in files:
+            tar.add(path, arcname=path.name)
+    return len(buffer.getvalue())
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -238,16 +254,17 @@ def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) 
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'res':>5} {'tool':<26} {'time s':>9} {'speedup':>8} {'peak MB':>8} {'meshes':>6} "
-        f"{'triangles':>10} {'disk MB':>8} {'d Allen um':>10} {'d voxels um':>11}"
+        f"{'res':>5} {'tool':<30} {'time s':>9} {'speedup':>8} {'peak MB':>8} {'meshes':>6} "
+        f"{'triangles':>10} {'disk MB':>8} {'gzip MB':>8} {'d Allen um':>10} {'d voxels um':>11}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         speed = f"{row['speedup']:.0f}x" if row.get("speedup") else ""
         lines.append(
-            f"{row['res']:>5} {row['tool']:<26} {row['time_s']:>9.2f} {speed:>8} "
+            f"{row['res']:>5} {row['tool']:<30} {row['time_s']:>9.2f} {speed:>8} "
             f"{row['peak_mb']:>8.0f} {row['meshes']:>6} {row['triangles']:>10} "
-            f"{row['disk_mb']:>8.1f} {row['dist_allen_um']:>10.2f} {row['dist_voxels_um']:>11.2f}"
+            f"{row['disk_mb']:>8.1f} {row.get('gzip_mb', float('nan')):>8.1f} "
+            f"{row['dist_allen_um']:>10.2f} {row['dist_voxels_um']:>11.2f}"
         )
     return "\n".join(lines)
 
@@ -280,6 +297,13 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true", help="run atlasmith only")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument(
+        "--deviation-um",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run atlasmith with these --deviation-um values (decimation), each a row",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=5, help="runs of atlasmith per resolution (median time)"
     )
     args = parser.parse_args()
@@ -291,16 +315,20 @@ def main() -> None:
         ours.update(measure_meshes(args.out / f"ours_{resolution}um", folder, resolution, 1.0))
         row = {"res": resolution, "tool": "atlasmith meshes", **ours}
         rows.append(row)
+        light = _light_rows(args, folder, resolution)
+        rows.extend(light)
         if args.skip_baseline:
             continue
         base = baseline(args, folder, resolution)
-        row["speedup"] = base["time_s"] / ours["time_s"]
+        for made in (row, *light):
+            made["speedup"] = base["time_s"] / made["time_s"]
         rows.append({"res": resolution, **base})
     for resolution in args.ours:
         folder = prepare(resolution, args.out)
         ours = run_ours(folder, args.out / f"ours_{resolution}um", args.workers, args.repeat)
         ours.update(measure_meshes(args.out / f"ours_{resolution}um", folder, resolution, 1.0))
         rows.append({"res": resolution, "tool": "atlasmith meshes", **ours})
+        rows.extend(_light_rows(args, folder, resolution))
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end")
     print(table(rows))
     for row in rows:
@@ -314,6 +342,18 @@ def main() -> None:
                 f"{row['sampled_time_s']:.2f} s"
             )
     (args.out / "bench_meshes.json").write_text(json.dumps(rows, indent=2))
+
+
+def _light_rows(args: argparse.Namespace, folder: Path, resolution: int) -> list[dict[str, Any]]:
+    """atlasmith with each ``--deviation-um`` value asked for (a row each)."""
+    rows = []
+    for deviation in args.deviation_um:
+        out = args.out / f"ours_{resolution}um_dev{deviation:g}"
+        extra = ("--deviation-um", f"{deviation:g}")
+        made = run_ours(folder, out, args.workers, args.repeat, extra)
+        made.update(measure_meshes(out, folder, resolution, 1.0))
+        rows.append({"res": resolution, "tool": f"atlasmith --deviation-um {deviation:g}", **made})
+    return rows
 
 
 def baseline(args: argparse.Namespace, folder: Path, resolution: int) -> dict[str, Any]:

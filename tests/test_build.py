@@ -309,6 +309,157 @@ def test_bad_input_has_its_own_error_and_leaves_nothing(
     assert not out.exists() or list(out.iterdir()) == []
 
 
+# --- input problems a finished package would fail: found before any work ------------------
+
+EARLY_FAILURES = [
+    # (what, old text, new text, error, message): each was found only by the final
+    # validation, after the stacks, previews and meshes were written
+    (
+        "a 0..1 reference cast to integers",
+        "return ref  #",
+        "return (ref / ref.max()).astype(np.uint16)  #",
+        ValidationError,
+        r"input reference: every reference voxel is below 128 \(max 1\).*Return the image as "
+        "floats",
+    ),
+    (
+        "an additional reference that is the reference",
+        "def load_hemispheres(ctx):",
+        "def load_additional_references(ctx):\n    return {'t2': load_reference(ctx)}\n\n"
+        "def load_hemispheres(ctx):",
+        ValidationError,
+        "additional reference 't2' is the reference itself: return the other image",
+    ),
+    (
+        "an empty hemispheres stack",
+        "return h  #",
+        "return h * 0  #",
+        ValidationError,
+        r"input hemispheres: the hemispheres stack is empty \(every voxel is 0\); expected 1 for "
+        r"the left hemisphere and 2 for the right \(BrainGlobe's values",
+    ),
+    (
+        "a hemispheres stack with one side",
+        "return h  #",
+        "h[h > 0] = 1; return h  #",
+        ValidationError,
+        r"has left \(1\) voxels but no right \(2\) voxel; expected 1 for the left",
+    ),
+    (
+        "hemisphere values swapped",
+        "return h  #",
+        "return 3 - h  #",
+        ValidationError,
+        r"the left hemisphere \(1\) lies on the right.*Either the hemisphere values are swapped "
+        r"\(BrainGlobe: 1 = left, 2 = right\), or ORIENTATION 'asr' has the wrong left/right",
+    ),
+    (
+        "no hemispheres and the left-right axis declared as anterior-posterior",
+        "def load_hemispheres(ctx):",  # a later ORIENTATION wins, and no hemispheres
+        'ORIENTATION = "rsa"\n\n\ndef _not_a_loader(ctx):',
+        ValidationError,
+        r"input annotation: only \d+\.\d% of labelled voxels have the same label as their mirror"
+        r".*mirror-symmetric along source axis 2 \(which ORIENTATION 'rsa' calls "
+        r"anterior-posterior\) instead.*ORIENTATION is probably wrong.*load_hemispheres",
+    ),
+    (
+        "no structure named root",
+        "return s  #",
+        "s[0]['acronym'] = 'brain'; return s  #",
+        HierarchyError,
+        r"no structure has the acronym 'root'.*Name the root structure \('brain', id 997\) 'root'",
+    ),
+    (
+        "supplied meshes lacking structures",
+        "def load_hemispheres(ctx):",
+        "def load_meshes(ctx):\n"
+        "    return {997: ctx.source('structures').parent / 'meshes' / '1097.obj'}\n\n"
+        "def load_hemispheres(ctx):",
+        ValidationError,
+        r"the supplied meshes \(load_meshes\) lack \d+ structure\(s\) with voxels, e\.g\. \[8, ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error", "message"),
+    [case[1:] for case in EARLY_FAILURES],
+    ids=[case[0] for case in EARLY_FAILURES],
+)
+def test_inputs_a_package_would_fail_are_refused_before_any_work(
+    tmp_path: Path, old: str, new: str, error: type[Exception], message: str
+) -> None:
+    """Each problem the final validation found after the meshes is now refused while the
+    inputs are checked, with a message that says what to change: no stack written, no mesh
+    started, nothing left."""
+    script = _write_script(tmp_path, old, new)
+    out = tmp_path / "out"
+    steps: list[str] = []
+    with pytest.raises(error, match=re.compile(message, re.DOTALL)):
+        build_atlas(script, out, source_dir=DATA, progress=lambda s, d, t: steps.append(s))
+    assert steps[-1] == "checking inputs"  # neither "writing stacks and tables" nor "meshes"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+AAL = REPO / "atlas_scripts" / "aal_human.py"
+# the obvious packaging of AAL: one structure per AAL label (left and right copies apart) and
+# no hemispheres stack; appended to the bundled script, so its sources and reference stay
+AAL_SIDED = """
+
+del load_hemispheres
+
+
+def load_annotation(ctx):
+    return _labels(ctx)[0]
+
+
+def load_structures(ctx):
+    root = {"acronym": "root", "id": ROOT_ID, "name": "root", "structure_id_path": [ROOT_ID],
+            "rgb_triplet": [255, 255, 255]}
+    return [root] + [
+        {"acronym": name, "id": label, "name": name, "structure_id_path": [ROOT_ID, label],
+         "rgb_triplet": _colour(i)}
+        for i, (label, name) in enumerate(_label_table(ctx))
+    ]
+"""
+
+
+def test_separate_left_right_labels_without_hemispheres_are_told_to_add_them(
+    tmp_path: Path,
+) -> None:
+    """Real AAL labels (Precentral_L = 1, Precentral_R = 2 ...) packaged without
+    load_hemispheres: about 3 % of labelled voxels match their mirror. The build stops before any
+    work and says to provide the hemispheres (or fix the orientation)."""
+    script = tmp_path / "aal_human.py"
+    script.write_text(AAL.read_text() + AAL_SIDED)
+    out = tmp_path / "out"
+    steps: list[str] = []
+    with pytest.raises(ValidationError) as info:
+        build_atlas(script, out, source_dir=DATA, progress=lambda s, d, t: steps.append(s))
+    message = str(info.value)
+    assert re.search(
+        r"only \d\.\d% of labelled voxels have the same label as their mirror", message
+    )
+    assert (
+        "provide a hemispheres stack: load_hemispheres in the atlas script, with 1 for" in message
+    )
+    assert "check that ORIENTATION is right" in message
+    assert "either side of the midline differ" not in message  # the old one-voxel probe
+    assert steps[-1] == "checking inputs"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_aal_with_a_wrong_left_right_letter_is_refused_before_any_work(tmp_path: Path) -> None:
+    """AAL declared "rps" (its data are "lpi"): the brain is turned upside down and mirrored
+    left to right, and its hemispheres (from the sided labels) end up on the wrong sides."""
+    script = tmp_path / "aal_human.py"
+    script.write_text(AAL.read_text().replace('ORIENTATION = "lpi"', 'ORIENTATION = "rps"'))
+    out = tmp_path / "out"
+    with pytest.raises(ValidationError, match="ORIENTATION 'rps' has the wrong left/right"):
+        build_atlas(script, out, source_dir=DATA)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 # --- a real build of the bundled Allen script (100 um, from the checkout alone) -----------
 
 
@@ -439,6 +590,19 @@ def test_cli_build_prints_sha256_and_validate(tmp_path: Path) -> None:
     from atlasmith.package import sha256_file
 
     assert f"sha256:  {sha256_file(archive)}" in result.output
+    # the build ends by pointing at its section sheet, with what to look for on it
+    sheet = out / "dsurqe_mouse_200um_v1.0" / "preview.png"
+    assert sheet.is_file()
+    checklist = result.output[result.output.index("Look at the section sheet") :].splitlines()
+    assert checklist[0] == f"Look at the section sheet before you share the atlas: {sheet}"
+    assert [line.split(":")[0] for line in checklist[1:]] == [
+        "  - up and front",
+        "  - left and right",
+        "  - labels",
+    ]
+    assert "Upside down or back to front means ORIENTATION is wrong" in checklist[1]
+    assert "hemisphere 1 lies on the side labelled left" in checklist[2]  # dsurqe: asymmetric
+    assert "the annotation and the reference do not match" in checklist[3]
     checked = runner.invoke(main, ["validate", str(archive)])
     assert checked.exit_code == 0, checked.output
     assert "all checks passed" in checked.output
@@ -477,6 +641,10 @@ def test_cli_build_format_writes_only_that_format(tmp_path: Path, chosen: str) -
         assert sorted(p.name for p in out.iterdir()) == ["brainglobe-atlasapi"]
         assert f"v3:      {v3_manifest}" in result.output
         assert "sha256:" not in result.output
+        assert (  # no v1 folder, so no preview.png: how to get one
+            "Look at the section sheet before you share the atlas: --format v3 alone keeps "
+            f"none; `atlasmith convert {v3_manifest} --to v1 --out DIR` writes one"
+        ) in result.output
         from atlasmith import Atlas
 
         assert Atlas(v3_manifest).metadata["symmetric"] is False  # dsurqe has hemispheres

@@ -242,6 +242,75 @@ def test_every_version_yanked_is_installed_only_when_named_exactly(
         server.stop()
 
 
+def test_an_unpinned_install_of_an_all_yanked_atlas_leaves_nothing_but_the_index(
+    tmp_path: Path, packages: dict[str, Path], cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before the lock is taken, as a misspelt name is: no lock file, no staging."""
+    root = write_repository(tmp_path / "r", list(packages.values()))
+    yank_in(root, "1.1", "superseded")
+    yank_in(root, "1.2", "wrong orientation")
+    server = RepoServer(root).start()
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
+    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    try:
+        for unpinned in (
+            lambda: make_cache(server, cache_dir).fetch(NAME),
+            lambda: make_cache(server, cache_dir).update(NAME),
+            lambda: fetch(NAME),
+            lambda: BrainGlobeAtlas(NAME, check_latest=False),
+        ):
+            with pytest.raises(AtlasNotFoundError, match="Every version of"):
+                unpinned()
+            left = {str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*")}
+            # the repository's index as read (its copy for BrainGlobe, the verified mark)
+            index = {".atlasmith/index.json", ".atlasmith/verified.json", "last_versions.conf"}
+            assert left == {".atlasmith", *index}, left  # no locks/, no staging/
+        assert server.gets(f"{NAME}_v1.2.tar.gz") == server.gets(f"{NAME}_v1.1.tar.gz") == []
+    finally:
+        server.stop()
+
+
+def test_check_latest_version_compares_by_order_with_the_non_yanked_latest(
+    tmp_path: Path,
+    example_atlas_dir: Path,
+    packages: dict[str, Path],
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An installed version that was yanked, with only an older version kept, is the latest
+    there is (``update`` never downgrades): True, with the yank's reason; once a newer version
+    is published, False. BrainGlobe's ``==`` said False, then "update", which did nothing."""
+    newest = make_package(example_atlas_dir, tmp_path / "pkg", NAME, "1.10")
+    root = write_repository(tmp_path / "r", list(packages.values()))
+    server = RepoServer(root).start()
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
+    try:
+        atlas = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir)  # installs 1.2
+        assert atlas.check_latest_version() is True
+        yank_in(root, "1.2", "wrong orientation")
+        capsys.readouterr()
+        atlas = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir, check_latest=False)
+        assert (atlas.local_version, atlas.remote_version) == ((1, 2), (1, 1))
+        assert atlas.check_latest_version() is True  # 1.2 > 1.1: nothing to update to
+        err = capsys.readouterr().err
+        assert "is not the latest" not in err
+        assert f"{NAME} 1.2 (installed) is yanked: wrong orientation. No newer version" in err
+        assert f"`atlasmith install {NAME} --version 1.1`" in err
+        assert atlas.check_latest_version(print_warning=False) is True
+        assert capsys.readouterr().err == ""
+        # 1.10 published: newer than 1.2 by number (a string compare says "1.10" < "1.2")
+        write_repository(root, [*packages.values(), newest], yanked=(f"{NAME}_v1.2",))
+        atlas = BrainGlobeAtlas(NAME, brainglobe_dir=cache_dir, check_latest=False)
+        assert atlas.remote_version == (1, 10)
+        assert atlas.check_latest_version() is False
+        err = capsys.readouterr().err
+        assert f"{NAME} version 1.2 is not the latest available (1.10)" in err
+        assert f"{NAME} 1.2 (installed) is yanked: no reason given." in err
+    finally:
+        server.stop()
+
+
 def test_update_never_downgrades_a_yanked_install(
     tmp_path: Path, packages: dict[str, Path], cache_dir: Path
 ) -> None:

@@ -210,16 +210,21 @@ def test_compress_false_returns_the_folder_and_overwrite(built: Path, tmp_path: 
 
 def test_validation_is_a_gate(built: Path, tmp_path: Path) -> None:
     meshes = built_meshes(built)
-    del meshes[51]
     reference, annotation = retrieve_reference_and_annotation()
-    with pytest.raises(ValidationError, match="mesh_files") as info:
-        wrapup_atlas_from_data(
-            ATLAS_NAME, 0, CITATION, ATLAS_LINK, SPECIES, (200, 200, 200), ORIENTATION,
-            ROOT_ID, reference, annotation, retrieve_structure_information(), meshes, tmp_path,
-            hemispheres_stack=retrieve_hemisphere_map(), scale_meshes=True,
-        )  # fmt: skip
-    assert "1 structure(s) without a mesh, e.g. [51]" in str(info.value)
+    args = (ATLAS_NAME, 0, CITATION, ATLAS_LINK, SPECIES, (200, 200, 200), ORIENTATION,
+            ROOT_ID, reference, annotation, retrieve_structure_information())  # fmt: skip
+    # meshes in voxels taken as um: only the written package shows it (its root mesh)
+    with pytest.raises(ValidationError, match="mesh_extents") as info:
+        wrapup_atlas_from_data(*args, meshes, tmp_path, hemispheres_stack=retrieve_hemisphere_map())
+    assert "root mesh spans" in str(info.value)
     assert not info.value.report.ok
+    assert list(tmp_path.iterdir()) == []
+    del meshes[51]  # known from the inputs: refused before anything is written
+    with pytest.raises(ValidationError, match=r"lack 1 structure\(s\) with voxels, e.g. \[51\]"):
+        wrapup_atlas_from_data(
+            *args, meshes, tmp_path, hemispheres_stack=retrieve_hemisphere_map(),
+            scale_meshes=True,
+        )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
 

@@ -308,23 +308,49 @@ class BrainGlobeAtlas(Atlas):
         return self._remote_url_base.format(archive_name(self._name, latest))
 
     def check_latest_version(self, print_warning: bool = True) -> bool | None:
-        """True when the installed version is the repository's latest, False when it is not
-        (with a message on stderr), None when the repository cannot be read."""
+        """True when the installed version is the repository's latest non-yanked version or
+        newer, False when a newer version is published (with a message on stderr), None when
+        the repository cannot be read (or has no version that is not yanked).
+
+        Versions compare by number, not by equality (BrainGlobe 2.3.1 says False whenever
+        they differ): an installed version newer than the latest non-yanked one (it was
+        yanked since, or came from another repository) has nothing to update to, and
+        ``atlasmith update`` never downgrades. An installed version that is yanked is said so
+        on stderr, with the publisher's reason.
+        """
         remote, local = self.remote_version, self.local_version
         if remote is None or local is None:
             return None
-        if local == remote:
-            return True
+        latest = local >= remote
         if print_warning:
             import sys
 
-            print(
-                f"atlasmith: {self._name} version {'.'.join(map(str, local))} is not the "
-                f"latest available ({'.'.join(map(str, remote))}). To update it run:\n"
-                f"    atlasmith update {self._name}",
-                file=sys.stderr,
-            )
-        return False
+            shown = ".".join(map(str, local))
+            if not latest:
+                print(
+                    f"atlasmith: {self._name} version {shown} is not the latest available "
+                    f"({'.'.join(map(str, remote))}). To update it run:\n"
+                    f"    atlasmith update {self._name}",
+                    file=sys.stderr,
+                )
+            yanked = self._yanked_note(shown)
+            if yanked is not None:
+                print(f"atlasmith: {yanked}", file=sys.stderr)
+        return latest
+
+    def _yanked_note(self, version: str) -> str | None:
+        """The notice for an installed version that is yanked, from the index as last read
+        (the call before read it when the repository could be reached): no second attempt."""
+        from atlasmith._install import yanked_notice
+
+        index = self._cache.cached_index()
+        entry = None if index is None else index.get(self._name, version)
+        if index is None or entry is None or not entry.yanked:
+            return None
+        latest = index.latest(self._name)
+        if latest is not None and parse_version(latest.version) > parse_version(version):
+            return f"{self._name} {version} (installed) is yanked: {entry.yank_note}."
+        return yanked_notice(entry, latest, installed=True)
 
     def __repr__(self) -> str:
         *words, resolution = self._name.split("_")

@@ -360,11 +360,14 @@ class AtlasCache(V3Cache):
 
     def _check_offered(self, name: str, version: str | None) -> None:
         """Raise the index's error for an atlas (or exact version) the repository does not
-        have, before the lock and the staging folders exist: a misspelt name leaves nothing
-        in the cache but the repository's index."""
+        have, or an atlas whose every version is yanked asked for without a version, before
+        the lock and the staging folders exist: such a request leaves nothing in the cache
+        but the repository's index."""
         index = self.index()
         if not index.versions(name) or (version is not None and index.get(name, version) is None):
             index.entry(name, version)
+        if version is None and index.latest(name) is None and self.find(name) is None:
+            index.entry(name, None)  # every version yanked and nothing installed to keep
 
     def _offline_error(self, name: str, version: str | None) -> OfflineError:
         cached = self.cached_index()

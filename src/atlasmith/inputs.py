@@ -5,7 +5,10 @@
 2. :func:`prepare_inputs` checks every input (shapes, dtypes, NaN, label values, hemispheres,
    the structure tree, labels without a structure), converts dtypes safely, drops structures
    without voxels and reorients the stacks to "asr": an :class:`AtlasInputs`, ready to be
-   written in any atlas format.
+   written in any atlas format. It then runs the checks the finished package would fail
+   (:mod:`atlasmith._stack_checks`: mirror symmetry, hemisphere sides, reference range; a
+   root named 'root'; a supplied mesh per structure), so no bad input is found only after
+   the meshes were made.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "as_annotation",
     "as_hemispheres",
     "as_reference",
+    "check_package_inputs",
     "load_raw_atlas",
     "prepare_inputs",
 ]
@@ -263,6 +267,12 @@ def _tree(raw: RawAtlas, annotation: Array) -> tuple[StructureTree, tuple[Struct
             f"ROOT_ID is {raw.root_id} but the root of the structure list is "
             f"{tree.root.acronym!r} ({tree.root.id}). Make them agree."
         )
+    if "root" not in tree:  # BrainGlobe's readers and validation look the root up by it
+        raise HierarchyError(
+            f"no structure has the acronym 'root': BrainGlobe requires it (readers ask for "
+            f"'root' by name). Name the root structure ({tree.root.acronym!r}, id "
+            f"{tree.root.id}) 'root'."
+        )
     counts, unknown = label_counts(annotation, tree)
     if unknown:
         raise ValidationError(
@@ -342,7 +352,7 @@ def prepare_inputs(raw: RawAtlas) -> AtlasInputs:
         return np.ascontiguousarray(reorient_stack(a, raw.orientation, ATLAS_ORIENTATION))
 
     annotation = asr(stacks["annotation"])
-    return AtlasInputs(
+    inputs = AtlasInputs(
         metadata=_metadata(raw, annotation.shape, raw.hemispheres is None, list(refs)),
         tree=tree,
         reference=asr(stacks["reference"]),
@@ -353,3 +363,53 @@ def prepare_inputs(raw: RawAtlas) -> AtlasInputs:
         mesh_transform=_mesh_transform(raw, stacks["annotation"].shape),
         removed=removed,
     )
+    check_package_inputs(inputs, raw.orientation)
+    return inputs
+
+
+def check_package_inputs(inputs: AtlasInputs, orientation: str | None = None) -> None:
+    """Run, on the inputs, the checks a finished package of them would fail.
+
+    ``orientation``: the source orientation, to name axes in the packager's terms.
+
+    Raises
+    ------
+    ValidationError
+        A reference below 128 everywhere, an additional reference equal to the reference, a
+        hemispheres stack without both sides or with the sides swapped, labels that are not
+        mirror-symmetric in an atlas without hemispheres, or a structure without a supplied
+        mesh.
+    """
+    from atlasmith import _stack_checks as checks
+
+    # (what the message is about, the finding); an additional reference's message names it
+    findings = [("input reference: ", checks.reference_range_finding(inputs.reference))]
+    for name, stack in inputs.additional_references.items():
+        findings.append(
+            ("input ", checks.additional_reference_finding(name, stack, inputs.reference))
+        )
+    if inputs.hemispheres is None:
+        symmetry = checks.symmetry_finding(inputs.annotation, orientation)
+        findings.append(("input annotation: ", symmetry))
+    else:
+        sides = checks.hemisphere_values_finding(inputs.hemispheres)
+        if sides.ok:
+            sides = checks.hemisphere_sides_finding(inputs.hemispheres, orientation)
+        findings.append(("input hemispheres: ", sides))
+    for about, finding in findings:
+        if not finding.ok:
+            raise ValidationError(about + finding.message)
+    _check_supplied_meshes(inputs)
+
+
+def _check_supplied_meshes(inputs: AtlasInputs) -> None:
+    """Every structure with voxels needs a mesh when the meshes are supplied."""
+    if inputs.meshes is None:
+        return
+    missing = [int(i) for i in inputs.tree.ids if int(i) not in inputs.meshes]
+    if missing:
+        raise ValidationError(
+            f"the supplied meshes (load_meshes) lack {len(missing)} structure(s) with voxels, "
+            f"e.g. {missing[:10]}: every structure needs meshes/<id>.obj. Supply a mesh for "
+            "each of them, or none, to generate every mesh from the annotation."
+        )

@@ -4,11 +4,14 @@
 and returns a :class:`ValidationReport`; it never raises on bad data. The checks are those of
 BrainGlobe 2.3.1's ``validate_atlases.py`` that mean something for a single package (files,
 root mesh against the annotation extent, image dimensions, additional references, mesh and
-structure sets, reference pixel range, symmetry probe, unique acronyms, atlas name), plus
-ours: metadata types, citation, structure tree rules, dtypes, annotation not empty, every
-label has a structure, hemisphere values, orientation sanity, every mesh inside the volume and
-the manifest hashes when a ``manifest.json`` is present. BrainGlobe's check that the name is in
-its hard-coded list of official atlases is left out: it fails every new atlas.
+structure sets, reference pixel range, unique acronyms, atlas name), plus ours: metadata
+types, citation, structure tree rules, dtypes, annotation not empty, every label has a
+structure, hemisphere values and sides, mirror symmetry over the whole volume (BrainGlobe
+compares one pair of voxels), every mesh inside the volume and the manifest hashes when a
+``manifest.json`` is present. The checks of the stacks' content come from
+:mod:`atlasmith._stack_checks`, which the build also runs on its inputs before any work.
+BrainGlobe's check that the name is in its hard-coded list of official atlases is left out: it
+fails every new atlas.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith import _stack_checks
 from atlasmith._types import ProgressCallback
 from atlasmith.errors import AtlasmithError, ValidationError
 from atlasmith.formats import MESHES, METADATA, REQUIRED_STACKS, STRUCTURES, V1Folder, stack_file
@@ -189,10 +193,13 @@ def check_dtypes(p: _Package) -> str:
     return "reference uint16, annotation uint32"
 
 
+def _require(finding: _stack_checks.Finding) -> str:
+    _need(finding.ok, finding.message)
+    return finding.message
+
+
 def check_reference_pixels(p: _Package) -> str:
-    top = int(p.reference.max())
-    _need(top >= 128, f"every reference voxel is below 128 (max {top}): a bad float cast?")
-    return f"reference values reach {top}"
+    return _require(_stack_checks.reference_range_finding(p.reference))
 
 
 def check_annotation_not_empty(p: _Package) -> str:
@@ -214,32 +221,22 @@ def check_hemispheres(p: _Package) -> str:
     hemi = p.stack("hemispheres")
     _need(hemi.shape == p.annotation.shape, f"hemispheres shape {hemi.shape} != annotation")
     _need(hemi.dtype == np.uint8, f"hemispheres is {hemi.dtype}, expected uint8")
-    counts = np.bincount(hemi.ravel(), minlength=3)
-    _need(counts.size == 3, f"hemisphere values other than 0, 1, 2: max {hemi.max()}")
-    _need(bool(counts[1] and counts[2]), "hemispheres lacks a left (1) or a right (2) voxel")
-    return f"values in {{0, 1, 2}}: {int(counts[1])} left, {int(counts[2])} right voxels"
+    top = int(hemi.max())
+    _need(top <= 2, f"hemisphere values other than 0, 1, 2: max {top}")
+    return "values in {0, 1, 2}: " + _require(_stack_checks.hemisphere_values_finding(hemi))
 
 
 def check_orientation_sanity(p: _Package) -> str:
     _need(p.metadata_dict.get("orientation") == ATLAS_ORIENTATION, "stacks are not declared 'asr'")
     if p.metadata_dict.get("symmetric", True):
         return "declared 'asr'"
-    hemi = p.stack("hemispheres")
-    columns = np.arange(hemi.shape[2])
-    per_column = np.stack([(hemi == v).sum(axis=(0, 1)) for v in (1, 2)])
-    left, right = (per_column * columns).sum(axis=1) / np.maximum(per_column.sum(axis=1), 1)
-    _need(left > right, "left (1) voxels lie right of right (2) voxels on axis 2 (asr: R->L)")
-    return "left hemisphere lies at higher axis-2 indices than the right one (asr)"
+    return _require(_stack_checks.hemisphere_sides_finding(p.stack("hemispheres")))
 
 
 def check_annotation_symmetry(p: _Package) -> str:
     if not p.metadata_dict.get("symmetric", True):
         return "asymmetric atlas (hemispheres.tiff): mirror symmetry not required"
-    c0, c1, c2 = (s // 2 for s in p.annotation.shape)
-    mirror = p.annotation.shape[2] - 1 - (c2 + 5)
-    left, right = p.annotation[c0, c1, c2 + 5], p.annotation[c0, c1, mirror]
-    _need(left == right, f"labels 5 voxels either side of the midline differ ({left} vs {right})")
-    return "labels match either side of the midline"
+    return _require(_stack_checks.symmetry_finding(p.annotation))
 
 
 def check_additional_references(p: _Package) -> str:
@@ -248,7 +245,7 @@ def check_additional_references(p: _Package) -> str:
         stack = p.stack(name)
         _need(stack.shape == p.reference.shape, f"{name}.tiff shape {stack.shape} != reference")
         _need(stack.dtype == np.uint16, f"{name}.tiff is {stack.dtype}, expected uint16")
-        _need(not np.array_equal(stack, p.reference), f"{name}.tiff is the reference itself")
+        _require(_stack_checks.additional_reference_finding(name, stack, p.reference))
     return f"{len(names)} additional reference(s) valid"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,9 +36,13 @@ _MESH_OPTIONS: dict[str, tuple[click.ParamType[Any], str]] = {
         click.FloatRange(min=0),
         "Vertex-clustering block in um (at least 2 voxels; 0: no clustering).",
     ),
+    "deviation_um": (
+        click.FloatRange(0, 10_000),
+        "Decimation: how far in um the shared surface may move (0: none).",
+    ),
     "decimate": (
         click.FloatRange(0, 1, min_open=True),
-        "Fraction of triangles kept by quadric decimation.",
+        "Decimate on, past --deviation-um, until this fraction of triangles is left.",
     ),
     "closing": (
         click.IntRange(min=0),
@@ -150,6 +155,18 @@ def build_command(
         click.echo(f"sha256:  {result.sha256}")
     if result.v3_manifest is not None:
         click.echo(f"v3:      {result.v3_manifest}")
+    click.echo(_sheet_checklist(result.folder, result.v3_manifest))
+
+
+def _sheet_checklist(folder: Path | None, manifest: Path | None) -> str:
+    """Where a build's section sheet is and what to look for on it."""
+    from atlasmith.formats import METADATA, PREVIEW, read_json
+    from atlasmith.previews import sheet_checklist
+
+    if folder is None:
+        return sheet_checklist(None, None, manifest)
+    symmetric = read_json(folder / METADATA, "written by this build").get("symmetric")
+    return sheet_checklist(folder / PREVIEW, bool(symmetric), manifest)
 
 
 @click.command("convert")
@@ -241,6 +258,7 @@ def meshes_command(
     scheduler: str | None,
     smoothing_um: float,
     cluster_um: float,
+    deviation_um: float,
     decimate: float,
     closing: int,
     overwrite: bool,
@@ -253,7 +271,11 @@ def meshes_command(
 
     keep_freed_memory()
     params = MeshParameters(
-        smoothing_um=smoothing_um, cluster_um=cluster_um, decimate=decimate, closing=closing
+        smoothing_um=smoothing_um,
+        cluster_um=cluster_um,
+        deviation_um=deviation_um,
+        decimate=decimate,
+        closing=closing,
     )
     with count_bar("meshes") as update:
         written = meshes_for_folder(

@@ -29,6 +29,7 @@ from atlasmith.previews._sections import (
     colour_lut,
     label_colours,
     render_section_sheet,
+    sheet_checklist,
     slice_positions,
     write_package_preview,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "render_section_sheet",
     "root_structure",
     "section_layout",
+    "sheet_checklist",
     "slice_positions",
     "top_level_structures",
     "viewer_side",

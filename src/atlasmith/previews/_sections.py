@@ -30,7 +30,7 @@ from atlasmith.previews._layout import (
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["render_section_sheet", "write_package_preview"]
+__all__ = ["render_section_sheet", "sheet_checklist", "write_package_preview"]
 
 _PANEL_PX = 260  # longest side of a section panel raster, in pixels
 
@@ -232,3 +232,45 @@ def write_package_preview(folder: PathLike) -> Path:
     target = Path(folder) / PREVIEW
     render_section_sheet(folder, target, positions=1, panel_inches=2.0, dpi=100)
     return target
+
+
+def sheet_checklist(
+    sheet: Path | None, symmetric: bool | None, manifest: Path | None = None
+) -> str:
+    """What a packager should look for on a build's section sheet, and where it is.
+
+    ``sheet``: the package's ``preview.png`` (None when only BrainGlobe 3 was written; then
+    ``manifest`` says what to convert to get one). ``symmetric``: from the metadata (None:
+    unknown). The checks cannot tell an upside-down atlas from the data, nor that a
+    symmetric one is not mirrored left to right: only a person looking at the sheet can.
+    """
+    if sheet is None:
+        source = manifest if manifest is not None else "MANIFEST"
+        where = (
+            f"--format v3 alone keeps none; `atlasmith convert {source} --to v1 --out DIR` "
+            f"writes one (DIR/<atlas folder>/{PREVIEW})"
+        )
+    else:
+        where = str(sheet)
+    if symmetric is False:
+        sides = (
+            "the build checked that hemisphere 1 lies on the side labelled left; make sure "
+            "1 is the brain's left in your sources"
+        )
+    else:
+        sides = (
+            "the midline runs down the middle of the frontal and horizontal panels (readers "
+            "split a symmetric atlas into hemispheres there)"
+        )
+    return "\n".join(
+        [
+            f"Look at the section sheet before you share the atlas: {where}",
+            "  - up and front: the words at each panel's edges (dorsal, anterior, left...) say "
+            "where the atlas claims that side is; the brain must agree. Upside down or back "
+            "to front means ORIENTATION is wrong (no check can tell up from down).",
+            f"  - left and right: {sides}.",
+            "  - labels: the coloured regions lie on the brain in the reference, their "
+            "outlines along its edges; a shifted, stretched or mirrored overlay means the "
+            "annotation and the reference do not match.",
+        ]
+    )
