@@ -5,6 +5,7 @@ test_brainglobe_compat.py)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -314,16 +315,41 @@ def test_tree_is_built_and_checked_on_first_use(example_atlas_copy: Path) -> Non
         broken.structures["CH"]
 
 
+def _mapped_kb(stack: np.ndarray) -> int:
+    """Resident kB of the mapping behind a memory-mapped stack (Linux's /proc/self/smaps)."""
+    start = np.frombuffer(stack._mmap, dtype=np.uint8, count=1).ctypes.data
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        header = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)  # a mapping: its addresses first
+        if header:
+            inside = int(header[1], 16) <= start < int(header[2], 16)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="reads /proc/self/smaps")
 @pytest.mark.parametrize("advice", ["linux", "unsupported"])
-def test_full_passes_map_the_pages_first(
+def test_full_passes_hold_one_block_of_the_annotation(
     example_atlas_dir: Path, annotation: np.ndarray, monkeypatch: pytest.MonkeyPatch, advice: str
 ) -> None:
-    from atlasmith.formats import _tiff
+    """Masks, statistics and large batches of lookups read a memory-mapped annotation a block
+    of rows at a time and let each block's pages go: the process never holds it whole (4.8 GB
+    at 10 um), whether the kernel maps a block in one call or page by page."""
+    from atlasmith import _pages
 
-    if advice == "unsupported":  # an advice the kernel rejects: the page-by-page fallback
-        monkeypatch.setattr(_tiff, "_MADV_POPULATE_READ_LINUX", 123456)
+    if advice == "unsupported":  # an advice the kernel rejects: pages are faulted in
+        monkeypatch.setattr(_pages, "_MADV_POPULATE_READ_LINUX", 123456)
     atlas = Atlas(example_atlas_dir)
     mask = atlas.get_structure_mask("HY")
-    assert atlas.annotation._atlasmith_mapped
     members = [1097, *(atlas.structures[a]["id"] for a in atlas.get_structure_descendants("HY"))]
     np.testing.assert_array_equal(mask, np.where(np.isin(annotation, members), 1097, 0))
+    assert _mapped_kb(atlas.annotation) == 0
+    assert atlas.structure_statistics().loc[1097, "voxels"] == np.count_nonzero(mask)
+    assert _mapped_kb(atlas.annotation) == 0
+    voxels = np.random.default_rng(2).integers(0, atlas.shape, size=(50_000, 3))
+    ids = atlas.structure_from_coords(voxels)
+    np.testing.assert_array_equal(ids, annotation[tuple(voxels.T)])
+    assert _mapped_kb(atlas.annotation) == 0
+    atlas.annotation[66, 40, 57]  # noqa: B018 - mapped again once read
+    assert _mapped_kb(atlas.annotation) > 0

@@ -163,6 +163,18 @@ def test_map_labels(tree: StructureTree, annotation: np.ndarray) -> None:
         tree.compact(np.zeros(3, dtype=np.float32))
 
 
+def test_map_labels_into_rows_of_a_result(tree: StructureTree, annotation: np.ndarray) -> None:
+    values = np.where(tree.member_lut("CH"), 567, 0).astype(np.uint32)
+    out = np.full(annotation.shape, 7, dtype=np.uint32)
+    tree.map_labels(annotation[10:30], values, out=out[10:30])
+    np.testing.assert_array_equal(out[10:30], tree.map_labels(annotation[10:30], values))
+    assert (out[:10] == 7).all()
+    assert (out[30:] == 7).all()
+    for wrong in (out[10:31], out[10:30].astype(np.uint16), out[10:30, :, ::2]):
+        with pytest.raises(ValueError, match="out must be a C-contiguous"):
+            tree.map_labels(annotation[10:30], values, out=wrong)
+
+
 def test_present_keeps_ancestors_of_labelled_structures(
     tree: StructureTree, annotation: np.ndarray
 ) -> None:

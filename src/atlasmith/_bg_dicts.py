@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from atlasmith.errors import StructureNotFoundError
 from atlasmith.hierarchy import Structure, StructureTree
+from atlasmith.statistics import row_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
     from treelib.tree import Tree
@@ -274,11 +275,13 @@ def mask_by_entries(
 ) -> npt.NDArray[Any]:
     """BrainGlobe 2.3.1's structure mask from the entries as they are now: the entry's ``id``
     on the voxels labelled with its id or its descendants' ids, 0 elsewhere (a ``shape``
-    array of the annotation's dtype). One vectorised pass over the annotation."""
+    array of the annotation's dtype). One vectorised pass over the annotation, a block of rows
+    at a time (no full-size temporary)."""
     value = structures[structure]["id"]
     labels = [structures[a]["id"] for a in descendants_by_entries(structures, structure)]
     mask = np.zeros(shape, annotation.dtype)
-    mask[np.isin(annotation, [*labels, value])] = value
+    for start, block in row_blocks(annotation):
+        mask[start : start + len(block)][np.isin(block, [*labels, value])] = value
     return mask
 
 

@@ -51,6 +51,12 @@ def connection_cap(wanted: int = SERVER_MAX_CONNECTIONS) -> int:
     return max(8, min(wanted, soft - _SPARE_DESCRIPTORS))
 
 
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    """Cancel a timer if there is one."""
+    if timer is not None:
+        timer.cancel()
+
+
 class GuardedH11(H11Protocol):
     """uvicorn's h11 protocol with a request-head deadline, a send deadline and a connection
     cap."""
@@ -105,9 +111,7 @@ class GuardedH11(H11Protocol):
         self._head_timer = self.loop.call_later(self.header_timeout, self._expire)
 
     def _stop_timer(self) -> None:
-        timer = getattr(self, "_head_timer", None)
-        if timer is not None:
-            timer.cancel()
+        _cancel(getattr(self, "_head_timer", None))
         self._head_timer = None
 
     def _expire(self) -> None:
@@ -118,9 +122,7 @@ class GuardedH11(H11Protocol):
     # --- the send deadline -------------------------------------------------------------------
 
     def _stop_send_timer(self) -> None:
-        timer = getattr(self, "_send_timer", None)
-        if timer is not None:
-            timer.cancel()
+        _cancel(getattr(self, "_send_timer", None))
         self._send_timer = None
 
     def _stalled(self) -> None:

@@ -62,11 +62,23 @@ class LabelMap:
         hashed: npt.NDArray[np.uint32] = (labels * self.mult) >> self.shift
         return hashed
 
-    def map(self, labels: npt.NDArray[Any], values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """``values[compact(label)]`` for every label, same shape as ``labels``."""
+    def map(
+        self,
+        labels: npt.NDArray[Any],
+        values: npt.NDArray[Any],
+        out: npt.NDArray[Any] | None = None,
+    ) -> npt.NDArray[Any]:
+        """``values[compact(label)]`` for every label, same shape as ``labels``, written into
+        ``out`` when given (a C-contiguous array of that shape and ``values``' dtype)."""
         if labels.dtype.kind not in "ui":
             raise TypeError(f"labels must be integers, got an array of {labels.dtype}.")
-        out = np.empty(labels.shape, dtype=values.dtype)
+        if out is None:
+            out = np.empty(labels.shape, dtype=values.dtype)
+        elif out.shape != labels.shape or out.dtype != values.dtype or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out must be a C-contiguous {values.dtype} array of shape {labels.shape}, got "
+                f"{out.dtype} {out.shape}."
+            )
         flat_in, flat_out = labels.reshape(-1), out.reshape(-1)
         if self.mode == "hash" and labels.dtype == np.uint32 and values[0] == 0:
             nonzero = np.unique(values[values != 0])

@@ -42,6 +42,7 @@ from atlasmith._bg_dicts import (
     mask_by_entries,
     structure_id,
 )
+from atlasmith._pages import gather
 from atlasmith._points import as_voxels, flat_indices
 from atlasmith._types import PathLike
 from atlasmith.errors import (
@@ -69,6 +70,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Atlas"]
 
 _FRONTAL_AXIS = 2  # the left-right axis of "asr"
+# Points from which a memory-mapped stack is read a block at a time (atlasmith._pages.gather):
+# fewer fault in a few pages each, and grouping them by block would cost more than it saves.
+_GATHER_POINTS = 1 << 14
 
 
 class Atlas:
@@ -265,6 +269,8 @@ class Atlas:
     def _values_at(self, stack: Any, flat: npt.NDArray[np.intp]) -> Any:
         if isinstance(stack, ZarrArray):  # a chunked stack: decoded once, or chunk by chunk
             return stack.take(flat)
+        if isinstance(stack, np.memmap) and flat.size >= _GATHER_POINTS:
+            return gather(stack, flat)  # a block at a time: the stack is never mapped whole
         if flat.size * PAGE_BYTES >= 4 * stack.nbytes:  # many points: map the pages first
             map_pages(stack)
         return stack.reshape(-1).take(flat)
@@ -492,9 +498,7 @@ class Atlas:
             computed: npt.NDArray[Any] = self.tree.map_labels(np.asarray(self.annotation), binary)
             return computed
         values = np.where(self.tree.member_lut(sid), sid, 0).astype(self.annotation.dtype)
-        map_pages(self.annotation)
-        mask: npt.NDArray[Any] = self.tree.map_labels(self.annotation, values)
-        return mask
+        return _map_rows(self.annotation, self.tree, values)
 
     def structure_statistics(self) -> pd.DataFrame:
         """Size and position of every structure, its descendants included.
@@ -515,7 +519,6 @@ class Atlas:
         from atlasmith.statistics import structure_stats
 
         tree = self.tree
-        map_pages(self.annotation)
         stats = structure_stats(self.annotation, tree)
         empty = stats.voxels == 0
         columns: dict[str, Any] = {
@@ -557,6 +560,21 @@ class Atlas:
         """Path of the root structure's mesh file."""
         path: Path = self.meshfile_from_structure(self.tree.root.id)
         return path
+
+
+def _map_rows(
+    annotation: npt.NDArray[Any], tree: StructureTree, values: npt.NDArray[Any]
+) -> npt.NDArray[Any]:
+    """``values[compact(label)]`` over the annotation, a block of rows at a time into the
+    result: no full-size temporary, and a memory-mapped annotation is never mapped whole, so
+    the peak is the result plus a block (measured at 10 um, CH: 4.65 GB for a 4.59 GiB
+    result; 9.2 GB with the annotation mapped whole)."""
+    from atlasmith.statistics import row_blocks
+
+    out = np.empty(annotation.shape, dtype=values.dtype)
+    for start, block in row_blocks(annotation):
+        tree.map_labels(block, values, out=out[start : start + len(block)])
+    return out
 
 
 def _check_level(level: Any) -> int:

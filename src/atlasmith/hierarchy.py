@@ -400,12 +400,15 @@ class StructureTree:
         lm = self._label_map
         return lm.map(np.asarray(labels), np.arange(len(self) + 1, dtype=lm.dtype))
 
-    def map_labels(self, labels: npt.ArrayLike, values: npt.ArrayLike) -> npt.NDArray[Any]:
+    def map_labels(
+        self, labels: npt.ArrayLike, values: npt.ArrayLike, out: npt.NDArray[Any] | None = None
+    ) -> npt.NDArray[Any]:
         """``values[compact(label)]`` for each label, in one blocked pass (no compact copy).
 
         ``values`` has one entry per compact index (length N + 1; entry 0 is used for 0 and
         for labels of no structure), e.g. a :meth:`member_lut` or a row of
-        :attr:`ancestor_table`.
+        :attr:`ancestor_table`. ``out``: where to write the result (a C-contiguous array of
+        the labels' shape and the values' dtype, e.g. rows of a larger result).
         """
         table = np.asarray(values)
         if table.shape != (len(self) + 1,):
@@ -413,7 +416,7 @@ class StructureTree:
                 f"values must have one entry per compact index ({len(self) + 1}), got shape "
                 f"{table.shape}."
             )
-        return self._label_map.map(np.asarray(labels), table)
+        return self._label_map.map(np.asarray(labels), table, out)
 
     def present(self, labels: Iterable[int]) -> tuple[StructureTree, list[Structure]]:
         """Keep the structures with voxels (given ``labels``) in them or in a descendant.

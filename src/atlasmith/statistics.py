@@ -5,7 +5,7 @@ at each index along it (one ``np.bincount`` per axis per block of rows). A label
 count, bounding box and centroid follow from its three profiles; a structure's, descendants
 included, from the sum of its labels' profiles (a sparse matrix product over the hierarchy).
 The volume is read a block of rows at a time, so memory stays bounded for fine atlases, and
-a memory-mapped annotation is never copied whole.
+a memory-mapped annotation is never copied nor mapped whole (:func:`row_blocks`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._pages import map_rows, prefetch_rows, release_rows
 from atlasmith._types import BoolArray, Float64Array, IntArray
 from atlasmith.hierarchy import StructureTree
 
@@ -37,11 +38,22 @@ _PROFILE_VOXELS = 1 << 22  # voxels per block of a profile pass (bounds its temp
 def row_blocks(
     volume: npt.NDArray[Any], voxels: int = ROW_BLOCK_VOXELS
 ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
-    """``(first row, rows)`` of a volume, about ``voxels`` voxels at a time, read into memory
-    (so a memory-mapped stack is never read whole)."""
+    """``(first row, rows)`` of a volume, about ``voxels`` voxels at a time.
+
+    A memory-mapped stack is never held whole: each block's pages are mapped in one call
+    before it is yielded and unmapped when the next is asked for (or the loop ends), so the
+    process holds one block of the file, not all of it (4.8 GB at 10 um; the pages stay
+    valid, a block kept longer is mapped again when read). The next block is read ahead in
+    the background meanwhile, for a file not yet in the page cache.
+    """
     step = max(1, voxels // max(1, volume[0].size))
     for start in range(0, len(volume), step):
-        yield start, np.asarray(volume[start : start + step])
+        prefetch_rows(volume, start + step, start + 2 * step)
+        map_rows(volume, start, start + step)
+        try:
+            yield start, np.asarray(volume[start : start + step])
+        finally:
+            release_rows(volume, start, start + step)
 
 
 def label_counts(

@@ -1,10 +1,9 @@
 """TIFF stacks, as BrainGlobe's v1 folders hold them: written uncompressed and contiguous so
-that they are memory-mapped when read, and their pages mapped in one call before a pass."""
+that they are memory-mapped when read (their pages are mapped and let go by
+:mod:`atlasmith._pages`)."""
 
 from __future__ import annotations
 
-import mmap
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import tifffile  # imported with the readers (not on `import atlasmith`), so opening stays fast
 
+from atlasmith._pages import PAGE_BYTES, map_pages
 from atlasmith.errors import AtlasFormatError, MissingFileError
 
-__all__ = ["map_pages", "read_stack", "write_stack"]
-
-PAGE_BYTES = 4096
-_MADV_POPULATE_READ_LINUX = 22
+__all__ = ["PAGE_BYTES", "map_pages", "read_stack", "write_stack"]
 
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
@@ -51,23 +48,3 @@ def read_stack(path: Path) -> npt.NDArray[Any]:
 def write_stack(path: Path, array: npt.NDArray[Any]) -> None:
     """Write a stack as an uncompressed, contiguous TIFF (memory-mappable)."""
     tifffile.imwrite(path, np.ascontiguousarray(array))
-
-
-def map_pages(stack: npt.NDArray[Any]) -> None:
-    """Map every page of a memory-mapped stack before a pass over most of it (once per stack).
-
-    On Linux >= 5.14 one ``madvise(MADV_POPULATE_READ)`` maps them all (measured ~40 ms for
-    300 MB, against ~0.2-0.4 s of page faults during the pass); elsewhere one value per page is
-    read in order, so the kernel maps pages in batches rather than one fault at a time.
-    """
-    if not isinstance(stack, np.memmap) or getattr(stack, "_atlasmith_mapped", False):
-        return
-    mapping = getattr(stack, "_mmap", None)
-    try:
-        if mapping is None or not sys.platform.startswith("linux"):
-            raise OSError("MADV_POPULATE_READ is Linux-only")
-        mapping.madvise(getattr(mmap, "MADV_POPULATE_READ", _MADV_POPULATE_READ_LINUX))
-    except (OSError, ValueError):  # older kernels: EINVAL
-        step = max(1, PAGE_BYTES // stack.itemsize)
-        np.asarray(stack.reshape(-1)[::step]).max(initial=0)
-    stack._atlasmith_mapped = True  # type: ignore[attr-defined]

@@ -1,0 +1,68 @@
+"""Pages of memory-mapped stacks (atlasmith._pages): values read a block at a time are those
+of the stack, and letting pages go never loses data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atlasmith import _pages
+from atlasmith.formats import V1Folder
+from atlasmith.statistics import row_blocks
+
+
+@pytest.fixture(scope="module")
+def annotation(example_atlas_dir: Path) -> np.ndarray:
+    stack = V1Folder(example_atlas_dir).annotation
+    assert isinstance(stack, np.memmap)
+    return stack
+
+
+@pytest.mark.parametrize("block_bytes", [1, 80 * 114 * 4 * 7, 1 << 26])
+@pytest.mark.parametrize("points", [0, 1, 20_000])
+def test_gather_equals_take(
+    annotation: np.ndarray, monkeypatch: pytest.MonkeyPatch, block_bytes: int, points: int
+) -> None:
+    """Any block size (one row; 7 rows, the last block short; the whole stack), points in
+    random order, repeated, in some blocks only or in all."""
+    monkeypatch.setattr(_pages, "_GATHER_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(points)
+    flat = rng.integers(0, annotation.size, size=points)
+    flat[: points // 2] = flat[: points // 2] % (annotation[0].size * 30)  # crowd some blocks
+    expected = np.asarray(annotation).reshape(-1).take(flat)
+    found = _pages.gather(annotation, flat)
+    assert found.dtype == annotation.dtype
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_row_blocks_of_a_memory_map_are_its_rows(annotation: np.ndarray) -> None:
+    blocks = list(row_blocks(annotation, voxels=80 * 114 * 10))
+    assert [start for start, _ in blocks] == list(range(0, 132, 10))
+    # kept past their turn (their pages were let go): read again from the file
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), annotation)
+
+
+@pytest.mark.parametrize("mode", ["r+", "c"])
+def test_letting_pages_go_keeps_what_was_written(tmp_path: Path, mode: str) -> None:
+    """A shared mapping's written pages reach the file; a copy-on-write one's are never let
+    go (they would be lost)."""
+    path = tmp_path / "stack.npy"
+    np.save(path, np.zeros((4, 1024, 8), dtype=np.uint32))
+    stack = np.load(path, mmap_mode=mode)
+    stack[1:3] = 5
+    _pages.release_rows(stack, 0, 4)
+    assert (stack[1:3] == 5).all()
+    assert (stack[0] == 0).all()
+    if mode == "r+":
+        stack.flush()
+        assert (np.load(path)[1:3] == 5).all()
+
+
+def test_other_arrays_are_left_alone() -> None:
+    array = np.arange(24).reshape(2, 3, 4)
+    _pages.map_rows(array, 0, 2)
+    _pages.prefetch_rows(array, 0, 2)
+    _pages.release_rows(array, 0, 2)
+    np.testing.assert_array_equal(array, np.arange(24).reshape(2, 3, 4))
