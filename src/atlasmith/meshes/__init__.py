@@ -13,9 +13,10 @@ The design (shared surface, face selection, each mesh finished on its own):
    neighbours). It runs in slabs along the first axis, in parallel, with memory bounded by
    the slab size (``_surface``).
 4. The shared surface is decimated once: vertices in the same block (``cluster_um``) whose
-   cells hold the same set of labels, and that face the same way, are merged; optionally a
-   quadric edge collapse (``fast_simplification``) follows, in pieces along the first axis
-   that run in parallel, with the vertices on the cuts between pieces kept in place.
+   cells hold the same set of labels, and that face the same way, are merged; optionally
+   (``deviation_um``, ``decimate``) half-edge collapses that keep every boundary where it is
+   follow (``_collapse``), in pieces along the first axis that run in parallel, with the
+   vertices on the cuts between pieces kept in place.
 5. Every structure's mesh (leaf or parent) is the set of faces with exactly one side in
    the structure, oriented so its normals point outwards: closed, and, without closing,
    exactly the union of its descendants. It is then smoothed on its own
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from atlasmith._fs import FOLDER_MODE, replace_path, temporary_folder
 from atlasmith._types import PathLike, ProgressCallback
 from atlasmith.errors import AtlasExistsError
-from atlasmith.meshes._parameters import ENGINE, MeshParameters
+from atlasmith.meshes._parameters import ENGINE, MeshParameters, default_decimals
 from atlasmith.meshes._runner import Runner, keep_freed_memory, make_runner
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +55,7 @@ __all__ = [
     "MeshOptions",
     "MeshParameters",
     "Runner",
+    "default_decimals",
     "generate_meshes",
     "keep_freed_memory",
     "make_runner",
