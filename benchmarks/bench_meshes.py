@@ -125,7 +125,9 @@ def prepare(resolution: int, work: Path) -> Path:
     import tifffile
 
     folder = work / f"atlas_{resolution}um"
-    if (folder / "annotation.npy").is_file():
+    if (folder / "annotation.npy").is_file() and "orientation" in (
+        folder / "metadata.json"
+    ).read_text():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     annotation, _ = nrrd.read(str(ANNOTATION_25))
@@ -134,7 +136,17 @@ def prepare(resolution: int, work: Path) -> Path:
     tifffile.imwrite(folder / "annotation.tiff", sub)
     np.save(folder / "annotation.npy", sub)
     shutil.copyfile(STRUCTURES, folder / "structures.json")
-    metadata = {"resolution": [float(resolution)] * 3, "shape": list(sub.shape)}
+    metadata = {
+        "name": "allen_mouse",
+        "citation": "Wang et al 2020, https://doi.org/10.1016/j.cell.2020.04.007",
+        "atlas_link": "http://www.brain-map.org",
+        "species": "Mus musculus",
+        "symmetric": True,
+        "resolution": [float(resolution)] * 3,
+        "orientation": "asr",
+        "version": "1.2",
+        "shape": list(sub.shape),
+    }
     (folder / "metadata.json").write_text(json.dumps(metadata))
     return folder
 
@@ -304,6 +316,13 @@ def main() -> None:
         help="also run atlasmith with these --deviation-um values (decimation), each a row",
     )
     parser.add_argument(
+        "--deviation-res",
+        type=int,
+        nargs="*",
+        default=[100, 50, 25],
+        help="resolutions that get the --deviation-um rows (default: all)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=5, help="runs of atlasmith per resolution (median time)"
     )
     args = parser.parse_args()
@@ -346,7 +365,9 @@ def main() -> None:
 
 def _light_rows(args: argparse.Namespace, folder: Path, resolution: int) -> list[dict[str, Any]]:
     """atlasmith with each ``--deviation-um`` value asked for (a row each)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if resolution not in args.deviation_res:
+        return rows
     for deviation in args.deviation_um:
         out = args.out / f"ours_{resolution}um_dev{deviation:g}"
         extra = ("--deviation-um", f"{deviation:g}")
