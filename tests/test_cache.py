@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,6 +197,17 @@ def yank_in(root: Path, version: str, reason: str | None) -> None:
         (root / name).write_text(index.render_conf())
 
 
+def _unpinned_requests(server: RepoServer, cache_dir: Path) -> tuple[Callable[[], object], ...]:
+    """Every way to ask for an atlas without a version: cache fetch and update, fetch,
+    BrainGlobeAtlas."""
+    return (
+        lambda: make_cache(server, cache_dir).fetch(NAME),
+        lambda: make_cache(server, cache_dir).update(NAME),
+        lambda: fetch(NAME),
+        lambda: BrainGlobeAtlas(NAME, check_latest=False),
+    )
+
+
 def test_every_version_yanked_is_installed_only_when_named_exactly(
     tmp_path: Path,
     packages: dict[str, Path],
@@ -209,12 +221,7 @@ def test_every_version_yanked_is_installed_only_when_named_exactly(
     monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
     monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
     try:
-        for unpinned in (
-            lambda: make_cache(server, cache_dir).fetch(NAME),
-            lambda: make_cache(server, cache_dir).update(NAME),
-            lambda: fetch(NAME),
-            lambda: BrainGlobeAtlas(NAME, check_latest=False),
-        ):
+        for unpinned in _unpinned_requests(server, cache_dir):
             with pytest.raises(AtlasNotFoundError) as raised:
                 unpinned()
             message = str(raised.value)
@@ -253,12 +260,7 @@ def test_an_unpinned_install_of_an_all_yanked_atlas_leaves_nothing_but_the_index
     monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
     monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
     try:
-        for unpinned in (
-            lambda: make_cache(server, cache_dir).fetch(NAME),
-            lambda: make_cache(server, cache_dir).update(NAME),
-            lambda: fetch(NAME),
-            lambda: BrainGlobeAtlas(NAME, check_latest=False),
-        ):
+        for unpinned in _unpinned_requests(server, cache_dir):
             with pytest.raises(AtlasNotFoundError, match="Every version of"):
                 unpinned()
             left = {str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*")}
