@@ -12,6 +12,7 @@ from pathlib import Path
 
 from atlasmith._fs import temporary_folder
 from atlasmith.package import sha256_file
+from mounts import mounted_tmpfs
 from test_build import DATA, SCRIPT
 from test_download import RepoServer
 
@@ -189,22 +190,13 @@ def test_a_read_only_output_folder_is_one_clear_line(tmp_path: Path) -> None:
 
     from atlasmith.cli import main
 
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert mounted.returncode == 0, f"mounting a read-only tmpfs needs root: {mounted.stderr}"
-    try:
-        script = tmp_path / "test_mouse.py"
-        script.write_text(SCRIPT)
+    script = tmp_path / "test_mouse.py"
+    script.write_text(SCRIPT)
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as readonly:
         out = readonly / "out"
         result = CliRunner().invoke(
             main, ["build", str(script), "--out", str(out), "--source-dir", str(DATA)]
         )
-    finally:
-        subprocess.run(["umount", str(readonly)], check=True)
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Read-only file system" in result.output

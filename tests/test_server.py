@@ -28,6 +28,7 @@ from atlasmith.package import sha256_file
 from atlasmith.repository import IndexEntry, LocalRepository
 from atlasmith.server import make_app, serve_in_thread
 from atlasmith.tokens import TokenStore
+from mounts import mounted_tmpfs
 from repo_helpers import PackageFactory, package_factory
 
 
@@ -576,23 +577,13 @@ def test_an_index_replaced_by_a_folder_is_503_and_nothing_is_stored(
 
 
 def test_a_full_disk_is_507_and_leaves_nothing(tmp_path: Path, packages: PackageFactory) -> None:
-    root = tmp_path / "small"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(root)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"a small disk needs a tmpfs mount (root): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "size=8m") as root:
         with _fresh_server(tmp_path, root) as (url, _, token):
             answer = _upload(url, token, packages())
             assert answer.status_code == 507
             assert "disk is full" in answer.json()["detail"]
             assert httpx.get(f"{url}/health").status_code == 200
         assert list(root.iterdir()) == []  # no hidden leftover, no archive without index
-    finally:
-        subprocess.run(["umount", str(root)], check=True)
 
 
 def test_a_stalled_upload_is_408_and_leaves_nothing(tmp_path: Path) -> None:
