@@ -7,9 +7,10 @@ every vertex stays where the surface nets put it: within its voxels) and deletes
 on the edge. It is allowed when it keeps every boundary where it is, topologically and
 within ``tolerance``:
 
-- ``u`` lies inside one boundary (two labels around it, the edge shared by two faces) or on
-  a junction curve (three labels, the edge shared by three faces: it slides along the
-  curve); corners and frozen vertices never move;
+- ``u`` lies inside one boundary (two labels around it, the edge shared by two faces), or
+  where three or more labels meet and the edge is shared by three or more faces (it slides
+  along a junction curve; a corner moves only onto a neighbour that has all its labels);
+  frozen vertices, and those of very small surface pieces or junctions, never move;
 - ``v`` lies on every boundary ``u`` lies on (its labels include ``u``'s);
 - the link condition: ``u`` and ``v`` have no common neighbour but the faces' opposite
   corners (so no fold, pinch or doubled face appears);
@@ -36,6 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from atlasmith._types import BoolArray, IntArray
+from atlasmith.meshes._surface import alive_mask
 
 __all__ = ["collapse"]
 
@@ -94,11 +96,7 @@ def collapse(
         quadric[v] += quadric[u]
         area[v] += area[u]
         faces = step[faces]
-        alive = (
-            (faces[:, 0] != faces[:, 1])
-            & (faces[:, 1] != faces[:, 2])
-            & (faces[:, 0] != faces[:, 2])
-        )
+        alive = alive_mask(faces)
         faces, pairs = faces[alive], pairs[alive]
         if len(u) < _LAST_ROUND * n or len(faces) <= target:
             break
