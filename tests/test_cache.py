@@ -208,18 +208,31 @@ def _unpinned_requests(server: RepoServer, cache_dir: Path) -> tuple[Callable[[]
     )
 
 
+def _serve_all_yanked(
+    tmp_path: Path,
+    packages: dict[str, Path],
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reason_1_1: str | None,
+) -> RepoServer:
+    """A served repository of NAME 1.1 and 1.2, both yanked (1.2 for "wrong orientation"),
+    set as the user's repository with ``cache_dir`` as the cache."""
+    root = write_repository(tmp_path / "r", list(packages.values()))
+    yank_in(root, "1.1", reason_1_1)
+    yank_in(root, "1.2", "wrong orientation")
+    server = RepoServer(root).start()
+    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
+    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    return server
+
+
 def test_every_version_yanked_is_installed_only_when_named_exactly(
     tmp_path: Path,
     packages: dict[str, Path],
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root = write_repository(tmp_path / "r", list(packages.values()))
-    yank_in(root, "1.1", None)
-    yank_in(root, "1.2", "wrong orientation")
-    server = RepoServer(root).start()
-    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
-    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    server = _serve_all_yanked(tmp_path, packages, cache_dir, monkeypatch, None)
     try:
         for unpinned in _unpinned_requests(server, cache_dir):
             with pytest.raises(AtlasNotFoundError) as raised:
@@ -253,12 +266,7 @@ def test_an_unpinned_install_of_an_all_yanked_atlas_leaves_nothing_but_the_index
     tmp_path: Path, packages: dict[str, Path], cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Refused before the lock is taken, as a misspelt name is: no lock file, no staging."""
-    root = write_repository(tmp_path / "r", list(packages.values()))
-    yank_in(root, "1.1", "superseded")
-    yank_in(root, "1.2", "wrong orientation")
-    server = RepoServer(root).start()
-    monkeypatch.setenv("ATLASMITH_REPOSITORY", server.url)
-    monkeypatch.setenv("ATLASMITH_CACHE_DIR", str(cache_dir))
+    server = _serve_all_yanked(tmp_path, packages, cache_dir, monkeypatch, "superseded")
     try:
         for unpinned in _unpinned_requests(server, cache_dir):
             with pytest.raises(AtlasNotFoundError, match="Every version of"):
