@@ -226,11 +226,11 @@ def main() -> None:
     print(f"| {'step':<22} | {'atlasmith: s':>12} | {'MB':>8} | {'req':>5} "
           f"| {'BrainGlobe 3.0.2: s':>19} | {'MB':>8} | {'req':>5} |")  # fmt: skip
     for (label, t1, r1, b1, _), (_, t2, r2, b2, _) in zip(mine, theirs, strict=True):
-        print(f"| {label:<22} | {t1:>12.2f} | {b1 / 1e6:>8.3f} | {r1:>5} "
-              f"| {t2:>19.2f} | {b2 / 1e6:>8.3f} | {r2:>5} |")  # fmt: skip
+        print(f"| {label:<22} | {t1:>12.3f} | {b1 / 1e6:>8.3f} | {r1:>5} "
+              f"| {t2:>19.3f} | {b2 / 1e6:>8.3f} | {r2:>5} |")  # fmt: skip
     total = [sum(row[k] for row in rows) for rows in (mine, theirs) for k in (1, 3, 2)]
-    print(f"| {'total':<22} | {total[0]:>12.2f} | {total[1] / 1e6:>8.3f} | {total[2]:>5} "
-          f"| {total[3]:>19.2f} | {total[4] / 1e6:>8.3f} | {total[5]:>5} |")  # fmt: skip
+    print(f"| {'total':<22} | {total[0]:>12.3f} | {total[1] / 1e6:>8.3f} | {total[2]:>5} "
+          f"| {total[3]:>19.3f} | {total[4] / 1e6:>8.3f} | {total[5]:>5} |")  # fmt: skip
     if opts.requests:
         for who, rows in (("atlasmith", mine), ("BrainGlobe 3.0.2", theirs)):
             for label, *_, paths in rows:

@@ -180,3 +180,68 @@ def test_temporary_folder_is_hidden_and_removed(tmp_path: Path) -> None:
     assert seen[0].name.startswith(".build-")
     assert seen[0].parent == tmp_path / "out"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_file_lock_lets_one_thread_in_and_threads_wait_without_polling_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads of one process queue on a thread lock: each takes the lock file at its first
+    try (on the file alone a waiting thread retries every 50 ms), one at a time."""
+    import filelock
+
+    tries = []
+    real = filelock.FileLock._acquire
+
+    def counted(self: filelock.FileLock) -> None:
+        tries.append(threading.current_thread().name)
+        real(self)
+
+    monkeypatch.setattr(filelock.FileLock, "_acquire", counted)
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            with _fs.file_lock(tmp_path / "a.lock"):
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.002)
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work, name=f"w{k}") for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+    assert len(tries) == 40  # 8 threads x 5 entries, every one at its first try
+
+
+def test_file_lock_excludes_another_process_and_times_out_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    import filelock
+
+    lock = tmp_path / "a.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from atlasmith._fs import file_lock
+            with file_lock({str(lock)!r}):
+                print("held", flush=True)
+                time.sleep(30)
+            """)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(filelock.Timeout, match="a.lock"), _fs.file_lock(lock, timeout=0.2):
+            pass
+    finally:
+        holder.kill()
+        holder.communicate()
+    with _fs.file_lock(lock, timeout=5):  # free again once its holder is gone
+        pass

@@ -587,6 +587,25 @@ def test_draco_meshes_decode_to_float64_micrometres_and_int64_faces() -> None:
     assert np.array_equal(got_faces, np.asarray(mesh.faces, np.int64).reshape(-1, 3)[:, ::-1])
 
 
+def test_meshes_for_users_have_brainglobe_3s_types_and_values(v3: Atlas) -> None:
+    """What ``mesh_from_structure`` returns for a v3 atlas is what BrainGlobe 3.0.2 computes
+    from the same bytes (``mesh.points / 1000`` in float32, columns reversed; uint32 faces)."""
+    import DracoPy
+
+    mesh = v3.mesh_from_structure("CH")
+    path = v3.meshfile_from_structure("CH")
+    decoded = DracoPy.decode(path.read_bytes())
+    assert mesh.points.dtype == np.float32
+    assert mesh.cells[0].data.dtype == np.uint32
+    assert mesh.points.flags.c_contiguous
+    assert mesh.cells[0].data.flags.c_contiguous
+    expected = (np.asarray(decoded.points).reshape(-1, 3) / 1000.0)[:, [2, 1, 0]]
+    assert expected.dtype == np.float32
+    assert np.array_equal(mesh.points, expected)
+    faces = np.asarray(decoded.faces).reshape(-1, 3)[:, [2, 1, 0]]
+    assert np.array_equal(mesh.cells[0].data, faces)
+
+
 def test_the_tree_is_the_one_that_checked_the_terminology(
     tree_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

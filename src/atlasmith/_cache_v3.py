@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atlasmith import _install
-from atlasmith._fs import remove_tree
+from atlasmith._fs import file_lock, remove_tree
 from atlasmith._install import InstalledAtlas
 from atlasmith._types import PathLike
 from atlasmith.download import download_file, join_location
@@ -199,10 +199,8 @@ class V3Cache:
         return fetch
 
     def _piece_lock(self, name: str, relative: str) -> AbstractContextManager[object]:
-        from filelock import FileLock
-
         stripe = int(hashlib.sha256(relative.encode()).hexdigest()[:8], 16) % _PIECE_STRIPES
-        return FileLock(str(self._state("locks", f"{name}.pieces") / f"{stripe}.lock"))
+        return file_lock(self._state("locks", f"{name}.pieces") / f"{stripe}.lock")
 
     def _download(self, key: str, target: Path, sha256: str, size: int) -> None:
         """One piece of the repository into ``target``: resumable (``.part``), verified, then

@@ -11,6 +11,8 @@
   the final rename is atomic), removed whatever happens; while in use it holds an exclusive
   ``flock`` on itself, so :func:`sweep_unclaimed` can tell the folders of a killed process
   (no lock: deleted) from those of a running one (kept).
+- :func:`file_lock`: a lock file shared by processes, queued in the process by a thread
+  lock first (threads wake as soon as it is free, instead of polling the file).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "atomic_file",
     "atomic_write",
     "check_writable_folder",
+    "file_lock",
     "is_safe_relpath",
     "remove_tree",
     "replace_path",
@@ -49,6 +53,18 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 # errors that mean "this system or file system cannot exchange", not "this exchange failed"
 _NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM}
+_THREAD_LOCKS: dict[str, threading.RLock] = {}
+_THREAD_LOCKS_LOCK = threading.Lock()
+
+
+def _forget_thread_locks() -> None:
+    """In a forked child: the parent's threads, and the thread locks they held, are gone."""
+    global _THREAD_LOCKS_LOCK
+    _THREAD_LOCKS.clear()
+    _THREAD_LOCKS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_thread_locks)
 
 
 @contextlib.contextmanager
@@ -107,6 +123,32 @@ def replace_path(
         os.rename(aside, old)
         raise
     drop(aside)
+
+
+@contextlib.contextmanager
+def file_lock(path: PathLike, timeout: float = -1) -> Iterator[None]:
+    """Hold the lock file ``path`` (``filelock``) for the block; ``timeout`` seconds at most
+    in all (negative: wait for ever), then ``filelock.Timeout``.
+
+    Threads of this process queue on a thread lock of the path first, so only one of them
+    polls the file: on the file alone each waiting thread sleeps a whole poll interval (50 ms)
+    between tries, which made the 51 chunk downloads of a lazily read 25 um annotation, each
+    renamed under the atlas's lock, take from 0.3 s to 1.7 s.
+    """
+    from filelock import FileLock, Timeout
+
+    key = os.path.abspath(path)
+    with _THREAD_LOCKS_LOCK:
+        in_process = _THREAD_LOCKS.setdefault(key, threading.RLock())
+    start = time.monotonic()
+    if not in_process.acquire(timeout=timeout):
+        raise Timeout(key)
+    try:
+        left = -1.0 if timeout < 0 else max(0.0, timeout - (time.monotonic() - start))
+        with FileLock(key, timeout=left, poll_interval=0.01):
+            yield
+    finally:
+        in_process.release()
 
 
 def remove_tree(path: PathLike) -> None:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from atlasmith import _install, _trust
 from atlasmith._cache_v3 import STATE, V3_ROOT, V3Cache, is_v3_atlas
-from atlasmith._fs import atomic_write, remove_tree
+from atlasmith._fs import atomic_write, file_lock, remove_tree
 from atlasmith._install import Action, InstalledAtlas, Plan, plan
 from atlasmith._types import PathLike, ProgressCallback
 from atlasmith.config import Settings, load_settings
@@ -580,12 +580,12 @@ class AtlasCache(V3Cache):
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         check_atlas_name(name)
         path = self._state("locks") / f"{name}.lock"
         try:
-            with FileLock(str(path), timeout=_LOCK_TIMEOUT):
+            with file_lock(path, timeout=_LOCK_TIMEOUT):
                 yield
         except Timeout as err:
             raise AtlasExistsError(

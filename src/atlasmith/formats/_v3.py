@@ -494,6 +494,10 @@ class V3Atlas(AtlasFiles):
         relative = self._mesh_key(structure_id)
         return decode_mesh(self.read(relative), str(self.root / relative))
 
+    def _read_native_mesh(self, structure_id: int) -> tuple[Any, Any]:
+        relative = self._mesh_key(structure_id)
+        return decode_mesh(self.read(relative), str(self.root / relative), native=True)
+
     def load_mesh(self, structure_id: int) -> Any:
         """The decoded Draco fragment as a ``meshio.Mesh`` in micrometres ("asr"), checked
         against the manifest first; MeshError when the atlas has no mesh for it."""
@@ -506,7 +510,9 @@ class V3Atlas(AtlasFiles):
                 f"No valid mesh for structure {structure_id}: {self.mesh_path(structure_id)} "
                 "does not exist (the atlas has no mesh for this structure)."
             )
-        points, faces = self.read_mesh(structure_id)
+        # float32 points and uint32 faces, as BrainGlobe 3.0.2 gives them (the Draco data
+        # holds 16-bit positions: float64 would add bytes, not precision)
+        points, faces = self._read_native_mesh(structure_id)
         return meshio.Mesh(points, [("triangle", faces)])
 
     def _mesh_key(self, structure_id: int) -> str:
