@@ -16,10 +16,16 @@ Inputs: the project's real data in ``data/allen_mouse_100um`` (the 100 um CCFv3 
 gets the annotation as a ``.npy`` (its venv has no NRRD reader); loading it is part of its
 timed process, as reading the NRRD is part of ours.
 
+With ``--budget-um UM`` atlasmith builds with that triangle budget (``atlasmith build
+--budget-um``; the table says so). With ``--also-25um`` it then builds Allen 25 um from
+``../shared/data`` (``--resolution 25 --source-dir``), ours alone, once with its process
+tree's peak memory sampled (proportional set size every 50 ms, as bench_meshes.py) and once
+for its time, and reports time, peak memory and archive size.
+
 Usage::
 
     python benchmarks/bench_build.py [--out bench-out/build] [--baseline-venv bench-out/bgvenv]
-                                     [--repeat 1] [--workers N]
+                                     [--repeat 1] [--workers N] [--budget-um UM] [--also-25um]
 """
 
 from __future__ import annotations
@@ -90,14 +96,34 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
-def run_atlasmith(out: Path, workers: int | None) -> tuple[float, Path]:
-    if out.exists():
-        shutil.rmtree(out)
+def build_command(out: Path, workers: int | None, budget_um: float | None) -> list[str]:
     command = [sys.executable, "-m", "atlasmith", "build", str(SCRIPT), "--out", str(out)]
     if workers is not None:
         command += ["--workers", str(workers)]
-    seconds = timed(command)
+    if budget_um is not None:
+        command += ["--budget-um", f"{budget_um:g}"]
+    return command
+
+
+def run_atlasmith(out: Path, workers: int | None, budget_um: float | None) -> tuple[float, Path]:
+    if out.exists():
+        shutil.rmtree(out)
+    seconds = timed(build_command(out, workers, budget_um))
     return seconds, out / "allen_mouse_100um_v1.2.tar.gz"
+
+
+def build_25um(out: Path, workers: int | None, budget_um: float | None) -> dict[str, float]:
+    """atlasmith's build of Allen 25 um: sampled once for the peak memory, then timed."""
+    from bench_meshes import run_measured
+
+    command = build_command(out, workers, budget_um)
+    command += ["--resolution", "25", "--source-dir", str(REPO.parent / "shared" / "data")]
+    shutil.rmtree(out, ignore_errors=True)
+    peak = run_measured(command)["peak_mb"]
+    shutil.rmtree(out)
+    seconds = run_measured(command, sample=False)["wall_s"]
+    archive = out / "allen_mouse_25um_v1.2.tar.gz"
+    return {"time_s": seconds, "peak_mb": peak, "archive_mb": archive.stat().st_size / 1e6}
 
 
 def run_brainglobe(python: Path, out: Path, npy: Path) -> tuple[float, Path]:
@@ -118,6 +144,8 @@ def main() -> None:
     parser.add_argument("--baseline-venv", type=Path, default=REPO / "bench-out" / "bgvenv")
     parser.add_argument("--repeat", type=int, default=1, help="runs per side (median)")
     parser.add_argument("--workers", type=int, default=None, help="atlasmith --workers")
+    parser.add_argument("--budget-um", type=float, default=None, help="atlasmith --budget-um")
+    parser.add_argument("--also-25um", action="store_true", help="then atlasmith at 25 um")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     python = ensure_baseline_venv(args.baseline_venv)
@@ -125,7 +153,7 @@ def main() -> None:
     ours, theirs, hashes = [], [], set()
     for i in range(args.repeat):
         log(f"run {i + 1}/{args.repeat}: atlasmith build")
-        seconds, archive = run_atlasmith(args.out / "atlasmith", args.workers)
+        seconds, archive = run_atlasmith(args.out / "atlasmith", args.workers, args.budget_um)
         ours.append(seconds)
         log(f"atlasmith build: {seconds:.1f} s")
         hashes.add(sha256(archive))
@@ -139,8 +167,9 @@ def main() -> None:
     meshes = len(list((args.out / "atlasmith" / "allen_mouse_100um_v1.2" / "meshes").iterdir()))
     bg_folder = next(p for p in (args.out / "brainglobe").iterdir() if p.name.endswith("v1.2"))
     bg_meshes = len(list((bg_folder / "meshes").iterdir()))
+    budget = "" if args.budget_um is None else f", atlasmith with --budget-um {args.budget_um:g}"
     print(f"Build of allen_mouse_100um (bundled real data), {args.repeat} run(s) each, median, "
-          f"{os.cpu_count()} CPU(s)")  # fmt: skip
+          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}{budget}")  # fmt: skip
     print(f"| {'task':<44} | {'atlasmith':>10} | {'BrainGlobe 2.3.1':>16} | {'speed-up':>8} |")
     print(f"|{'-' * 46}|{'-' * 12}|{'-' * 18}|{'-' * 10}|")
     print(
@@ -156,6 +185,12 @@ def main() -> None:
           f"{'n/a':>16} | {'':>8} |")  # fmt: skip
     print("runs (s): atlasmith " + json.dumps([round(s, 2) for s in ours]) +
           ", BrainGlobe " + json.dumps([round(s, 2) for s in theirs]))  # fmt: skip
+    if args.also_25um:
+        log("atlasmith build at 25 um")
+        fine = build_25um(args.out / "atlasmith_25um", args.workers, args.budget_um)
+        print(f"allen_mouse_25um (atlasmith alone{budget}): {fine['time_s']:.1f} s, peak "
+              f"{fine['peak_mb']:.0f} MB (process tree), archive {fine['archive_mb']:.1f} MB; "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

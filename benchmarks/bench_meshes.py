@@ -18,6 +18,7 @@ BrainGlobe once (its time with the sampling is kept too, as ``sampled_time_s``).
     .venv/bin/python benchmarks/bench_meshes.py                       # everything
     .venv/bin/python benchmarks/bench_meshes.py --reuse-baseline      # BrainGlobe from cache
     .venv/bin/python benchmarks/bench_meshes.py --skip-baseline --ours 100 50 25
+    .venv/bin/python benchmarks/bench_meshes.py --budget-um 200   # + a row with the budget
 
 BrainGlobe's results are cached in ``bench-out/meshes/baseline_<res>um.json``; the table says
 "cached" for a row that was not measured in this run.
@@ -316,11 +317,18 @@ def main() -> None:
         help="also run atlasmith with these --deviation-um values (decimation), each a row",
     )
     parser.add_argument(
+        "--budget-um",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also run atlasmith with these --budget-um values (triangle budget), each a row",
+    )
+    parser.add_argument(
         "--deviation-res",
         type=int,
         nargs="*",
         default=[100, 50, 25],
-        help="resolutions that get the --deviation-um rows (default: all)",
+        help="resolutions that get the --deviation-um and --budget-um rows (default: all)",
     )
     parser.add_argument(
         "--repeat", type=int, default=5, help="runs of atlasmith per resolution (median time)"
@@ -364,16 +372,19 @@ def main() -> None:
 
 
 def _light_rows(args: argparse.Namespace, folder: Path, resolution: int) -> list[dict[str, Any]]:
-    """atlasmith with each ``--deviation-um`` value asked for (a row each)."""
+    """atlasmith with each ``--deviation-um`` and ``--budget-um`` value asked for (a row
+    each)."""
     rows: list[dict[str, Any]] = []
     if resolution not in args.deviation_res:
         return rows
-    for deviation in args.deviation_um:
-        out = args.out / f"ours_{resolution}um_dev{deviation:g}"
-        extra = ("--deviation-um", f"{deviation:g}")
+    asked = [("deviation-um", "dev", v) for v in args.deviation_um]
+    asked += [("budget-um", "budget", v) for v in args.budget_um]
+    for option, short, value in asked:
+        out = args.out / f"ours_{resolution}um_{short}{value:g}"
+        extra = (f"--{option}", f"{value:g}")
         made = run_ours(folder, out, args.workers, args.repeat, extra)
         made.update(measure_meshes(out, folder, resolution, 1.0))
-        rows.append({"res": resolution, "tool": f"atlasmith --deviation-um {deviation:g}", **made})
+        rows.append({"res": resolution, "tool": f"atlasmith --{option} {value:g}", **made})
     return rows
 
 

@@ -317,6 +317,7 @@ def build_atlas(
     overwrite: bool = False,
     progress: StepProgress | None = None,
     formats: str | Sequence[str] = FORMATS,
+    mesh_overrides: Mapping[str, Any] | None = None,
 ) -> BuildResult:
     """Build an atlas script into ``out_dir/<name>_<res>um_v1.<minor>/`` and its ``.tar.gz``
     (format v1), and into ``out_dir/brainglobe-atlasapi/`` as BrainGlobe 3 (format v3).
@@ -340,6 +341,9 @@ def build_atlas(
         Called with ``(step, done, total)`` as the build goes.
     formats : str or sequence of str
         ``"all"`` (default: both), ``"v1"`` or ``"v3"``.
+    mesh_overrides : mapping, optional
+        :class:`~atlasmith.meshes.MeshParameters` fields that replace the script's
+        ``MESH_PARAMETERS`` ones (``atlasmith build --budget-um``); checked before any work.
 
     Returns
     -------
@@ -362,6 +366,8 @@ def build_atlas(
     chosen = parse_formats(formats)
     parsed = load_script(script)
     res = parsed.pick_resolution(resolution)
+    mesh_parameters = {**(parsed.mesh_parameters or {}), **(mesh_overrides or {})}
+    _mesh_parameters(mesh_parameters)  # a bad value is refused now, not after the sources
     out = Path(out_dir)
     check_writable_folder(out)  # before the sources are read, not after the meshes
     atlas = atlas_name(parsed.name, res[0])
@@ -386,7 +392,7 @@ def build_atlas(
         inputs,
         out,
         build_info=info,
-        mesh_parameters=parsed.mesh_parameters or None,
+        mesh_parameters=mesh_parameters or None,
         workers=workers,
         scheduler=scheduler,
         overwrite=overwrite,

@@ -44,6 +44,11 @@ _MESH_OPTIONS: dict[str, tuple[click.ParamType[Any], str]] = {
         click.FloatRange(0, 1, min_open=True),
         "Decimate on, past --deviation-um, until this fraction of triangles is left.",
     ),
+    "budget_um": (
+        click.FloatRange(0, 100_000),
+        "Triangle budget: decimate each mesh to about a triangulation of its area with edges "
+        "of this many um (0: none; 200 keeps about 1 M triangles for the Allen atlas).",
+    ),
     "closing": (
         click.IntRange(min=0),
         "Closing iterations of each structure before meshing (fills slits; 0: none).",
@@ -116,6 +121,13 @@ def demo_command(workdir: str | None) -> None:
 )
 @workers_option
 @scheduler_option
+@click.option(
+    "--budget-um",
+    type=click.FloatRange(0, 100_000),
+    default=None,
+    help="Triangle budget of each mesh (MeshParameters.budget_um; default: the script's "
+    "MESH_PARAMETERS, else 0: none). 200 keeps about 1.3 M triangles for the Allen atlas.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @reports_errors
 def build_command(
@@ -126,6 +138,7 @@ def build_command(
     atlas_format: str,
     workers: int | None,
     scheduler: str | None,
+    budget_um: float | None,
     overwrite: bool,
 ) -> None:
     """Build an atlas SCRIPT into a validated BrainGlobe v1.2 folder and .tar.gz and the same
@@ -146,6 +159,7 @@ def build_command(
             overwrite=overwrite,
             progress=update,
             formats=atlas_format,
+            mesh_overrides=None if budget_um is None else {"budget_um": budget_um},
         )
     if result.removed:
         dropped = ", ".join(f"{s.acronym} ({s.id})" for s in result.removed)
@@ -260,6 +274,7 @@ def meshes_command(
     cluster_um: float,
     deviation_um: float,
     decimate: float,
+    budget_um: float,
     closing: int,
     overwrite: bool,
 ) -> None:
@@ -275,6 +290,7 @@ def meshes_command(
         cluster_um=cluster_um,
         deviation_um=deviation_um,
         decimate=decimate,
+        budget_um=budget_um,
         closing=closing,
     )
     with count_bar("meshes") as update:

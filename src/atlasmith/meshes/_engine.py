@@ -30,8 +30,8 @@ from atlasmith.meshes._surface import (
     extract,
     unknown_labels_error,
 )
-from atlasmith.meshes.decimation import decimate, used_vertices
-from atlasmith.meshes.obj import obj_bytes
+from atlasmith.meshes.decimation import decimate, fit_budget, used_vertices
+from atlasmith.meshes.obj import locality_order, obj_bytes
 from atlasmith.statistics import label_counts, row_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MeshBlob", "check_annotation", "iter_meshes"]
 
 _TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
+_ORDER_CELL_VOXELS = 1.0  # cells of the faces' order in the OBJ text (obj.locality_order)
 
 
 class _Patches(NamedTuple):
@@ -138,9 +139,16 @@ def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[MeshBlob]:
     out: list[MeshBlob] = []
     for row in rows:
         points, faces = _select(shared.patches, shared.members[row])
+        # the OBJ's order, from where the shared surface put the vertices: smoothing then
+        # moves them without changing a face
+        points, faces = locality_order(points, faces, _ORDER_CELL_VOXELS)
         if shared.iterations:
             points = smooth(points, faces, shared.iterations)
-        scaled = points * shared.scale
+        scaled: npt.NDArray[Any] = points * shared.scale
+        reach = 0.5 * float(shared.scale.min())
+        fewer = fit_budget(scaled, faces, shared.params.budget_um, reach)
+        if fewer[1] is not faces:  # decimated: its own order again
+            scaled, faces = locality_order(*fewer, _ORDER_CELL_VOXELS * float(shared.scale.min()))
         blob = obj_bytes(scaled, faces, shared.decimals)
         fragment, index = b"", b""
         if shared.draco:  # the very vertices the OBJ holds: both formats carry one mesh

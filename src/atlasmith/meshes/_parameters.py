@@ -13,7 +13,7 @@ __all__ = ["ENGINE", "MeshParameters", "default_decimals"]
 #: Coordinates are written in steps of at most this fraction of the smallest voxel side.
 _COORDINATE_STEP = 0.01
 
-ENGINE = "atlasmith-surface-nets/5"  # /5: decimation by collapses, coordinates to 1/100 voxel
+ENGINE = "atlasmith-surface-nets/6"  # /6: triangle budget, vertices and faces in locality order
 
 
 def default_decimals(resolution: float) -> int:
@@ -50,6 +50,14 @@ class MeshParameters:
         until this fraction of the shared surface's triangles is left or no collapse keeps
         every boundary where it is (at 100 um, near half of the Allen annotation's), in
         (0, 1] (1: stop at ``deviation_um``).
+    budget_um : float
+        A triangle budget for each mesh, set by its geometry, not by the voxel count (0:
+        none): a mesh with more triangles than a regular triangulation of its area with
+        edges of ``budget_um`` micrometres (``4 / sqrt(3) * area / budget_um**2``, at least
+        64) is decimated to that many after smoothing, by quadric error (fast-simplification),
+        so an atlas's meshes weigh about the same at every resolution. On the Allen
+        annotation 200 keeps about 1 M triangles at 100 um and at 25 um (against 2.9 M and
+        18.5 M without), closer to Allen's own meshes, a little farther from the voxels.
     closing : int
         Iterations of the morphological closing (6-neighbour cross) of each structure before
         meshing, which fills its slits and tunnels up to about twice as many voxels wide
@@ -67,6 +75,7 @@ class MeshParameters:
     cluster_um: float = 100.0
     deviation_um: float = 0.0
     decimate: float = 1.0
+    budget_um: float = 0.0
     closing: int = 1
     decimals: int | None = None
 
@@ -76,6 +85,7 @@ class MeshParameters:
             ("cluster_um", self.cluster_um, 0.0 <= self.cluster_um <= 10_000.0),
             ("deviation_um", self.deviation_um, 0.0 <= self.deviation_um <= 10_000.0),
             ("decimate", self.decimate, 0.0 < self.decimate <= 1.0),
+            ("budget_um", self.budget_um, 0.0 <= self.budget_um <= 100_000.0),
             ("closing", self.closing, isinstance(self.closing, int) and self.closing >= 0),
             (
                 "decimals",
@@ -88,7 +98,8 @@ class MeshParameters:
             if isinstance(value, bool) or not ok:
                 raise ConfigError(
                     f"mesh parameter {name}={value!r} is not valid: smoothing_um is 0 to 100000, "
-                    "cluster_um and deviation_um are 0 to 10000, decimate is a fraction in "
+                    "budget_um is 0 to 100000, cluster_um and deviation_um are 0 to 10000, "
+                    "decimate is a fraction in "
                     "(0, 1], closing is an integer >= 0, decimals is 0 to 6 (or None: from "
                     "the resolution)."
                 )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from atlasmith._types import Float64Array, IntArray, PathLike
 from atlasmith.errors import MeshError
 
-__all__ = ["MeshData", "obj_bounds", "obj_bytes", "read_obj"]
+__all__ = ["MeshData", "locality_order", "obj_bounds", "obj_bytes", "read_obj"]
 
 #: A triangle mesh: vertices (V, 3) and zero-based triangles (F, 3).
 MeshData = tuple[Float64Array, IntArray]
@@ -49,6 +49,37 @@ def obj_bytes(points: npt.NDArray[np.floating[Any]], faces: IntArray, decimals: 
     text = np.concatenate([vertices, _lines(_WORDS["f "], words)]).view(np.uint8)
     out: bytes = text[text != 0].tobytes()
     return out
+
+
+def locality_order(
+    points: npt.NDArray[np.floating[Any]], faces: IntArray, cell: float
+) -> tuple[npt.NDArray[np.floating[Any]], IntArray]:
+    """The same mesh with its faces along a Z-order curve of cells ``cell`` wide (the
+    units of ``points``) and its vertices numbered by first use: neighbouring lines of the
+    OBJ text then hold nearby coordinates and nearby indices, which gzip stores in fewer
+    bytes (a fifth fewer for the Allen 100 um meshes). The faces keep their orientation, and
+    the order depends on the mesh alone;
+    vertices no face uses go last."""
+    if len(faces) == 0:
+        return points, faces
+    import pandas as pd
+
+    corners = points[faces[:, 0]] + points[faces[:, 1]] + points[faces[:, 2]]  # 3 x centre
+    cells = np.floor((corners - corners.min(axis=0)) / (3.0 * cell)).astype(np.int64)
+    code = np.zeros(len(cells), dtype=np.int64)
+    for bit in range(min(20, int(cells.max()).bit_length())):  # 20 bits per axis at most
+        for axis in range(3):
+            code |= ((cells[:, axis] >> bit) & 1) << (3 * bit + axis)
+    faces = faces[np.argsort(code, kind="stable")]
+    used = pd.unique(faces.ravel())  # in order of first use
+    if len(used) < len(points):
+        unused = np.ones(len(points), dtype=bool)
+        unused[used] = False
+        used = np.concatenate([used, np.flatnonzero(unused)])
+    order = used
+    rank = np.empty(len(points), dtype=np.int64)
+    rank[order] = np.arange(len(points))
+    return points[order], rank[faces]
 
 
 def _word(text: str) -> np.uint32:
