@@ -16,6 +16,18 @@ Sections (``--sections``; all by default):
   resident memory once the atlas is open, the process's own peak (VmHWM) and the size of
   what the step returns, for the targets "peak under 1.5x the result" (masks, statistics)
   and "first 1M lookups under 2 s" (issue 18).
+* ``build``: ``atlasmith build`` of the 10 um atlas (both formats, local workers: every core)
+  from its memory-mapped inputs (``inputs/*.npy``), through the atlas script
+  ``allen_mouse_10um.py`` that this benchmark writes next to them; target: under 10 minutes
+  and 8 GB (process tree) on a 2-core machine (issue 18).
+* ``dask``: ``atlasmith meshes`` of the 10 um folder with ``--scheduler`` on a
+  ``distributed.LocalCluster`` of 2 worker processes (one thread each, ``memory_limit`` 4 GB
+  each) that the benchmark starts; the client's row, then one row per worker (its process
+  tree's peak, sampled the same way, and its CPU time); target: each worker under 4 GB.
+
+``build`` and ``dask`` run their command once, sampled (they take minutes); their outputs go
+to ``--out``/``runs/`` and are removed afterwards unless ``--keep``. Run them inside a memory
+cgroup on a shared machine: the targets are what is measured, not what is enforced.
 
 Sampling the memory slows the process it watches (it walks its page tables), so each step
 runs twice: once sampled, for its memory, then unsampled, for its times.
@@ -23,6 +35,7 @@ runs twice: once sampled, for its memory, then unsampled, for its times.
     .venv/bin/python benchmarks/bench_scale.py [--out /work/scale10] [--sections reader]
         [--cold]      # every step reads the stacks out of the page cache (posix_fadvise)
         [--src DIR]   # the reader from another source tree (e.g. an older one, to compare)
+        [--keep]      # keep the build's and the meshes' outputs under --out/runs/
 """
 
 from __future__ import annotations
@@ -32,17 +45,52 @@ import functools
 import json
 import os
 import resource
+import shutil
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_meshes import run_measured
+from bench_meshes import _rss, run_measured
 from make_10um import make_10um
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLED_STRUCTURES = REPO / "data" / "allen_mouse_100um" / "structures.json"
+WORKER_MEMORY = "4GB"  # the dask section's memory_limit per worker (the issue's target)
+DASK_WORKERS = 2
+
+# The 10 um atlas script: Allen's metadata (atlas_scripts/allen_mouse.py) at 10 um, its stacks
+# the memory-mapped inputs make_10um.py wrote beside it; {metadata} and {structures} are
+# filled in when written.
+SCRIPT_10UM = textwrap.dedent(
+    '''\
+    """Allen mouse at 10 um for bench_scale.py: the memory-mapped inputs of make_10um.py."""
+
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    {metadata}
+    RES_UM = 10
+    INPUTS = Path(__file__).resolve().parent / "inputs"
+
+
+    def load_reference(ctx):
+        return np.load(INPUTS / "reference_10um.npy", mmap_mode="r")
+
+
+    def load_annotation(ctx):
+        return np.load(INPUTS / "annotation_10um.npy", mmap_mode="r")
+
+
+    def load_structures(ctx):
+        return json.loads(Path({structures!r}).read_text(encoding="utf-8"))
+    '''
+)
 
 # One reader step in a fresh interpreter; prints one JSON line.
 READER_STEP = textwrap.dedent(
@@ -159,15 +207,152 @@ def reader_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any
     return rows
 
 
+def atlasmith_command(args: argparse.Namespace, *words: str) -> list[str]:
+    """The command line of ``atlasmith WORDS`` in a fresh interpreter (``--src``: from there)."""
+    code = "from atlasmith.cli import main; main()"
+    python = [sys.executable]
+    if args.src is not None:
+        python = ["env", f"PYTHONPATH={args.src.resolve()}", sys.executable]
+    return [*python, "-c", code, *words]
+
+
+def measured_once(command: list[str]) -> dict[str, Any]:
+    """A long command run once, sampled: wall time, CPU time of its tree, peak memory."""
+    cpu = children_cpu_s()
+    run = run_measured(command, cwd=Path("/"))
+    return {"wall_s": run["wall_s"], "cpu_s": children_cpu_s() - cpu, "peak_mb": run["peak_mb"]}
+
+
+def scratch(args: argparse.Namespace, name: str) -> Path:
+    """An empty folder ``--out/runs/NAME`` for a section's outputs."""
+    path = args.out / "runs" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def write_script(out: Path) -> Path:
+    """The 10 um atlas script beside its inputs (rewritten each time: it names this tree's
+    structures file)."""
+    path = out / "allen_mouse_10um.py"
+    path.write_text(
+        SCRIPT_10UM.format(structures=str(BUNDLED_STRUCTURES), metadata=_allen_metadata()),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _allen_metadata() -> str:
+    """The metadata constants of atlas_scripts/allen_mouse.py, as lines of Python."""
+    import runpy
+
+    names = ("__version__", "ATLAS_NAME", "SPECIES", "ATLAS_LINK", "CITATION", "ATLAS_PACKAGER")
+    module = runpy.run_path(str(REPO / "atlas_scripts" / "allen_mouse.py"))
+    return "\n".join(f"{name} = {module[name]!r}" for name in (*names, "ORIENTATION", "ROOT_ID"))
+
+
+def build_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    """``atlasmith build`` of the 10 um atlas, every format, local workers."""
+    script, out = write_script(args.out), scratch(args, "build")
+    try:
+        command = atlasmith_command(args, "build", str(script), "--out", str(out))
+        row = {"section": "build", "name": "atlasmith build (10 um)", **measured_once(command)}
+    finally:
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    print("  atlasmith build: done", file=sys.stderr, flush=True)
+    return [row]
+
+
+class TreeSampler:
+    """The peak memory (as run_measured: PSS of the process tree) and the CPU time of running
+    processes (e.g. dask workers), sampled every 50 ms in a thread until stopped."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        import psutil
+
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peaks = dict.fromkeys(pids, 0)
+        self.cpu = {name: self._cpu(p) for name, p in self.processes.items()}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _cpu(process: Any) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system + times.children_user + times.children_system)
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self.stopped.is_set():
+            for name, process in self.processes.items():
+                try:
+                    tree = [process, *process.children(recursive=True)]
+                    self.peaks[name] = max(self.peaks[name], sum(_rss(p) for p in tree))
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Each process's peak (MB) and CPU seconds since the sampler started."""
+        self.stopped.set()
+        self.thread.join()
+        return {
+            name: {"peak_mb": self.peaks[name] / 2**20, "cpu_s": self._cpu(p) - self.cpu[name]}
+            for name, p in self.processes.items()
+        }
+
+
+def dask_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    """``atlasmith meshes`` of the 10 um folder on a LocalCluster of 2 workers (4 GB each)."""
+    import distributed
+
+    out = scratch(args, "dask")
+    cluster = distributed.LocalCluster(
+        n_workers=DASK_WORKERS,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=WORKER_MEMORY,
+        dashboard_address=":0",  # a free port (None means 8787, which may be taken)
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            pids = client.run(os.getpid)  # worker address -> pid
+        names = {
+            f"worker {k + 1} ({address})": pid for k, (address, pid) in enumerate(pids.items())
+        }
+        sampler = TreeSampler(names)
+        command = atlasmith_command(
+            args, "meshes", str(folder), "--out", str(out), "--scheduler", cluster.scheduler_address
+        )
+        try:
+            client_row = measured_once(command)
+        finally:
+            workers = sampler.stop()
+    finally:
+        cluster.close()
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    rows = [{"section": "dask", "name": "atlasmith meshes (client)", **client_row}]
+    for name, figures in workers.items():
+        rows.append({"section": "dask", "name": name, "wall_s": client_row["wall_s"], **figures})
+    print("  atlasmith meshes on the LocalCluster: done", file=sys.stderr, flush=True)
+    return rows
+
+
 # Each section measures the 10 um atlas in ``folder`` and returns its table rows.
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[dict[str, Any]]]] = {
     "reader": reader_section,
+    "build": build_section,
+    "dask": dask_section,
 }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'section':<8} {'step':<26} {'wall s':>7} {'cpu s':>7} {'peak MB':>8} "
+        f"{'section':<8} {'step':<40} {'wall s':>7} {'cpu s':>7} {'peak MB':>8} "
         f"{'step s':>7} {'step cpu':>8} {'open MB':>8} {'HWM MB':>8} {'result MB':>9}"
     )
     lines = [header, "-" * len(header)]
@@ -180,7 +365,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             else ""
         )
         lines.append(
-            f"{row['section']:<8} {row['name']:<26} {row['wall_s']:>7.2f} {row['cpu_s']:>7.2f} "
+            f"{row['section']:<8} {row['name']:<40} {row['wall_s']:>7.2f} {row['cpu_s']:>7.2f} "
             f"{row['peak_mb']:>8.0f} {inner}"
         )
     return "\n".join(lines)
@@ -195,6 +380,7 @@ def main() -> None:
         "--cold", action="store_true", help="each step reads the stacks out of the page cache"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    parser.add_argument("--keep", action="store_true", help="keep the build and meshes outputs")
     args = parser.parse_args()
     start = time.perf_counter()
     folder = make_10um(args.out)

@@ -11,7 +11,14 @@ import pytest
 from scipy import ndimage
 
 from atlasmith.hierarchy import StructureTree
-from atlasmith.meshes._closing import close_mask, close_structures, relabel, structure_boxes
+from atlasmith.meshes._closing import (
+    close_mask,
+    close_structures,
+    closing_additions,
+    label_counts_after,
+    relabel,
+    structure_boxes,
+)
 from atlasmith.meshes._engine import membership
 from atlasmith.meshes._runner import LocalRunner
 from atlasmith.meshes._surface import compact_labels
@@ -110,3 +117,42 @@ def test_sets_are_relabelled_exactly():
     assert out.members[:, 3].tolist() == [True, False, True]  # outside + a + parent
     assert out.members[:, 4].tolist() == [True, True, True]  # label 2 + a
     assert out.members[:, 5].tolist() == [True, True, True]  # label 2 + a + parent
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_closing_additions_are_what_closing_adds(iterations):
+    """Only the words that gain voxels are unpacked: the same voxels, in the same order."""
+    rng = np.random.default_rng(10 + iterations)
+    for _ in range(60):
+        shape = tuple(int(v) for v in rng.integers(1, 90, 3))
+        mask = rng.random(shape) < rng.random() * 0.6
+        expected = np.nonzero(close_mask(mask, iterations) & ~mask)
+        got = closing_additions(mask, iterations)
+        assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True)), shape
+
+
+@pytest.mark.parametrize("tasks", [1, 3, 7])
+def test_bands_and_remote_bands_give_the_same_labels(allen, tasks, monkeypatch):
+    """However the volume is cut into bands, and whether the bands carry their own rows (as
+    for a dask cluster) or read the shared volume, the closed labels and sets are the same."""
+    import atlasmith.meshes._closing as closing
+
+    tree, labels, kept, members = allen
+    whole = close_structures(labels.copy(), members, 1, _serial, 1)
+    monkeypatch.setattr(closing, "BAND_VOXELS", labels[0].size * 9)  # 15 bands of 9 rows
+
+    class Remote(LocalRunner):
+        remote = True
+
+    for runner in (_serial, Remote(1)):
+        cut = close_structures(labels.copy(), members, 1, runner, tasks)
+        assert np.array_equal(cut.labels, whole.labels)
+        assert np.array_equal(cut.members, whole.members)
+
+
+def test_counts_after_closing_are_the_closed_labels_counts(allen):
+    tree, labels, kept, members = allen
+    before = np.bincount(labels.ravel(), minlength=members.shape[1])
+    closed = close_structures(labels.copy(), members, 1, _serial, 2)
+    expected = np.bincount(closed.labels.ravel(), minlength=closed.members.shape[1])
+    np.testing.assert_array_equal(label_counts_after(before, closed), expected)

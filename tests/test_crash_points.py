@@ -158,15 +158,8 @@ def test_yank_killed_at_every_rename_then_one_more_operation(
     for version in ("1.1", "1.2"):
         LocalRepository(base).publish(packages(version=version))
     published = _published(packages, "1.1", "1.2", "1.3")
-    counted = tmp_path / "counted"
-    shutil.copytree(base, counted)
-    total = _crash_points(crash_points.yank_at, tmp_path / "renames.log", str(counted), NAME, "1.2")
-    assert total >= 5  # the pages, index.json, then the three .conf files
-    yanked = 0
-    for k in range(1, total + 1):
-        root = tmp_path / f"killed-{k}"
-        shutil.copytree(base, root)
-        assert _run(crash_points.yank_at, k, None, str(root), NAME, "1.2") == -signal.SIGKILL
+    yanked = k = 0
+    for k, root in _killed_at_every_rename(base, tmp_path, crash_points.yank_at, "1.2"):
         if k % 2:
             LocalRepository(root).recover()
         else:
@@ -177,8 +170,25 @@ def test_yank_killed_at_every_rename_then_one_more_operation(
         latest = index.latest(NAME)
         assert latest is not None
         assert not latest.yanked
+    assert 0 < yanked < k  # (k: every rename) killed both before and after the commit point
+
+
+def _killed_at_every_rename(
+    base: Path, tmp_path: Path, point: Callable[..., Any], version: str
+) -> Iterator[tuple[int, Path]]:
+    """``point`` (yanking or unyanking ``version``) on a copy of the repository ``base``,
+    killed before each of its renames in turn: yields (k, the killed copy) for k = 1, 2, ...
+    up to the number of renames, the copy removed once the caller is done with it."""
+    counted = tmp_path / "counted"
+    shutil.copytree(base, counted)
+    total = _crash_points(point, tmp_path / "renames.log", str(counted), NAME, version)
+    assert total >= 5  # the pages, index.json, then the three .conf files
+    for k in range(1, total + 1):
+        root = tmp_path / f"killed-{k}"
+        shutil.copytree(base, root)
+        assert _run(point, k, None, str(root), NAME, version) == -signal.SIGKILL
+        yield k, root
         shutil.rmtree(root)
-    assert 0 < yanked < total  # killed both before and after the commit point
 
 
 def test_unyank_killed_at_every_rename_then_one_more_operation(
@@ -192,16 +202,8 @@ def test_unyank_killed_at_every_rename_then_one_more_operation(
         LocalRepository(base).publish(packages(version=version))
     LocalRepository(base).yank(NAME, "1.2", "before the crash test")
     published = _published(packages, "1.1", "1.2")
-    counted = tmp_path / "counted"
-    shutil.copytree(base, counted)
-    log = tmp_path / "renames.log"
-    total = _crash_points(crash_points.unyank_at, log, str(counted), NAME, "1.2")
-    assert total >= 5  # the pages, index.json, then the three .conf files
-    offered = 0
-    for k in range(1, total + 1):
-        root = tmp_path / f"killed-{k}"
-        shutil.copytree(base, root)
-        assert _run(crash_points.unyank_at, k, None, str(root), NAME, "1.2") == -signal.SIGKILL
+    offered = k = 0
+    for k, root in _killed_at_every_rename(base, tmp_path, crash_points.unyank_at, "1.2"):
         if k % 2:
             LocalRepository(root).recover()
         else:
@@ -211,8 +213,7 @@ def test_unyank_killed_at_every_rename_then_one_more_operation(
         offered += not entry.yanked
         expected_reason = None if not entry.yanked else "before the crash test"
         assert entry.yank_reason == expected_reason
-        shutil.rmtree(root)
-    assert 0 < offered < total  # killed both before and after the commit point
+    assert 0 < offered < k  # killed both before and after the commit point
 
 
 # --- upload: the server process killed ---------------------------------------------------------

@@ -66,3 +66,39 @@ def test_other_arrays_are_left_alone() -> None:
     _pages.prefetch_rows(array, 0, 2)
     _pages.release_rows(array, 0, 2)
     np.testing.assert_array_equal(array, np.arange(24).reshape(2, 3, 4))
+
+
+def _mapped_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            if "-" in line.split()[0] and len(line.split()) >= 5:
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's smaps")
+def test_releasing_reads_read_the_same_and_let_the_rows_go(tmp_path: Path) -> None:
+    """Reads of whole rows let their rows go (so do the last chunks of row ranges)."""
+    path = tmp_path / "stack.npy"
+    data = np.arange(64 * 64 * 256, dtype=np.uint32).reshape(64, 64, 256)
+    np.save(path, data)
+    stack = np.load(path, mmap_mode="r")
+    reads = _pages.releasing_reads(stack)
+    assert isinstance(reads, _pages.ReleasingReads)
+    assert (reads.shape, reads.dtype, len(reads)) == (stack.shape, stack.dtype, 64)
+    for start in range(0, 64, 16):
+        np.testing.assert_array_equal(reads[start : start + 16], data[start : start + 16])
+    assert _mapped_kb(path) < 64  # every row was let go after its read (4 MB read)
+    chunk = (slice(0, 16), slice(32, 64), slice(128, 256))
+    np.testing.assert_array_equal(reads[chunk], data[chunk])
+    np.testing.assert_array_equal(reads[5, 3], data[5, 3])
+    # (the pages mapped after a chunk depend on the kernel's folio sizes: the rule alone)
+    assert _pages._rows_ended(chunk, stack.shape) == (0, 16)
+    assert _pages._rows_ended((slice(0, 16), slice(0, 32)), stack.shape) is None
+    assert _pages._rows_ended((5, 3), stack.shape) is None
+    assert _pages._rows_ended(slice(0, 64, 2), stack.shape) is None
+    assert _pages.releasing_reads(data) is data  # in memory: nothing to let go

@@ -65,3 +65,25 @@ def test_boxes_of_labels_and_of_unions(atlas: V1Folder) -> None:
         expected = [*where.min(axis=0), *(where.max(axis=0) + 1)]
         assert boxes[row].tolist() == expected
     assert boxes[2].tolist() == [*labels.shape, 0, 0, 0]
+
+
+@pytest.mark.parametrize("rows_per_block", [1, 7, 200])
+def test_blocked_passes_equal_whole_array_ones(rows_per_block, monkeypatch):
+    """value_range, label_histogram, sample_every and plane, for any block of rows."""
+    rng = np.random.default_rng(rows_per_block)
+    volume = rng.integers(0, 40, (61, 23, 17)).astype(np.uint16)
+    monkeypatch.setattr(statistics.row_blocks, "__defaults__", (23 * 17 * rows_per_block,))
+    assert statistics.value_range(volume) == (volume.min(), volume.max())
+    expected = np.bincount(volume.ravel(), minlength=64)
+    np.testing.assert_array_equal(statistics.label_histogram(volume, 64), expected)
+    others = ((1, 2), (0, 2), (0, 1))
+    for axis, along in enumerate(statistics.labelled_along(volume * (volume > 30))):
+        np.testing.assert_array_equal(along, (volume * (volume > 30)).any(axis=others[axis]))
+    for step in (1, 2, 3, 8, 100):
+        sample = statistics.sample_every(volume, step)
+        np.testing.assert_array_equal(sample, volume[::step, ::step, ::step])
+    for axis in range(3):
+        for index in (0, 9, 16):
+            np.testing.assert_array_equal(
+                statistics.plane(volume, axis, index), np.take(volume, index, axis=axis)
+            )

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith.statistics import label_histogram, value_range
+
 __all__ = [
     "SYMMETRY_THRESHOLD",
     "Finding",
@@ -187,7 +189,7 @@ def _symmetry_advice(annotation: Array, orientation: str | None) -> str:
 
 def hemisphere_values_finding(hemispheres: Array) -> Finding:
     """Whether a hemispheres stack holds both sides (values checked to be 0, 1, 2 before)."""
-    counts = np.bincount(np.asarray(hemispheres).ravel(), minlength=3)
+    counts = label_histogram(hemispheres, 2**8)
     left, right = int(counts[1]), int(counts[2])
     if left and right:
         return Finding(True, f"{left} left (1) and {right} right (2) voxels")
@@ -231,7 +233,7 @@ def hemisphere_sides_finding(hemispheres: Array, orientation: str | None = None)
 
 def reference_range_finding(reference: Array, name: str = "reference") -> Finding:
     """Whether a uint16 intensity stack uses its range (not a 0..1 float cast to integers)."""
-    top = int(np.max(reference))
+    top = int(value_range(reference)[1])
     if top >= _MIN_REFERENCE_MAX:
         return Finding(True, f"{name} values reach {top}")
     return Finding(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from atlasmith._fs import check_writable_folder, replace_path, temporary_folder
+from atlasmith._pages import release_rows, releasing_reads
 from atlasmith._types import PathLike, StepProgress
 from atlasmith.errors import AtlasExistsError, ConfigError, ScriptError
 from atlasmith.formats import (
@@ -194,12 +195,23 @@ def _check_free(targets: Sequence[Path], overwrite: bool) -> None:
 
 
 def _write_v3_volumes(v3: V3Writer, inputs: AtlasInputs) -> None:
-    """The v3 stacks, 4-D masks and segmentation (they need no meshes)."""
-    v3.write_stacks(
-        inputs.reference, inputs.annotation, inputs.hemispheres, inputs.additional_references
-    )
-    v3.write_masks(inputs.annotation)
-    v3.write_segmentation(inputs.annotation)
+    """The v3 stacks, 4-D masks and segmentation (they need no meshes). Memory-mapped inputs
+    are read through ``releasing_reads``: the writer reads every stack whole, in slabs, and
+    would leave all their pages mapped (at 10 um 7.2 GB, beside the meshes' memory)."""
+    reference, annotation = releasing_reads(inputs.reference), releasing_reads(inputs.annotation)
+    hemispheres = None if inputs.hemispheres is None else releasing_reads(inputs.hemispheres)
+    references = {k: releasing_reads(v) for k, v in inputs.additional_references.items()}
+    v3.write_stacks(reference, annotation, hemispheres, references)
+    v3.write_masks(annotation)
+    v3.write_segmentation(annotation)
+
+
+def _write_v1_files(folder: Path, inputs: AtlasInputs) -> None:
+    """The v1.2 stacks and tables, a stack at a time: each memory-mapped input's pages are
+    let go once it is written (writing maps the whole stack: together 7.2 GB at 10 um)."""
+    for name, stack in _stacks(inputs).items():  # the tables are written each time: a few kB
+        write_folder(folder, inputs.metadata, inputs.tree, {name: stack})
+        release_rows(stack, 0, len(stack))
 
 
 def _targets(out: Path, name: str, formats: Sequence[str], compress: bool) -> list[Path]:
@@ -262,7 +274,7 @@ def write_package(
         folder.mkdir()
         v3 = V3Writer(staging / V3_ROOT, inputs.metadata, inputs.tree) if "v3" in chosen else None
         step("writing stacks and tables")
-        write_folder(folder, inputs.metadata, inputs.tree, _stacks(inputs))
+        _write_v1_files(folder, inputs)
         step("meshes")
         # the preview and the v3 volumes overlap mesh generation
         with ThreadPoolExecutor(2) as background:

@@ -27,7 +27,7 @@ from atlasmith.hierarchy import Structure, StructureTree
 from atlasmith.metadata import AtlasMetadata, check_citation
 from atlasmith.names import check_base_name
 from atlasmith.orientation import ATLAS_ORIENTATION
-from atlasmith.statistics import label_counts
+from atlasmith.statistics import label_counts, label_histogram, row_blocks, value_range
 
 __all__ = [
     "AtlasInputs",
@@ -190,7 +190,9 @@ def _as_3d(stack: Any, name: str) -> Array:
         stack = read_stack(Path(stack))
     if stack is None:
         raise _bad_stack(name, "got None; expected a non-empty 3D array")
-    array = np.asarray(stack)
+    # a memory-mapped stack stays one (np.asarray would make it a plain view of the mapping),
+    # so that passes over it let its pages go (atlasmith._pages): 7.2 GB at 10 um otherwise
+    array = stack if isinstance(stack, np.memmap) else np.asarray(stack)
     if array.ndim != 3 or 0 in array.shape:
         raise _bad_stack(name, f"expected a non-empty 3D array, got shape {array.shape}")
     if array.dtype.kind not in "buif":
@@ -208,7 +210,7 @@ def as_reference(stack: Any, name: str = "reference") -> Array:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise _bad_stack(name, f"{bad} voxel(s) are NaN or infinite; expected finite values")
-    low, high = array.min(), array.max()
+    low, high = value_range(array)
     if array.dtype.kind in "bui" and low >= 0 and high <= _UINT16_MAX:
         return array.astype(np.uint16, copy=False)
     if high == low:
@@ -225,7 +227,7 @@ def _as_labels(stack: Any, name: str, maximum: int, dtype: type[np.unsignedinteg
     array = _as_3d(stack, name)
     if array.dtype.kind == "f" and not _integral(array):
         raise _bad_stack(name, "has non-integer (or NaN) values; labels must be integers")
-    low, high = array.min(), array.max()
+    low, high = value_range(array)
     if low < 0 or high > maximum:
         raise _bad_stack(name, f"values span {low}..{high}; expected integers in 0..{maximum}")
     return array.astype(dtype, copy=False)
@@ -234,7 +236,7 @@ def _as_labels(stack: Any, name: str, maximum: int, dtype: type[np.unsignedinteg
 def as_annotation(stack: Any) -> Array:
     """Convert a label volume to uint32; non-integral, negative or too large values raise."""
     array = _as_labels(stack, "annotation", _UINT32_MAX, np.uint32)
-    if not array.any():
+    if not any(part.any() for _, part in row_blocks(array)):
         raise _bad_stack("annotation", "is empty (every voxel is 0); expected labelled voxels")
     return array
 
@@ -242,7 +244,7 @@ def as_annotation(stack: Any) -> Array:
 def as_hemispheres(stack: Any) -> Array:
     """Convert a hemispheres stack to uint8; values other than 0, 1 (left), 2 (right) raise."""
     array = _as_labels(stack, "hemispheres", 2**8 - 1, np.uint8)
-    values = np.flatnonzero(np.bincount(array.ravel()))
+    values = np.flatnonzero(label_histogram(array, 2**8))
     if values.max() > 2:
         raise _bad_stack(
             "hemispheres", f"has values {values.tolist()}; expected 0, 1 (left) and 2 (right)"
@@ -349,6 +351,8 @@ def prepare_inputs(raw: RawAtlas) -> AtlasInputs:
     tree, removed = _tree(raw, stacks["annotation"])
 
     def asr(a: Array) -> Array:
+        if raw.orientation == ATLAS_ORIENTATION and a.flags.c_contiguous:
+            return a  # as it is: a memory-mapped stack stays one (see _as_3d)
         return np.ascontiguousarray(reorient_stack(a, raw.orientation, ATLAS_ORIENTATION))
 
     annotation = asr(stacks["annotation"])

@@ -8,6 +8,7 @@ once: inherited by forked local processes, scattered to dask workers.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -61,6 +62,9 @@ class Runner(Protocol):
 #: something this thread holds would otherwise never end).
 _IMPORT_WAIT_S = 120.0
 _log = logging.getLogger("atlasmith.meshes")
+#: Tasks sent to a dask cluster ahead of the results read, per worker: enough to keep every
+#: worker busy, few enough that the items' data (slabs of labels) stay small.
+_IN_FLIGHT_PER_WORKER = 3
 
 # forked workers find the shared object here (it is inherited, never pickled)
 _SHARED: Any = None
@@ -222,12 +226,20 @@ class DaskRunner:
         """See :meth:`Runner.map`."""
         # one future for the whole shared object (scattering a tuple would scatter its items)
         scattered = self.client.scatter([shared], broadcast=True)[0]
-        futures = self.client.map(fn, items, [scattered] * len(items), pure=False)
+        # Items may carry their own data (a slab's labels, made as the item is read), so a
+        # few are in flight at a time, each scattered (not sent in the task graph); results
+        # still come back in order.
+        pending: collections.deque[Any] = collections.deque()
         try:
-            for future in futures:
-                yield future.result()
+            for item in items:
+                sent = self.client.scatter([item])[0]
+                pending.append(self.client.submit(fn, sent, scattered, pure=False))
+                if len(pending) >= _IN_FLIGHT_PER_WORKER * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
         finally:
-            self.client.cancel(futures)
+            self.client.cancel(list(pending))
 
     def close(self) -> None:
         """Disconnect from the scheduler."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SLAB_VOXELS = 1 << 25  # voxels per slab, margins included (bounds the memory of a slab)...
 _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (margins <= 1/2)
+# On a dask cluster 2 (margins up to half a slab: a third more rows read): a worker holds all
+# of a slab's peak itself, and at 10 um 4-margin slabs (84 rows, 77M voxels) peaked at 3-4 GB
+# in local workers, against the 4 GB a laptop's worker may have.
+_REMOTE_MIN_CORE_MARGINS = 2
 SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 at 12.5 um)
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
@@ -65,6 +69,12 @@ class SlabInputs(NamedTuple):
     tree: StructureTree
     block: int
     small: BoolArray | None = None  # per label: belongs to a structure too small to cluster
+    shape: tuple[int, ...] | None = None  # the volume's, when ``volume`` is left out (remote)
+
+
+def volume_shape(inputs: SlabInputs) -> tuple[int, ...]:
+    """The shape of the whole volume (also where the workers get only their slabs' rows)."""
+    return inputs.shape if inputs.shape is not None else tuple(inputs.volume.shape)
 
 
 # --- slabs -------------------------------------------------------------------------------
@@ -81,6 +91,7 @@ def plan_slabs(
     margin_rows: int,
     workers: int,
     work: npt.NDArray[np.float64] | None = None,
+    min_core_margins: int | None = None,
 ) -> list[Slab]:
     """Cut the padded volume's rows into cores of at most SLAB_VOXELS voxels with their
     margins, and into at least ``workers`` cores when the volume is thick enough (a multiple
@@ -88,13 +99,15 @@ def plan_slabs(
 
     ``work`` (per row of the volume, e.g. ``row_work``) moves the cuts so that the cores
     hold about equal work, as long as no core gets thicker than the memory bound allows.
+    ``min_core_margins``: the thinnest core, in margins (default ``_MIN_CORE_MARGINS``).
     """
+    thinnest = _MIN_CORE_MARGINS if min_core_margins is None else min_core_margins
     rows = int(shape[0]) + 2
     plane = (int(shape[1]) + 2) * (int(shape[2]) + 2)
     budget = max(1, SLAB_VOXELS // plane - 2 * margin_rows)
-    core = max(budget, _MIN_CORE_MARGINS * margin_rows)
+    core = max(budget, thinnest * margin_rows)
     count = math.ceil(rows / core)
-    if count < workers and rows >= workers * _MIN_CORE_MARGINS * margin_rows:
+    if count < workers and rows >= workers * thinnest * margin_rows:
         count = workers
     elif count > workers and rows >= math.ceil(count / workers) * workers * margin_rows:
         count = math.ceil(count / workers) * workers
@@ -148,10 +161,34 @@ def slab_labels(inputs: SlabInputs, slab: Slab) -> npt.NDArray[Any]:
 
 def compact_labels(annotation: np.ndarray[Any, Any], tree: StructureTree) -> npt.NDArray[Any]:
     """Compact labels of the annotation (uint16/uint32); unknown labels raise."""
-    labels = tree.compact(annotation)
-    if np.count_nonzero(labels) != np.count_nonzero(annotation):
-        raise unknown_labels_error(np.unique(annotation[(labels == 0) & (annotation != 0)]))
-    return labels
+    return counted_compact_labels(annotation, tree)[0]
+
+
+def counted_compact_labels(
+    annotation: np.ndarray[Any, Any], tree: StructureTree
+) -> tuple[npt.NDArray[Any], IntArray]:
+    """Compact labels of the annotation and the voxels of each (unknown labels raise).
+
+    A block of rows at a time, so that a memory-mapped annotation is never mapped whole (at
+    10 um it would add its 4.8 GB to the process's memory beside the 2.4 GB of labels), and
+    counted as they are made (a second pass over the labels took 12 s at 10 um).
+    """
+    out: npt.NDArray[Any] | None = None
+    counts = np.zeros(len(tree) + 1, dtype=np.int64)
+    unknown: set[int] = set()
+    for start, part in row_blocks(annotation):
+        labels = tree.compact(part)
+        if out is None:
+            out = np.empty(annotation.shape, dtype=labels.dtype)
+        out[start : start + len(part)] = labels
+        counts += np.bincount(labels.reshape(-1), minlength=len(counts))
+        if np.count_nonzero(labels) != np.count_nonzero(part):
+            unknown.update(np.unique(part[(labels == 0) & (part != 0)]).tolist())
+    if unknown:
+        raise unknown_labels_error(sorted(unknown))
+    if out is None:  # no rows
+        return tree.compact(annotation), counts
+    return out, counts
 
 
 def unknown_labels_error(unknown: Sequence[int] | npt.NDArray[Any]) -> AtlasFormatError:
@@ -166,8 +203,8 @@ def unknown_labels_error(unknown: Sequence[int] | npt.NDArray[Any]) -> AtlasForm
 
 
 class _Quads(NamedTuple):
-    corners: IntArray  # (n, 4) flat cell indices in the slab
-    pairs: IntArray  # (n, 2) labels: the upper voxel's first
+    corners: npt.NDArray[Any]  # (n, 4) flat cell indices in the slab (int32 where they fit)
+    pairs: npt.NDArray[Any]  # (n, 2) labels (their own dtype): the upper voxel's first
     owned: BoolArray  # the lower voxel lies in the slab's core
     canonical: IntArray  # axis * padded volume size + the lower voxel's flat index
 
@@ -177,8 +214,10 @@ class SlabSurface(NamedTuple):
 
     keys: npt.NDArray[np.uint64]  # sorted
     points: FloatArray
-    faces: IntArray  # (n, 3) indices into keys
-    pairs: IntArray
+    # int32 faces and the labels' own dtype for pairs where they fit: the driver holds every
+    # slab's share until they are stitched (2.7 GB at 10 um with int64)
+    faces: npt.NDArray[Any]  # (n, 3) indices into keys
+    pairs: npt.NDArray[Any]
     order: IntArray  # canonical face number: same in any slab layout
 
 
@@ -194,7 +233,7 @@ def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
     if axis != 0:  # their cells reach one row back and need one row ahead for label sets
         inside = (where[0] >= 1) & (where[0] <= labels.shape[0] - 2)
         where = tuple(w[inside] for w in where)
-    pairs = np.column_stack([above[where], below[where]]).astype(np.int64)
+    pairs = np.column_stack([above[where], below[where]])
     a1, a2 = (axis + 1) % 3, (axis + 2) % 3
     corners = []
     for d1, d2 in ((-1, -1), (0, -1), (0, 0), (-1, 0)):
@@ -206,14 +245,44 @@ def _axis_quads(labels: npt.NDArray[Any], axis: int, slab: Slab) -> _Quads:
     owned = (row >= slab.core_start) & (row < slab.core_stop)
     plane = labels.shape[1] * labels.shape[2]
     flat = row * plane + where[1].astype(np.int64) * labels.shape[2] + where[2]
-    return _Quads(np.column_stack(corners).astype(np.int64), pairs, owned, flat)
+    # int32 (and the labels' own dtype for pairs) where they fit: a slab holds these for all
+    # its quads, several times over, and its peak was 3-4 GB at 10 um
+    cell_type = np.int32 if labels.size <= np.iinfo(np.int32).max else np.int64
+    return _Quads(np.column_stack(corners).astype(cell_type), pairs, owned, flat)
+
+
+class _SlabRows(Sequence[tuple[Slab, npt.NDArray[Any]]]):
+    """The slabs, each with its compact labels (made as it is sent: a remote worker's)."""
+
+    def __init__(self, slabs: list[Slab], inputs: SlabInputs) -> None:
+        self.slabs, self.inputs = slabs, inputs
+
+    def __len__(self) -> int:
+        return len(self.slabs)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Slab, npt.NDArray[Any]]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[Slab, npt.NDArray[Any]]]: ...
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[Slab, npt.NDArray[Any]] | Sequence[tuple[Slab, npt.NDArray[Any]]]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        slab = self.slabs[index]
+        return slab, slab_labels(self.inputs, slab)
 
 
 def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     """Surface nets and clustering of one slab; the faces its core owns."""
-    labels = slab_labels(inputs, slab)
+    return labelled_slab_surface((slab, slab_labels(inputs, slab)), inputs)
+
+
+def labelled_slab_surface(item: tuple[Slab, npt.NDArray[Any]], inputs: SlabInputs) -> SlabSurface:
+    """:func:`slab_surface` of a slab sent with its labels (``slab_labels``)."""
+    slab, labels = item
     parts = [_axis_quads(labels, axis, slab) for axis in range(3)]
-    total_rows = inputs.volume.shape[0] + 2
+    total_rows = volume_shape(inputs)[0] + 2
     volume_size = total_rows * labels.shape[1] * labels.shape[2]
     corners = np.concatenate([p.corners for p in parts])
     pairs = np.concatenate([p.pairs for p in parts])
@@ -227,7 +296,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
     cells = np.flatnonzero(used)
     rank = np.cumsum(used, dtype=np.int32 if labels.size < 2**31 else np.int64)
     del used
-    quads = (rank[corners] - 1).astype(np.int64)
+    quads = rank[corners] - 1  # int32 where the cells fit
     del rank, corners
     position = np.column_stack(np.unravel_index(cells, labels.shape)).astype(np.int64)
     position[:, 0] += slab.start  # cell coordinates in the padded volume
@@ -256,7 +325,7 @@ def slab_surface(slab: Slab, inputs: SlabInputs) -> SlabSurface:
         [canonical] * _HALVES
     )[keep]
     referenced = np.flatnonzero(np.bincount(kept_faces.ravel(), minlength=len(unique)))
-    local = np.zeros(len(unique), dtype=np.int64)
+    local = np.zeros(len(unique), dtype=np.int32 if len(unique) <= 2**31 - 1 else np.int64)
     local[referenced] = np.arange(len(referenced))
     return SlabSurface(
         unique[referenced],
@@ -298,7 +367,7 @@ def _cluster_keys(
     block = inputs.block
     if block <= 1:
         return global_cell
-    grid = np.asarray(inputs.volume.shape, dtype=np.int64) + 2
+    grid = np.asarray(volume_shape(inputs), dtype=np.int64) + 2
     blocks = position // block
     block_index = np.ravel_multi_index(blocks.T, tuple(grid // block + 1)).astype(np.uint64)
     key = _mix(signature ^ block_index)
@@ -312,28 +381,47 @@ def _cluster_keys(
     return key
 
 
-def stitch(parts: Sequence[SlabSurface]) -> SharedSurface:
-    """One shared surface from the slabs' shares: vertices by key, faces in canonical order."""
+def stitch(parts: list[SlabSurface]) -> SharedSurface:
+    """One shared surface from the slabs' shares: vertices by key, faces in canonical order.
+
+    ``parts`` is emptied once joined, and the faces and pairs are reordered one after the
+    other: at 10 um the shares and the surface are 3-4 GB each.
+    """
     keys = np.concatenate([p.keys for p in parts])
     unique, first = np.unique(keys, return_index=True)
+    del keys
     points = np.concatenate([p.points for p in parts])[first]
     faces = np.concatenate([np.searchsorted(unique, p.keys)[p.faces] for p in parts])
-    pairs = np.concatenate([p.pairs for p in parts])
-    order = np.argsort(np.concatenate([p.order for p in parts]), kind="stable")
-    return SharedSurface(points, faces[order], pairs[order])
+    pairs = np.concatenate([p.pairs.astype(np.int64, copy=False) for p in parts])
+    order = np.concatenate([p.order for p in parts])
+    parts.clear()
+    order = np.argsort(order, kind="stable")
+    faces = faces[order]
+    pairs = pairs[order]
+    return SharedSurface(points, faces, pairs)
+
+
+def slab_surfaces(inputs: SlabInputs, runner: Runner) -> list[SlabSurface]:
+    """The slabs' shares of the shared surface of ``inputs.volume``, slab by slab on
+    ``runner`` (with no more slabs in memory at once than half the available memory holds),
+    for :func:`stitch` (the caller can let the volume go first)."""
+    shape = inputs.volume.shape
+    work = row_work(inputs.volume) if runner.workers > 1 else None
+    thinnest = min(_MIN_CORE_MARGINS, _REMOTE_MIN_CORE_MARGINS) if runner.remote else None
+    slabs = plan_slabs(shape, margin(inputs.block), runner.workers, work, thinnest)
+    if len(slabs) == 1:
+        return [slab_surface(slabs[0], inputs)]
+    plane = (shape[1] + 2) * (shape[2] + 2)
+    voxels = max((s.stop - s.start) * plane for s in slabs)
+    if runner.remote:  # each slab goes with its rows, never the whole volume (2.4 GB at 10 um)
+        sent = inputs._replace(volume=np.zeros((0, 0, 0), inputs.volume.dtype), shape=shape)
+        return list(runner.map(labelled_slab_surface, _SlabRows(slabs, inputs), sent))
+    return list(runner.map(slab_surface, slabs, inputs, concurrent_slabs(voxels)))
 
 
 def extract(inputs: SlabInputs, runner: Runner) -> SharedSurface:
-    """The shared surface of ``inputs.volume``, slab by slab on ``runner`` (with no more slabs
-    in memory at once than half the available memory holds)."""
-    shape = inputs.volume.shape
-    work = row_work(inputs.volume) if runner.workers > 1 else None
-    slabs = plan_slabs(shape, margin(inputs.block), runner.workers, work)
-    if len(slabs) == 1:
-        return stitch([slab_surface(slabs[0], inputs)])
-    plane = (shape[1] + 2) * (shape[2] + 2)
-    voxels = max((s.stop - s.start) * plane for s in slabs)
-    return stitch(list(runner.map(slab_surface, slabs, inputs, concurrent_slabs(voxels))))
+    """The shared surface of ``inputs.volume``: :func:`slab_surfaces`, stitched."""
+    return stitch(slab_surfaces(inputs, runner))
 
 
 def concurrent_slabs(voxels: int, available: int | None = None) -> int:
@@ -373,7 +461,21 @@ def _label_sets(
     padded: npt.NDArray[Any], cells: IntArray, small: BoolArray | None
 ) -> tuple[npt.NDArray[np.uint64], BoolArray]:
     """A 64-bit hash of the set of labels among each cell's 8 voxels, and whether one of
-    them is ``small``."""
+    them is ``small``; a block of cells at a time (all at once, its temporaries took about
+    250 bytes a cell: the largest part of a slab's peak at 10 um)."""
+    parts = [
+        _block_label_sets(padded, cells[start : start + _CHUNK_FACES], small)
+        for start in range(0, len(cells), _CHUNK_FACES)
+    ]
+    if not parts:
+        return np.zeros(0, np.uint64), np.zeros(0, bool)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _block_label_sets(
+    padded: npt.NDArray[Any], cells: IntArray, small: BoolArray | None
+) -> tuple[npt.NDArray[np.uint64], BoolArray]:
+    """:func:`_label_sets` of some cells."""
     sy, sz = padded.shape[1], padded.shape[2]
     offsets = np.array(
         [di * sy * sz + dj * sz + dk for di in (0, 1) for dj in (0, 1) for dk in (0, 1)]
@@ -401,12 +503,20 @@ def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def _split_quads(points: FloatArray, quads: IntArray) -> IntArray:
-    """Two triangles per quad, cut along the shorter diagonal (same winding)."""
-    a, b, c, d = quads.T
-    short02 = _square_length(points, a, c) <= _square_length(points, b, d)
-    first = np.where(short02[:, None], quads[:, [0, 1, 2]], quads[:, [0, 1, 3]])
-    second = np.where(short02[:, None], quads[:, [0, 2, 3]], quads[:, [1, 2, 3]])
-    return np.concatenate([first, second])
+    """Two triangles per quad, cut along the shorter diagonal (same winding): every quad's
+    first triangle, then every second one; a block of quads at a time (bounds temporaries)."""
+    count = len(quads)
+    out: IntArray = np.empty((_HALVES * count, 3), dtype=quads.dtype)
+    for start in range(0, count, _CHUNK_FACES):
+        block = quads[start : start + _CHUNK_FACES]
+        a, b, c, d = block.T
+        short02 = (_square_length(points, a, c) <= _square_length(points, b, d))[:, None]
+        stop = start + len(block)
+        out[start:stop] = np.where(short02, block[:, [0, 1, 2]], block[:, [0, 1, 3]])
+        out[count + start : count + stop] = np.where(
+            short02, block[:, [0, 2, 3]], block[:, [1, 2, 3]]
+        )
+    return out
 
 
 def _square_length(points: FloatArray, start: IntArray, stop: IntArray) -> FloatArray:

@@ -26,6 +26,7 @@ from atlasmith.previews._layout import (
     section_layout,
     sheet_title,
 )
+from atlasmith.statistics import plane, sample_every
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -60,7 +61,7 @@ def label_colours(
 def slice_positions(annotation: npt.NDArray[Any], axis: int, count: int) -> list[int]:
     """``count`` slice indices spread over the annotated extent of ``axis`` (inner 80 %)."""
     step = max(1, round((annotation.size / 4e6) ** (1 / 3)))
-    sample = np.asarray(annotation[::step, ::step, ::step])
+    sample = sample_every(annotation, step)
     other = tuple(a for a in range(3) if a != axis)
     present = np.flatnonzero(sample.any(axis=other)) * step
     size = annotation.shape[axis]
@@ -72,7 +73,7 @@ def slice_positions(annotation: npt.NDArray[Any], axis: int, count: int) -> list
 
 def _intensity_range(reference: npt.NDArray[Any]) -> tuple[float, float]:
     step = max(1, round((reference.size / 2e6) ** (1 / 3)))
-    sample = np.asarray(reference[::step, ::step, ::step], dtype=np.float64)
+    sample = sample_every(reference, step).astype(np.float64)
     foreground = sample[sample > sample.min()]
     lo, hi = np.percentile(foreground if foreground.size else sample, [0.5, 99.8])
     return float(lo), float(max(hi, lo + 1e-9))
@@ -100,9 +101,9 @@ def section_raster(
 
 
 def _oriented_slice(stack: npt.NDArray[Any], layout: PanelLayout, index: int) -> npt.NDArray[Any]:
-    plane = np.take(stack, index, axis=layout.slice_axis)
+    section = plane(stack, layout.slice_axis, index)
     rest = [a for a in range(3) if a != layout.slice_axis]
-    return np.asarray(plane if rest.index(layout.row_axis) == 0 else plane.T)
+    return np.asarray(section if rest.index(layout.row_axis) == 0 else section.T)
 
 
 def _upsample(image: npt.NDArray[Any], scale: int) -> npt.NDArray[Any]:
