@@ -47,7 +47,7 @@ _MESH_OPTIONS: dict[str, tuple[click.ParamType[Any], str]] = {
     "budget_um": (
         click.FloatRange(0, 100_000),
         "Triangle budget: decimate each mesh to about a triangulation of its area with edges "
-        "of this many um (0: none; 200 keeps about 1 M triangles for the Allen atlas).",
+        "of this many um (0: none; 200 halves the Allen atlas's triangles at 100 um).",
     ),
     "closing": (
         click.IntRange(min=0),
@@ -126,7 +126,7 @@ def demo_command(workdir: str | None) -> None:
     type=click.FloatRange(0, 100_000),
     default=None,
     help="Triangle budget of each mesh (MeshParameters.budget_um; default: the script's "
-    "MESH_PARAMETERS, else 0: none). 200 keeps about 1.3 M triangles for the Allen atlas.",
+    "MESH_PARAMETERS, else 0: none). 200 halves the Allen atlas's triangles at 100 um.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @reports_errors
