@@ -14,6 +14,7 @@ from atlasmith._types import BoolArray, Float64Array, IntArray
 from atlasmith.meshes._collapse import collapse
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._surface import SharedSurface, alive_mask
+from atlasmith.meshes.quality import is_closed
 
 __all__ = ["budget_faces", "decimate", "fit_budget", "simplify", "used_vertices"]
 
@@ -195,11 +196,3 @@ def fit_budget(
             remap = np.cumsum(used) - 1
             return kept, remap[fewer]
     return points_um, faces
-
-
-def is_closed(faces: IntArray) -> bool:
-    """Whether every directed edge of the faces is matched by one in the opposite direction
-    (the mesh is watertight and consistently oriented)."""
-    n = int(faces.max()) + 1 if len(faces) else 0
-    start, stop = faces.ravel(), np.roll(faces, -1, axis=1).ravel()
-    return bool(np.array_equal(np.sort(start * n + stop), np.sort(stop * n + start)))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MeshQuality",
+    "is_closed",
     "mesh_quality",
     "quality_report",
     "read_obj",
@@ -81,6 +82,14 @@ def _edges(faces: Faces) -> tuple[Faces, Faces]:
     return faces.ravel(), np.roll(faces, -1, axis=1).ravel()
 
 
+def is_closed(faces: Faces) -> bool:
+    """Whether every directed edge of the faces is matched by one in the opposite direction
+    (the mesh is watertight and consistently oriented)."""
+    n = int(faces.max()) + 1 if len(faces) else 0
+    start, stop = faces.ravel(), np.roll(faces, -1, axis=1).ravel()
+    return bool(np.array_equal(np.sort(start * n + stop), np.sort(stop * n + start)))
+
+
 def _topology(faces: Faces, n_points: int) -> tuple[bool, bool, int]:
     """Closed, manifold, and number of connected components."""
     from scipy.sparse import coo_matrix
@@ -89,7 +98,7 @@ def _topology(faces: Faces, n_points: int) -> tuple[bool, bool, int]:
     start, stop = _edges(faces)
     forward = start * n_points + stop
     backward = stop * n_points + start
-    closed = bool(np.array_equal(np.sort(forward), np.sort(backward)))
+    closed = is_closed(faces)
     undirected = np.minimum(forward, backward)
     _, counts = np.unique(undirected, return_counts=True)
     manifold = closed and bool(np.all(counts == 2))
