@@ -18,7 +18,7 @@ from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
 from atlasmith.hierarchy import StructureTree
 from atlasmith.inspection import check_meshes
 from atlasmith.meshes import MeshParameters, generate_meshes
-from atlasmith.meshes.decimation import budget_faces
+from atlasmith.meshes.decimation import budget_faces, simplify, simplify_anchored
 from atlasmith.meshes.obj import locality_order
 from atlasmith.meshes.quality import _topology, enclosed_volume, read_obj, region_masks
 from atlasmith.previews import load_atlas_files
@@ -461,7 +461,7 @@ def test_a_triangle_budget_sizes_each_mesh_by_its_geometry_and_keeps_every_guara
     """--budget-um 200 at 100 um: the 837 meshes weigh at most 1.4 M triangles (measured:
     1.33 M, against 2.90 M without), each at most its budget (a triangulation of its area
     with edges of 200 um or of its mean radius; twice that for the few whose extent the
-    first decimation cut) or left exactly as it was; every mesh
+    first decimation still moved) or left exactly as it was; every mesh
     closed, outward, within a voxel of its region's bounds and keeping at least 90 % of its
     volume; the same bytes with 1 or 2 workers; and the inspection's mesh checks pass for
     every structure."""
@@ -494,7 +494,7 @@ def test_a_triangle_budget_sizes_each_mesh_by_its_geometry_and_keeps_every_guara
         assert _topology(faces, len(points))[0], acronym
         volume = enclosed_volume(points, faces)
         assert volume >= 0.9 * enclosed_volume(full_points, full_faces), acronym
-    assert second_tries <= 20  # (12 measured) twice the budget: the first cut the extent
+    assert second_tries <= 20  # (11 measured) the first moved the extent or lost volume
     _assert_placed_within_a_voxel(annotation, tree, light)
     for old in (example_atlas_copy / "meshes").iterdir():
         old.unlink()
@@ -514,6 +514,46 @@ def test_budget_leaves_thin_sheets_and_small_meshes_alone(allen, meshes):
     assert budget_faces(points, faces, 200.0) >= len(faces) / 1.25
     tiny = min(meshes, key=lambda sid: len(meshes[sid][1]))
     assert budget_faces(*meshes[tiny], 200.0) >= 64
+
+
+def test_budget_decimation_keeps_the_extreme_vertices_where_they_are(allen, meshes):
+    """Quadric decimation alone cuts the tips of thin processes off (measured at 100 um:
+    the arbor vitae's extent shrank by 144 um, the corpus callosum's genu by 104 um); the
+    budget's decimation keeps each mesh's lowest and highest vertex along every axis exactly
+    where they were, and the mesh closed, at its budget (a vertex the decimation places
+    may overshoot the extent a little: ccg's by 1.3 um)."""
+    _, tree, _ = allen
+    by_acronym = {tree[sid].acronym: sid for sid in meshes}
+
+    def shrink(before: np.ndarray, after: np.ndarray, faces: np.ndarray) -> float:
+        kept = after[np.unique(faces)]
+        low, high = np.abs(kept.min(0) - before.min(0)), np.abs(kept.max(0) - before.max(0))
+        return float(np.maximum(low, high).max())
+
+    for acronym in ("arb", "ccg", "ACA", "PAG", "aco"):
+        points, faces = meshes[by_acronym[acronym]]
+        points = points.astype(np.float64)
+        target = budget_faces(points, faces, 200.0)
+        plain_points, plain_faces = simplify(points, faces, target, 10)
+        assert shrink(points, plain_points, plain_faces) > 50.0, acronym  # what it mends
+        result = simplify_anchored(points, faces, target, 10)
+        assert result is not None, acronym
+        fewer_points, fewer_faces = result
+        fewer_faces = fewer_faces[
+            (fewer_faces[:, 0] != fewer_faces[:, 1])
+            & (fewer_faces[:, 1] != fewer_faces[:, 2])
+            & (fewer_faces[:, 0] != fewer_faces[:, 2])
+        ]
+        assert len(fewer_faces) <= target + 2, acronym
+        assert _topology(fewer_faces, len(fewer_points))[0], acronym  # closed again
+        used = fewer_points[np.unique(fewer_faces)].astype(np.float32)
+        for extreme in np.r_[points.argmin(0), points.argmax(0)]:
+            corner = points[extreme].astype(np.float32)
+            assert np.any(np.all(used == corner, axis=1)), (acronym, extreme)
+        kept = fewer_points[np.unique(fewer_faces)]
+        assert np.all(kept.min(0) <= points.min(0) + 1e-3), acronym  # the extent is kept;
+        assert np.all(kept.max(0) >= points.max(0) - 1e-3), acronym  # a placed vertex may
+        assert shrink(points, fewer_points, fewer_faces) <= RES / 2, acronym  # overshoot
 
 
 def test_locality_order_keeps_every_triangle_and_its_orientation(meshes):

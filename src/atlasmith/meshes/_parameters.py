@@ -13,7 +13,7 @@ __all__ = ["ENGINE", "MeshParameters", "default_decimals"]
 #: Coordinates are written in steps of at most this fraction of the smallest voxel side.
 _COORDINATE_STEP = 0.01
 
-ENGINE = "atlasmith-surface-nets/6"  # /6: triangle budget, vertices and faces in locality order
+ENGINE = "atlasmith-surface-nets/7"  # /7: the budget holds extreme vertices and 90 % of volume
 
 
 def default_decimals(resolution: float) -> int:
@@ -55,10 +55,10 @@ class MeshParameters:
         none): a mesh with more triangles than a regular triangulation of its area with
         edges of ``budget_um`` micrometres (``4 / sqrt(3) * area / budget_um**2``, at least
         64) is decimated to that many after smoothing, by quadric error (fast-simplification),
-        so an atlas's meshes weigh less as resolution grows finer than without it. On the
-        Allen annotation 200 keeps 1.4, 2.2 and 6.3 M triangles at 100, 50 and 25 um (2.9,
-        9.3 and 18.5 M without), closer to Allen's own meshes, a little farther from the
-        voxels.
+        its extreme vertices held in place, so an atlas's meshes weigh about as much at
+        every resolution. On the Allen annotation 200 keeps 1.3, 1.6 and 2.7 M triangles
+        at 100, 50 and 25 um (2.9, 9.3 and 18.5 M without), closer to Allen's own meshes, a
+        little farther from the voxels.
     closing : int
         Iterations of the morphological closing (6-neighbour cross) of each structure before
         meshing, which fills its slits and tunnels up to about twice as many voxels wide
