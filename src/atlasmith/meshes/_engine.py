@@ -105,7 +105,7 @@ def _select(patches: _Patches, member: BoolArray) -> tuple[FloatArray, IntArray]
     inside_first = member[patches.first]
     chosen = np.flatnonzero(inside_first != member[patches.second])
     index = _ranges(patches.starts[chosen], patches.stops[chosen])
-    faces = patches.faces[index].astype(np.int64)
+    faces = patches.faces[index].astype(np.int64, copy=False)  # a new array either way
     # Normals point towards the first label: flip the patches where the structure is there.
     flip = np.repeat(inside_first[chosen], patches.stops[chosen] - patches.starts[chosen])
     faces[flip] = faces[flip][:, ::-1]

@@ -86,8 +86,13 @@ def is_closed(faces: Faces) -> bool:
     """Whether every directed edge of the faces is matched by one in the opposite direction
     (the mesh is watertight and consistently oriented)."""
     n = int(faces.max()) + 1 if len(faces) else 0
-    start, stop = faces.ravel(), np.roll(faces, -1, axis=1).ravel()
-    return bool(np.array_equal(np.sort(start * n + stop), np.sort(stop * n + start)))
+    start, stop = _edges(faces)
+    return _edges_paired(start * n + stop, stop * n + start)
+
+
+def _edges_paired(forward: Faces, backward: Faces) -> bool:
+    """Whether the directed edges (encoded ``forward``) are those reversed (``backward``)."""
+    return bool(np.array_equal(np.sort(forward), np.sort(backward)))
 
 
 def _topology(faces: Faces, n_points: int) -> tuple[bool, bool, int]:
@@ -98,7 +103,7 @@ def _topology(faces: Faces, n_points: int) -> tuple[bool, bool, int]:
     start, stop = _edges(faces)
     forward = start * n_points + stop
     backward = stop * n_points + start
-    closed = is_closed(faces)
+    closed = _edges_paired(forward, backward)
     undirected = np.minimum(forward, backward)
     _, counts = np.unique(undirected, return_counts=True)
     manifold = closed and bool(np.all(counts == 2))
