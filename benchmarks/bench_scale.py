@@ -36,6 +36,7 @@ runs twice: once sampled, for its memory, then unsampled, for its times.
         [--cold]      # every step reads the stacks out of the page cache (posix_fadvise)
         [--src DIR]   # the reader from another source tree (e.g. an older one, to compare)
         [--keep]      # keep the build's and the meshes' outputs under --out/runs/
+        [--budget-um UM]  # build and mesh with that triangle budget (--budget-um of both)
 """
 
 from __future__ import annotations
@@ -231,6 +232,16 @@ def scratch(args: argparse.Namespace, name: str) -> Path:
     return path
 
 
+def budget(args: argparse.Namespace) -> list[str]:
+    """The mesh options of ``--budget-um`` for ``atlasmith build`` and ``atlasmith meshes``."""
+    return ["--budget-um", f"{args.budget_um:g}"] if args.budget_um else []
+
+
+def budget_label(args: argparse.Namespace) -> str:
+    """What a row's name says of ``--budget-um``."""
+    return f" --budget-um {args.budget_um:g}" if args.budget_um else ""
+
+
 def write_script(out: Path) -> Path:
     """The 10 um atlas script beside its inputs (rewritten each time: it names this tree's
     structures file)."""
@@ -255,8 +266,9 @@ def build_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]
     """``atlasmith build`` of the 10 um atlas, every format, local workers."""
     script, out = write_script(args.out), scratch(args, "build")
     try:
-        command = atlasmith_command(args, "build", str(script), "--out", str(out))
-        row = {"section": "build", "name": "atlasmith build (10 um)", **measured_once(command)}
+        command = atlasmith_command(args, "build", str(script), "--out", str(out), *budget(args))
+        name = f"atlasmith build (10 um){budget_label(args)}"
+        row = {"section": "build", "name": name, **measured_once(command)}
     finally:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -324,8 +336,9 @@ def dask_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]
             f"worker {k + 1} ({address})": pid for k, (address, pid) in enumerate(pids.items())
         }
         sampler = TreeSampler(names)
+        address = cluster.scheduler_address
         command = atlasmith_command(
-            args, "meshes", str(folder), "--out", str(out), "--scheduler", cluster.scheduler_address
+            args, "meshes", str(folder), "--out", str(out), "--scheduler", address, *budget(args)
         )
         try:
             client_row = measured_once(command)
@@ -335,7 +348,8 @@ def dask_section(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]
         cluster.close()
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
-    rows = [{"section": "dask", "name": "atlasmith meshes (client)", **client_row}]
+    client = f"atlasmith meshes (client){budget_label(args)}"
+    rows = [{"section": "dask", "name": client, **client_row}]
     for name, figures in workers.items():
         rows.append({"section": "dask", "name": name, "wall_s": client_row["wall_s"], **figures})
     print("  atlasmith meshes on the LocalCluster: done", file=sys.stderr, flush=True)
@@ -381,6 +395,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here too")
     parser.add_argument("--keep", action="store_true", help="keep the build and meshes outputs")
+    parser.add_argument(
+        "--budget-um", type=float, default=0.0, help="build and mesh with this triangle budget"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     folder = make_10um(args.out)

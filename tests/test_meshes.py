@@ -307,6 +307,7 @@ def test_parameters_are_recorded_and_checked():
         {"closing": 1.5},
         {"deviation_um": -1.0},
         {"decimals": 7},
+        {"decimals": -4},
     )
     for bad in bad_values:
         with pytest.raises(ConfigError):
@@ -522,7 +523,7 @@ def test_budget_decimation_keeps_the_extreme_vertices_where_they_are(allen, mesh
     the arbor vitae's extent shrank by 144 um, the corpus callosum's genu by 104 um); the
     budget's decimation keeps each mesh's lowest and highest vertex along every axis exactly
     where they were, and the mesh closed, at its budget (a vertex the decimation places
-    may overshoot the extent a little: ccg's by 1.3 um)."""
+    may overshoot the extent a little: fit_budget moves it back)."""
     _, tree, _ = allen
     by_acronym = {tree[sid].acronym: sid for sid in meshes}
 
@@ -575,21 +576,28 @@ def test_locality_order_keeps_every_triangle_and_its_orientation(meshes):
     assert np.all(np.diff(flat[np.sort(first_use)]) == 1)  # numbered by first use
 
 
-@pytest.mark.parametrize(("resolution", "decimals"), [(100.0, 0), (50.0, 1), (25.0, 1)])
+@pytest.mark.parametrize(
+    ("resolution", "decimals", "step"),
+    [(100.0, None, 1), (50.0, None, 0.1), (25.0, None, 0.1), (100.0, -1, 10)],
+)
 def test_obj_coordinates_carry_digits_to_a_hundredth_of_a_voxel(
-    allen, tmp_path, resolution, decimals
+    allen, tmp_path, resolution, decimals, step
 ):
     annotation, tree, _ = allen
     crop = annotation[40:60, 20:40, 20:40]
-    made = generate_meshes(crop, tree, resolution, tmp_path / "m", workers=1)
+    params = MeshParameters(decimals=decimals)
+    made = generate_meshes(crop, tree, resolution, tmp_path / "m", params=params, workers=1)
     text = next(iter(made.values())).read_text()
-    vertex = next(line for line in text.splitlines() if line.startswith("v "))
-    widths = {len(n.partition(".")[2]) for n in vertex.split()[1:]}
-    assert widths == {decimals}, vertex
+    vertices = [line.split()[1:] for line in text.splitlines() if line.startswith("v ")]
+    widths = {len(n.partition(".")[2]) for n in vertices[0]}
+    assert widths == {1 if step < 1 else 0}, vertices[0]
+    units = np.rint(np.array(vertices, dtype=np.float64) / step)  # whole steps, not coarser
+    assert np.allclose(units * step, np.array(vertices, dtype=np.float64))
+    assert np.any(units % 10 != 0)
     assert MeshParameters(decimals=3).decimals_for(resolution) == 3
 
 
-@pytest.mark.parametrize("decimals", [0, 2, 3, 6])
+@pytest.mark.parametrize("decimals", [-2, -1, 0, 2, 3, 6])
 def test_obj_text_is_printf_formatting_of_the_rounded_values(decimals):
     """The table-driven OBJ writer gives exactly the text of %-formatting, sign and zero
     cases, numbers across 4-digit groups and large indices included."""
@@ -608,7 +616,8 @@ def test_obj_text_is_printf_formatting_of_the_rounded_values(decimals):
     faces = rng.integers(0, 5000, (8000, 3))
     faces[:3] = [[0, 9998, 9999], [10_000, 10_001, 99_999], [0, 1, 123_456_788]]
     rounded = np.round(points, decimals) + 0.0
-    expected = (f"v %.{decimals}f %.{decimals}f %.{decimals}f\n" * len(points)) % tuple(
+    written = max(decimals, 0)
+    expected = (f"v %.{written}f %.{written}f %.{written}f\n" * len(points)) % tuple(
         rounded.ravel().tolist()
     ) + ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())
     assert obj_bytes(points, faces, decimals) == expected.encode("ascii")

@@ -163,12 +163,21 @@ def budget_faces(
     thickness), so that thin sheets and small nuclei keep their volume (at 100 um, edges of
     200 um flattened the one-voxel layers 6b of the cortex to 2 % of their volume; with
     the radius, every Allen structure keeps at least 93 %)."""
+    return _budget(*_area_volume(points_um, faces), len(faces), budget_um)
+
+
+def _area_volume(points_um: npt.NDArray[np.floating[Any]], faces: IntArray) -> tuple[float, float]:
+    """Area and signed enclosed volume of a mesh, from one gathering of its corners."""
     a, b, c = (points_um[faces[:, k]].astype(np.float64) for k in range(3))
     cross = np.cross(b - a, c - a)
     area = 0.5 * float(np.linalg.norm(cross, axis=1).sum())
-    volume = float(np.einsum("ij,ij->i", a, cross).sum()) / 6.0  # signed, as enclosed
+    return area, float(np.einsum("ij,ij->i", a, cross).sum()) / 6.0
+
+
+def _budget(area: float, volume: float, n_faces: int, budget_um: float) -> int:
+    """:func:`budget_faces` of a mesh of ``n_faces`` with this area and volume."""
     if area <= 0 or volume <= 0:
-        return max(_BUDGET_FLOOR, len(faces))  # not a closed outward mesh: left alone
+        return max(_BUDGET_FLOOR, n_faces)  # not a closed outward mesh: left alone
     edge = min(budget_um, 3.0 * volume / area)
     return max(_BUDGET_FLOOR, int(_FACES_PER_SQUARE_EDGE * area / edge**2))
 
@@ -218,17 +227,21 @@ def fit_budget(
     the tips of thin processes off otherwise; at 25 um, 174 of the Allen annotation's 837
     meshes lost more than half a voxel so, and were left undecimated). The result must stay
     closed (fast-simplification keeps closed meshes closed, but the engine's guarantee does
-    not rest on it), keep its extent (each side of its bounding box within ``reach_um`` of
-    the mesh's: a vertex placed by the decimation can still overshoot it) and keep
-    ``_BUDGET_VOLUME`` of its volume (a small mesh can lose more: at 100 um, the layer 2 of
-    the nucleus of the lateral olfactory tract kept 85 %). A mesh that does not is decimated
-    again to twice as many triangles, then left as it was."""
+    not rest on it), keep its extent (each side of its bounding box at most ``reach_um``
+    inside the mesh's; vertices the decimation places outside it, by at most twice
+    ``reach_um``, are moved back onto it, so the extent never grows: at 25 um four Allen
+    meshes, the brain stem's 418,178 triangles among them, overshot by 13 to 16 um at both
+    tries and were left whole) and keep ``_BUDGET_VOLUME`` of its volume (a small mesh can
+    lose more: at 100 um, the layer 2 of the nucleus of the lateral olfactory tract kept
+    85 %). A mesh that does not is decimated again to twice as many triangles, then left as
+    it was."""
     if budget_um <= 0:
         return points_um, faces
-    target = budget_faces(points_um, faces, budget_um)
     points64 = np.asarray(points_um, dtype=np.float64)
+    area, volume = _area_volume(points64, faces)
+    target = _budget(area, volume, len(faces), budget_um)
     low, high = points64.min(axis=0), points64.max(axis=0)
-    volume = _BUDGET_VOLUME * enclosed_volume(points64, faces)
+    volume *= _BUDGET_VOLUME
     for tries in (target, 2 * target):
         if len(faces) <= _BUDGET_SLACK * tries:
             break
@@ -243,8 +256,11 @@ def fit_budget(
         if len(fewer) < 4 or not is_closed(fewer):
             continue
         kept = points[used]
-        moved = np.maximum(np.abs(kept.min(axis=0) - low), np.abs(kept.max(axis=0) - high))
-        if np.all(moved <= reach_um) and enclosed_volume(points, fewer) >= volume:
-            remap = np.cumsum(used) - 1
-            return kept, remap[fewer]
+        shrunk = np.maximum(kept.min(axis=0) - low, high - kept.max(axis=0))
+        grown = np.maximum(low - kept.min(axis=0), kept.max(axis=0) - high)
+        if np.all(shrunk <= reach_um) and np.all(grown <= 2.0 * reach_um):
+            kept = np.clip(kept, low, high)  # the extent never grows
+            fewer = (np.cumsum(used) - 1)[fewer]
+            if enclosed_volume(kept, fewer) >= volume:
+                return kept, fewer
     return points_um, faces

@@ -29,13 +29,17 @@ MeshData = tuple[Float64Array, IntArray]
 def obj_bytes(points: npt.NDArray[np.floating[Any]], faces: IntArray, decimals: int = 2) -> bytes:
     """Wavefront OBJ text (``v`` and 1-based ``f`` lines) of a triangle mesh.
 
-    The same text as ``"v %.2f %.2f %.2f"`` / ``"f %d %d %d"`` formatting of the rounded
-    values (no ``-0.00``), built with table lookups over whole arrays: each line is a row of
-    4-byte words in which unused bytes are 0, and the zeros are dropped at the end.
+    The same text as ``"v %.2f %.2f %.2f"`` / ``"f %d %d %d"`` formatting of the values
+    rounded to ``decimals`` (no ``-0.00``; below 0, to tens, hundreds..., written as whole
+    numbers), built with table lookups over whole arrays: each line is a row of 4-byte words
+    in which unused bytes are 0, and the zeros are dropped at the end.
     """
     n = len(points)
     scaled = np.rint(np.asarray(points, dtype=np.float64) * 10.0**decimals).astype(np.int64)
     scaled = scaled.ravel()
+    if decimals < 0:  # whole numbers, their last digits 0
+        scaled *= 10 ** (-decimals)
+        decimals = 0
     whole, fraction = np.divmod(np.abs(scaled), 10**decimals)
     number = [np.where(scaled < 0, _WORDS["-"], 0).astype(np.uint32)[:, None]]
     number.append(_digit_words(whole))
