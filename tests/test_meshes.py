@@ -144,7 +144,8 @@ def test_smoothing_moves_no_vertex_more_than_half_a_voxel(allen, tmp_path):
     for sid, (raw_points, raw_faces) in made["raw"].items():
         points, faces = made["smooth"][sid]
         np.testing.assert_array_equal(faces, raw_faces)
-        assert np.abs(points - raw_points).max() <= 0.5 * RES + 0.01, tree[sid].acronym
+        # plus each file's rounding: at most half a tenth of a voxel (_engine._decimals)
+        assert np.abs(points - raw_points).max() <= 0.6 * RES, tree[sid].acronym
     for acronym in ("LGd", "VPM", "MD", "CA3", "HY"):
         sid = tree[acronym].id
         raw, smooth = made["raw"][sid], made["smooth"][sid]
@@ -418,8 +419,9 @@ def test_decimation_within_a_distance_keeps_every_guarantee(allen, tmp_path):
     exactly its children."""
     annotation, tree, _ = allen
     crop = np.ascontiguousarray(annotation[40:80])
-    plain = MeshParameters(smoothing_um=0.0, closing=0)
-    light = MeshParameters(smoothing_um=0.0, closing=0, deviation_um=70.0)
+    # both written to a hundredth of a voxel, so that the same vertex has the same text
+    plain = MeshParameters(smoothing_um=0.0, closing=0, decimals=0)
+    light = MeshParameters(smoothing_um=0.0, closing=0, deviation_um=70.0, decimals=0)
     full = generate_meshes(crop, tree, RES, tmp_path / "full", params=plain, workers=2)
     fewer = generate_meshes(crop, tree, RES, tmp_path / "fewer", params=light, workers=2)
     one = generate_meshes(crop, tree, RES, tmp_path / "one", params=light, workers=1)
@@ -490,9 +492,11 @@ def test_a_triangle_budget_sizes_each_mesh_by_its_geometry_and_keeps_every_guara
         if len(faces) == len(full_faces):
             assert (out / f"{sid}.obj").read_bytes() == generated[sid].read_bytes(), acronym
         else:
+            # the budget of the mesh as written (to a tenth of a voxel): the smallest a few
+            # per cent off the engine's
             budget = budget_faces(full_points, full_faces, 200.0)
-            assert len(faces) <= 2.02 * budget + 2, acronym
-            second_tries += len(faces) > 1.01 * budget + 2
+            assert len(faces) <= 2.05 * budget + 2, acronym
+            second_tries += len(faces) > 1.03 * budget + 2
         assert _topology(faces, len(points))[0], acronym
         volume = enclosed_volume(points, faces)
         assert volume >= 0.9 * enclosed_volume(full_points, full_faces), acronym
@@ -577,24 +581,53 @@ def test_locality_order_keeps_every_triangle_and_its_orientation(meshes):
 
 
 @pytest.mark.parametrize(
-    ("resolution", "decimals", "step"),
-    [(100.0, None, 1), (50.0, None, 0.1), (25.0, None, 0.1), (100.0, -1, 10)],
+    ("resolution", "decimals", "steps"),
+    [(100.0, None, (10, 1)), (50.0, None, (1, 0.1)), (25.0, None, (1, 0.1)), (100.0, -1, (10,))],
 )
-def test_obj_coordinates_carry_digits_to_a_hundredth_of_a_voxel(
-    allen, tmp_path, resolution, decimals, step
+def test_obj_coordinates_carry_digits_to_a_tenth_of_a_voxel_where_the_mesh_stays_whole(
+    allen, tmp_path, resolution, decimals, steps
 ):
+    """By default each mesh's coordinates are written in steps of a tenth of a voxel (in
+    decimal steps of um) where that keeps its vertices apart and its faces of some area, else
+    of a hundredth; with ``decimals`` set, every mesh in its steps."""
     annotation, tree, _ = allen
     crop = annotation[40:60, 20:40, 20:40]
     params = MeshParameters(decimals=decimals)
     made = generate_meshes(crop, tree, resolution, tmp_path / "m", params=params, workers=1)
-    text = next(iter(made.values())).read_text()
-    vertices = [line.split()[1:] for line in text.splitlines() if line.startswith("v ")]
-    widths = {len(n.partition(".")[2]) for n in vertices[0]}
-    assert widths == {1 if step < 1 else 0}, vertices[0]
-    units = np.rint(np.array(vertices, dtype=np.float64) / step)  # whole steps, not coarser
-    assert np.allclose(units * step, np.array(vertices, dtype=np.float64))
-    assert np.any(units % 10 != 0)
+    used = []
+    for path in made.values():
+        text = path.read_text()
+        vertices = [line.split()[1:] for line in text.splitlines() if line.startswith("v ")]
+        values = np.array(vertices, dtype=np.float64)
+        step = next(s for s in steps if np.array_equal(np.rint(values / s) * s, values))
+        widths = {len(n.partition(".")[2]) for row in vertices for n in row}
+        assert widths == {1 if step < 1 else 0}, path.name
+        if step != steps[0]:  # not coarser because coarser would break it (or never does)
+            assert np.any(np.rint(values / step) % 10 != 0), path.name
+        used.append(step)
+    assert used.count(steps[0]) >= 0.5 * len(used)  # most meshes take the coarse steps
     assert MeshParameters(decimals=3).decimals_for(resolution) == 3
+
+
+def test_rounding_that_would_merge_vertices_or_flatten_faces_is_noticed():
+    """apart_when_rounded: False when two vertices would share a position or a face would
+    lose its area, True for a mesh that stays whole."""
+    from atlasmith.meshes.obj import apart_when_rounded
+
+    points = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]])
+    faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    assert apart_when_rounded(points, faces, 0)
+    assert apart_when_rounded(points, faces, -1)
+    assert not apart_when_rounded(points, faces, -2)  # all at 0 (to hundreds)
+    near = points.copy()
+    near[3] = [0.3, 0.2, 0.4]  # rounds onto vertex 0 at whole numbers, apart at tenths
+    assert apart_when_rounded(near, faces, 1)
+    assert not apart_when_rounded(near, faces, 0)
+    flat = points.copy()
+    flat[3] = [5.0, 0.4, 0.0]  # on the edge 0-1 once rounded to whole numbers: no area
+    assert apart_when_rounded(flat, faces, 1)
+    assert not apart_when_rounded(flat, faces, 0)
+    assert apart_when_rounded(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), 0)
 
 
 @pytest.mark.parametrize("decimals", [-2, -1, 0, 2, 3, 6])

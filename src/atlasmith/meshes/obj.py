@@ -17,7 +17,14 @@ import numpy.typing as npt
 from atlasmith._types import Float64Array, IntArray, PathLike
 from atlasmith.errors import MeshError
 
-__all__ = ["MeshData", "locality_order", "obj_bounds", "obj_bytes", "read_obj"]
+__all__ = [
+    "MeshData",
+    "apart_when_rounded",
+    "locality_order",
+    "obj_bounds",
+    "obj_bytes",
+    "read_obj",
+]
 
 #: A triangle mesh: vertices (V, 3) and zero-based triangles (F, 3).
 MeshData = tuple[Float64Array, IntArray]
@@ -53,6 +60,30 @@ def obj_bytes(points: npt.NDArray[np.floating[Any]], faces: IntArray, decimals: 
     text = np.concatenate([vertices, _lines(_WORDS["f "], words)]).view(np.uint8)
     out: bytes = text[text != 0].tobytes()
     return out
+
+
+def apart_when_rounded(
+    points: npt.NDArray[np.floating[Any]], faces: IntArray, decimals: int
+) -> bool:
+    """Whether the mesh's coordinates rounded to ``decimals`` (below 0: to tens,
+    hundreds...) keep every vertex at its own position and every face of some area: a mesh
+    written so is still the same mesh (Draco, which merges vertices that share a position,
+    keeps each of them; no triangle collapses)."""
+    if len(points) == 0:
+        return True
+    units = np.rint(np.asarray(points, dtype=np.float64) * 10.0**decimals).astype(np.int64)
+    units -= units.min(axis=0)
+    sides = units.max(axis=0) + 1
+    if float(np.prod(sides.astype(np.float64))) >= 2.0**62:  # no one-number key: compare rows
+        distinct = len(np.unique(units, axis=0)) == len(units)
+    else:
+        key = np.sort((units[:, 0] * sides[1] + units[:, 1]) * sides[2] + units[:, 2])
+        distinct = not np.any(key[1:] == key[:-1])
+    if not distinct:
+        return False
+    a = units[faces[:, 0]]
+    cross = np.cross(units[faces[:, 1]] - a, units[faces[:, 2]] - a)
+    return not np.any(np.all(cross == 0, axis=1))
 
 
 def locality_order(
