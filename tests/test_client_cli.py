@@ -270,8 +270,9 @@ def test_downloads_killed_at_random_points_never_leave_a_half_installed_atlas(
         process = install_process(repo, cache_dir)
         if trial % 3 == 2:  # kill after a random delay: start-up, download or install
             time.sleep(rng.uniform(0.1, 3.0))
-        else:  # kill after a random number of bytes has been sent
-            target = before + rng.randint(1, size)
+        else:  # kill after a random number of the bytes still to send has been sent
+            partial = sum(p.stat().st_size for p in cache_dir.rglob("*.part"))
+            target = before + rng.randint(1, max(1, size - partial))
             deadline = time.monotonic() + 30
             while repo.sent.get("/" + ARCHIVE, 0) < target and process.poll() is None:
                 assert time.monotonic() < deadline

@@ -5,7 +5,9 @@ bugs: validation gates, compress=False works, no network, meshes on the voxel gr
 from __future__ import annotations
 
 import csv
+import gc
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +153,17 @@ def test_same_output_as_brainglobe_wrapup(
     reference, annotation = retrieve_reference_and_annotation()
     structures = retrieve_structure_information()
     meshes = built_meshes(built)
-    bg_wrapup.wrapup_atlas_from_data(
-        ATLAS_NAME, __version__, CITATION, ATLAS_LINK, SPECIES, (RESOLUTION,) * 3, ORIENTATION,
-        ROOT_ID, reference, annotation, structures, meshes, tmp_path,
-        atlas_packager=ATLAS_PACKAGER, scale_meshes=True,
-        hemispheres_stack=retrieve_hemisphere_map(),
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        bg_wrapup.wrapup_atlas_from_data(
+            ATLAS_NAME, __version__, CITATION, ATLAS_LINK, SPECIES, (RESOLUTION,) * 3,
+            ORIENTATION, ROOT_ID, reference, annotation, structures, meshes, tmp_path,
+            atlas_packager=ATLAS_PACKAGER, scale_meshes=True,
+            hemispheres_stack=retrieve_hemisphere_map(),
+        )  # fmt: skip
+        # its README's file handle, left open, is closed here: collected later, its warning
+        # could land in another phase or test (it failed one run, in 1,157 tests)
+        gc.collect()
     ours = built.parent / "dsurqe_bgstyle_mouse_200um_v1.0"
     theirs = tmp_path / ours.name
     # our checks run on BrainGlobe's own packages too, and catch its one-voxel mesh shift

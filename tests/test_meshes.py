@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import atlasmith.meshes._engine as engine_module
 import atlasmith.meshes._runner as runner_module
 from atlasmith.cli import main
-from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError
+from atlasmith.errors import AtlasExistsError, AtlasFormatError, ConfigError, MeshError
 from atlasmith.hierarchy import StructureTree
 from atlasmith.inspection import check_meshes
 from atlasmith.meshes import MeshParameters, generate_meshes
@@ -707,3 +707,33 @@ def test_progress_knows_the_total_before_the_first_mesh(allen, tmp_path):
     assert calls[0] == (0, len(written))
     assert {total for _, total in calls} == {len(written)}
     assert [done for done, _ in calls[1:]] == list(range(1, len(written) + 1))
+
+
+def test_bounds_of_many_obj_files_match_each_files_own(meshes, tmp_path):
+    """obj_bounds_many reads the files atlasmith writes together and any other file (vertex
+    colours, vertices after faces, polygons with v/vt/vn) on its own, with the same bounds
+    as obj_bounds file by file, in order; a file with no vertices raises MeshError."""
+    from atlasmith.meshes.obj import obj_bounds, obj_bounds_many, obj_bytes
+
+    paths = []
+    for k, (points, faces) in enumerate(list(meshes.values())[:40]):
+        path = tmp_path / f"{k}.obj"
+        path.write_bytes(obj_bytes(points, faces, 1))
+        paths.append(path)
+    coloured = tmp_path / "coloured.obj"
+    coloured.write_text("v 1 2 3 0.5 0.5 0.5\nv -4 5.5 6 1 1 1\nv 7 8 -9 0 0 0\nf 1 2 3\n")
+    late = tmp_path / "late.obj"
+    late.write_text("v 1 2 3\nv 4 5 6\nf 1 2 3\nv 70 -8 9\nvn 0 0 1\nf 1//1 2//1 3//1\n")
+    paths[5:5] = [coloured, late]
+    bounds = obj_bounds_many(paths, threads=3)
+    assert len(bounds) == len(paths)
+    for path, (low, high) in zip(paths, bounds, strict=True):
+        own_low, own_high = obj_bounds(path)
+        np.testing.assert_array_equal(low, own_low)
+        np.testing.assert_array_equal(high, own_high)
+    np.testing.assert_array_equal(bounds[5][0], [-4, 2, -9])
+    np.testing.assert_array_equal(bounds[6][1], [70, 5, 9])
+    empty = tmp_path / "empty.obj"
+    empty.write_text("# nothing\n")
+    with pytest.raises(MeshError):
+        obj_bounds_many([paths[0], empty])

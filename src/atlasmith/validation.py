@@ -16,11 +16,9 @@ fails every new atlas.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +30,7 @@ from atlasmith import _stack_checks
 from atlasmith._types import ProgressCallback
 from atlasmith.errors import AtlasmithError, ValidationError
 from atlasmith.formats import MESHES, METADATA, REQUIRED_STACKS, STRUCTURES, V1Folder, stack_file
-from atlasmith.meshes.obj import obj_bounds
+from atlasmith.meshes.obj import obj_bounds, obj_bounds_many
 from atlasmith.orientation import ATLAS_ORIENTATION
 from atlasmith.statistics import labelled_along, row_blocks, unknown_labels, value_range
 
@@ -281,14 +279,12 @@ def check_mesh_bounds(p: _Package) -> str:
     limit = (np.asarray(p.annotation.shape) - 1) * p.voxel_size
     margin = p.voxel_size
     ids = sorted(p.mesh_ids)
-    # pandas' C parser releases the GIL: read the files on every core
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        bounds = pool.map(obj_bounds, [p.mesh_ids[sid] for sid in ids])
-        outside = [
-            sid
-            for sid, (lo, hi) in zip(ids, bounds, strict=True)
-            if (lo < -margin).any() or (hi > limit + margin).any()
-        ]
+    bounds = obj_bounds_many([p.mesh_ids[sid] for sid in ids])
+    outside = [
+        sid
+        for sid, (lo, hi) in zip(ids, bounds, strict=True)
+        if (lo < -margin).any() or (hi > limit + margin).any()
+    ]
     _need(not outside, f"meshes outside the volume: {outside[:10]} (more than a voxel)")
     return "every mesh lies inside the volume"
 

@@ -135,6 +135,30 @@ class _Output(NamedTuple):
 MeshBlob = tuple[bytes, bytes, bytes] | int
 
 
+def _structure_mesh(row: int, shared: _Output) -> tuple[npt.NDArray[Any], IntArray]:
+    """The mesh of the structure at ``row``, smoothed and within its budget, in micrometres
+    and in its OBJ order.
+
+    A mesh the budget decimates is smoothed as the surface numbers its vertices and put in
+    order once decimated (ordering its full mesh first cost 9 % of the CPU at 100 um); a mesh
+    it leaves whole is made as without a budget: put in order, then smoothed (the smoothing's
+    sums follow the vertices' order, so its bytes would change otherwise)."""
+    points, faces = _select(shared.patches, shared.members[row])
+    scale = float(shared.scale.min())
+    if shared.params.budget_um > 0:
+        smoothed = smooth(points, faces, shared.iterations) if shared.iterations else points
+        scaled = smoothed * shared.scale.astype(np.float32)  # float32, as the decimation
+        fewer = fit_budget(scaled, faces, shared.params.budget_um, 0.5 * scale)
+        if fewer[1] is not faces:
+            return locality_order(*fewer, _ORDER_CELL_VOXELS * scale)
+    # the OBJ's order, from where the shared surface put the vertices: smoothing then moves
+    # them without changing a face
+    points, faces = locality_order(points, faces, _ORDER_CELL_VOXELS)
+    if shared.iterations:
+        points = smooth(points, faces, shared.iterations)
+    return points * shared.scale, faces
+
+
 def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[MeshBlob]:
     """The meshes of the structures at the given rows of the membership table, each smoothed
     on its own: written into ``shared.target`` (``<id>.obj``; Draco ``<id>`` and
@@ -142,17 +166,7 @@ def _structure_chunk(rows: Sequence[int], shared: _Output) -> list[MeshBlob]:
     bytes."""
     out: list[MeshBlob] = []
     for row in rows:
-        points, faces = _select(shared.patches, shared.members[row])
-        # the OBJ's order, from where the shared surface put the vertices: smoothing then
-        # moves them without changing a face
-        points, faces = locality_order(points, faces, _ORDER_CELL_VOXELS)
-        if shared.iterations:
-            points = smooth(points, faces, shared.iterations)
-        scaled: npt.NDArray[Any] = points * shared.scale
-        reach = 0.5 * float(shared.scale.min())
-        fewer = fit_budget(scaled, faces, shared.params.budget_um, reach)
-        if fewer[1] is not faces:  # decimated: its own order again
-            scaled, faces = locality_order(*fewer, _ORDER_CELL_VOXELS * float(shared.scale.min()))
+        scaled, faces = _structure_mesh(row, shared)
         decimals = _decimals(scaled, faces, shared)
         blob = obj_bytes(scaled, faces, decimals)
         fragment, index = b"", b""
