@@ -37,6 +37,7 @@ _MIN_CORE_MARGINS = 4  # ...but a core is at least this many margins thick (marg
 _REMOTE_MIN_CORE_MARGINS = 2
 SLAB_BYTES_PER_VOXEL = 32  # a slab's peak memory per voxel (measured: about 30 at 12.5 um)
 _CHUNK_FACES = 1 << 21  # faces per block in whole-surface loops, to bound memory
+_CHUNK_CELLS = 1 << 20  # cells per block of label sets (their temporaries: ~150 bytes a cell)
 _AGREEMENT = 0.7  # clusters whose mean unit normal is shorter are split by facing
 _HALVES = 2  # triangles per quad
 _WORK_PER_VOXEL = 0.005  # a voxel's share of a slab's work, against a label change's
@@ -291,26 +292,25 @@ def labelled_slab_surface(item: tuple[Slab, npt.NDArray[Any]], inputs: SlabInput
     del parts
     if len(corners) == 0:
         return _empty_slab()
-    used = np.zeros(labels.size, dtype=bool)
-    used[corners.ravel()] = True
-    cells = np.flatnonzero(used)
-    rank = np.cumsum(used, dtype=np.int32 if labels.size < 2**31 else np.int64)
-    del used
-    quads = rank[corners] - 1  # int32 where the cells fit
+    # each cell's rank among the used ones, counted in place (a bool mask beside its int32
+    # cumulative sum held 5 bytes a voxel of the slab: 385 MB at 10 um)
+    rank = np.zeros(labels.size, dtype=np.int32 if labels.size < 2**31 else np.int64)
+    rank[corners.ravel()] = 1
+    cells = np.flatnonzero(rank)
+    np.cumsum(rank, out=rank)
+    quads = rank[corners]  # int32 where the cells fit
+    quads -= 1
     del rank, corners
-    position = np.column_stack(np.unravel_index(cells, labels.shape)).astype(np.int64)
-    position[:, 0] += slab.start  # cell coordinates in the padded volume
-    # cell (i, j, k) of the padded volume is centred at i + 0.5 there, i - 0.5 in the annotation
-    points = position.astype(np.float32) - np.float32(0.5)
+    plane = labels.shape[1] * labels.shape[2]  # the padded volume's too
+    points = _cell_points(cells, labels.shape, slab.start)
     faces = _split_quads(points, quads)
+    del quads
     face_pairs = np.concatenate([pairs] * _HALVES)
+    del pairs
     signature, alone = _label_sets(labels, cells, inputs.small)
-    global_cell = (
-        position[:, 0] * (labels.shape[1] * labels.shape[2])
-        + position[:, 1] * labels.shape[2]
-        + position[:, 2]
-    ).astype(np.uint64)
-    key = _cluster_keys(points, faces, signature, position, global_cell, inputs)
+    global_cell = (cells + slab.start * plane).astype(np.uint64)  # in the padded volume
+    del cells
+    key = _cluster_keys(points, faces, signature, global_cell, inputs)
     key[alone] = global_cell[alone]
     unique, cluster = np.unique(key, return_inverse=True)
     counts = np.bincount(cluster).astype(np.float64)
@@ -336,6 +336,19 @@ def labelled_slab_surface(item: tuple[Slab, npt.NDArray[Any]], inputs: SlabInput
     )
 
 
+def _cell_points(cells: IntArray, shape: tuple[int, ...], start: int) -> FloatArray:
+    """Centres of the slab's cells (flat indices) in the annotation's voxel units: cell
+    (i, j, k) of the padded volume at i - 0.5 (float32: exact, the volume is far smaller
+    than 2**24 voxels a side)."""
+    rows, rest = np.divmod(cells, shape[1] * shape[2])
+    points = np.empty((len(cells), 3), dtype=np.float32)
+    points[:, 0] = rows + start
+    del rows
+    points[:, 1], points[:, 2] = np.divmod(rest, shape[2])
+    points -= np.float32(0.5)
+    return points
+
+
 def _empty_slab() -> SlabSurface:
     return SlabSurface(
         np.zeros(0, np.uint64),
@@ -350,7 +363,6 @@ def _cluster_keys(
     points: FloatArray,
     faces: IntArray,
     signature: npt.NDArray[np.uint64],
-    position: IntArray,
     global_cell: npt.NDArray[np.uint64],
     inputs: SlabInputs,
 ) -> npt.NDArray[np.uint64]:
@@ -367,9 +379,7 @@ def _cluster_keys(
     block = inputs.block
     if block <= 1:
         return global_cell
-    grid = np.asarray(volume_shape(inputs), dtype=np.int64) + 2
-    blocks = position // block
-    block_index = np.ravel_multi_index(blocks.T, tuple(grid // block + 1)).astype(np.uint64)
+    block_index = _block_index(global_cell, volume_shape(inputs), block)
     key = _mix(signature ^ block_index)
     normals = _vertex_normals(points, faces)
     _, cluster = np.unique(key, return_inverse=True)
@@ -379,6 +389,28 @@ def _cluster_keys(
     split = agreement[cluster] < _AGREEMENT
     key[split] = _mix(key[split] ^ _facing(normals[split]).astype(np.uint64))
     return key
+
+
+def _block_index(
+    global_cell: npt.NDArray[np.uint64], shape: Sequence[int], block: int
+) -> npt.NDArray[np.uint64]:
+    """The flat index of each cell's block (``block`` cells a side) in the padded volume of
+    ``shape``, from the cells' flat indices there (an (n, 3) int64 array of their positions,
+    with its quotient by the block, held 48 bytes a cell beside the slab's peak)."""
+    grid = [int(n) + 2 for n in shape]
+    blocks = [n // block + 1 for n in grid]
+    rows, rest = np.divmod(global_cell, np.uint64(grid[1] * grid[2]))
+    index = rows // np.uint64(block)
+    del rows
+    middle, last = np.divmod(rest, np.uint64(grid[2]))
+    del rest
+    middle //= np.uint64(block)
+    last //= np.uint64(block)
+    index *= np.uint64(blocks[1])
+    index += middle
+    index *= np.uint64(blocks[2])
+    index += last
+    return index
 
 
 def stitch(parts: list[SlabSurface]) -> SharedSurface:
@@ -464,8 +496,8 @@ def _label_sets(
     them is ``small``; a block of cells at a time (all at once, its temporaries took about
     250 bytes a cell: the largest part of a slab's peak at 10 um)."""
     parts = [
-        _block_label_sets(padded, cells[start : start + _CHUNK_FACES], small)
-        for start in range(0, len(cells), _CHUNK_FACES)
+        _block_label_sets(padded, cells[start : start + _CHUNK_CELLS], small)
+        for start in range(0, len(cells), _CHUNK_CELLS)
     ]
     if not parts:
         return np.zeros(0, np.uint64), np.zeros(0, bool)
@@ -541,14 +573,22 @@ def _vertex_normals(points: FloatArray, faces: IntArray) -> npt.NDArray[np.float
     summed = np.zeros((len(points), 3))
     for start in range(0, len(faces), _CHUNK_FACES):
         chunk = faces[start : start + _CHUNK_FACES]
-        a, b, c = (points[chunk[:, k]] for k in range(3))
-        normals = np.cross(b - a, c - a)
+        a = points[chunk[:, 0]]
+        b, c = points[chunk[:, 1]], points[chunk[:, 2]]
+        b -= a
+        c -= a
+        del a
+        normals = np.cross(b, c)
+        del b, c
+        # a block's faces use a narrow range of the vertices (cells are numbered in the
+        # volume's order): count over that range, not over every vertex nine times a block
+        low, high = int(chunk.min()), int(chunk.max()) + 1
         for k in range(3):
+            corner = chunk[:, k] - low
             for axis in range(3):
-                summed[:, axis] += np.bincount(chunk[:, k], normals[:, axis], len(points))
-    length = np.linalg.norm(summed, axis=1, keepdims=True)
-    out: npt.NDArray[np.float64] = summed / np.maximum(length, 1e-12)
-    return out
+                summed[low:high, axis] += np.bincount(corner, normals[:, axis], high - low)
+    summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+    return summed
 
 
 def _facing(normals: npt.NDArray[np.float64]) -> IntArray:
