@@ -524,7 +524,7 @@ def test_budget_leaves_thin_sheets_and_small_meshes_alone(allen, meshes):
 
 def test_budget_decimation_keeps_the_extreme_vertices_where_they_are(allen, meshes):
     """Quadric decimation alone cuts the tips of thin processes off (measured at 100 um:
-    the arbor vitae's extent shrank by 144 um, the corpus callosum's genu by 104 um); the
+    the arbor vitae's extent shrank by 143 um, the anterior cingulate area's by 93 um); the
     budget's decimation keeps each mesh's lowest and highest vertex along every axis exactly
     where they were, and the mesh closed, at its budget (a vertex the decimation places
     may overshoot the extent a little: fit_budget moves it back)."""
@@ -540,8 +540,9 @@ def test_budget_decimation_keeps_the_extreme_vertices_where_they_are(allen, mesh
         points, faces = meshes[by_acronym[acronym]]
         points = points.astype(np.float64)
         target = budget_faces(points, faces, 200.0)
-        plain_points, plain_faces = simplify(points, faces, target, 10)
-        assert moved(points, plain_points, plain_faces) > 50.0, acronym  # what it mends
+        if acronym in ("arb", "ACA", "aco"):
+            plain_points, plain_faces = simplify(points, faces, target, 10)
+            assert moved(points, plain_points, plain_faces) > 50.0, acronym  # what it mends
         result = simplify_anchored(points, faces, target, 10)
         assert result is not None, acronym
         fewer_points, fewer_faces = result

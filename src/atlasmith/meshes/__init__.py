@@ -4,7 +4,8 @@ The design (shared surface, face selection, each mesh finished on its own):
 
 1. The annotation becomes compact labels (one per structure, 0 outside), padded by one voxel.
 2. Closing (``closing``, default 1): every structure is closed on its own, on bit-packed
-   masks in its bounding box, which fills its slits and tunnels (``_closing``).
+   masks in its bounding box, along each axis, which fills its slits and tunnels
+   (``_closing``).
    Each voxel a closing adds gets a label for its set of structures, so the labels still
    say, for every structure, which voxels are its.
 3. One multi-label surface-nets pass extracts every boundary between two labels once, as a

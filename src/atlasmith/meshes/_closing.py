@@ -1,10 +1,16 @@
 """Closing each structure on its own, and labels that carry what the closings add.
 
-A morphological closing (``n`` dilations by the 6-neighbour cross, then ``n`` erosions) fills
-a structure's thin gaps: slits, tunnels and notches up to about 2n voxels wide, such as the
-third ventricle's slit through the hypothalamus or the fibre tracts crossing the thalamus.
-Each structure is closed as a whole, as BrainGlobe does (parents too, not as the union of
-their closed children), and the result never leaves the structure's bounding box.
+A structure is closed along each axis: its mask and its three closings by a line of three
+voxels along one axis (``n`` dilations, then ``n`` erosions), together. That fills its thin
+gaps, slits and tunnels up to about 2n voxels across along some axis, such as the third
+ventricle's slit through the hypothalamus or the fibre tracts crossing the thalamus, as the
+closing by the 6-neighbour cross (BrainGlobe's) does, but not the inner corners of its
+boundary's staircase, which the cross fills along the edge of every step of two voxels or
+more: at 10 um (the Allen annotation upsampled from 25 um) the cross added 12.9 M voxels,
+each a label set of its own with its own surface, and the meshes weighed 137 M triangles
+against 26 M. Each structure is closed as a whole, as BrainGlobe does (parents too, not as
+the union of their closed children), and the result never leaves the structure's bounding
+box.
 
 A voxel that a closing adds keeps its own structure as well: a voxel of the third ventricle in
 the hypothalamus' slit belongs to the ventricle and, for the hypothalamus' mesh, to the
@@ -183,12 +189,7 @@ def closing_additions(mask: BoolArray, iterations: int) -> tuple[IntArray, IntAr
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
     packed = _packed(mask, n)
-    closed = packed
-    for _ in range(n):
-        closed = _grow(closed)
-    for _ in range(n):
-        closed = _shrink(closed)
-    added = closed & ~packed
+    added = _closed(packed, n) & ~packed
     words = np.flatnonzero(added)
     bits = np.unpackbits(
         added.reshape(-1)[words].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little"
@@ -212,43 +213,53 @@ def _packed(mask: BoolArray, n: int) -> Words:
 
 
 def close_mask(mask: BoolArray, iterations: int) -> BoolArray:
-    """Binary closing by the 6-neighbour cross, ``iterations`` times, with empty space all
-    around the mask (the same as ``scipy.ndimage.binary_closing`` on a mask padded by that
-    many voxels)."""
+    """The mask closed along each axis, ``iterations`` times, with empty space all around it:
+    the union of the mask and its ``scipy.ndimage.binary_closing`` by a line of three voxels
+    along each axis, on the mask padded by that many voxels."""
     n = iterations
     if n == 0 or not mask.any():
         return mask.copy()
     x, y, z = mask.shape
-    closed = _packed(mask, n)
-    for _ in range(n):
-        closed = _grow(closed)
-    for _ in range(n):
-        closed = _shrink(closed)
+    closed = _closed(_packed(mask, n), n)
     bits = np.unpackbits(closed.view(np.uint8), axis=2, bitorder="little")
     out: BoolArray = bits[n : n + x, n : n + y, n : n + z].view(bool)
     return out
 
 
-def _grow(words: Words) -> Words:
-    """Dilation by the 6-neighbour cross of a mask packed along its last axis."""
+def _closed(words: Words, n: int) -> Words:
+    """The union of the packed mask and its closings along each axis: ``n`` dilations by a
+    line of three voxels along the axis, then ``n`` erosions."""
     out = words.copy()
-    out[1:] |= words[:-1]
-    out[:-1] |= words[1:]
-    out[:, 1:] |= words[:, :-1]
-    out[:, :-1] |= words[:, 1:]
-    out |= _previous(words) | _next(words)
+    for axis in range(3):
+        closed = words
+        for _ in range(n):
+            closed = _grow(closed, axis)
+        for _ in range(n):
+            closed = _shrink(closed, axis)
+        out |= closed
     return out
 
 
-def _shrink(words: Words) -> Words:
-    """Erosion by the 6-neighbour cross (outside the array counts as empty)."""
-    out = words & _previous(words) & _next(words)
-    out[1:] &= words[:-1]
-    out[:-1] &= words[1:]
-    out[[0, -1]] = 0
-    out[:, 1:] &= words[:, :-1]
-    out[:, :-1] &= words[:, 1:]
-    out[:, [0, -1]] = 0
+def _grow(words: Words, axis: int) -> Words:
+    """Dilation along one axis (a voxel and its two neighbours on it) of a packed mask."""
+    if axis == 2:
+        return words | _previous(words) | _next(words)
+    out = words.copy()
+    ahead, behind = np.moveaxis(out, axis, 0), np.moveaxis(words, axis, 0)
+    ahead[1:] |= behind[:-1]
+    ahead[:-1] |= behind[1:]
+    return out
+
+
+def _shrink(words: Words, axis: int) -> Words:
+    """Erosion along one axis (outside the array counts as empty)."""
+    if axis == 2:
+        return words & _previous(words) & _next(words)
+    out = words.copy()
+    ahead, behind = np.moveaxis(out, axis, 0), np.moveaxis(words, axis, 0)
+    ahead[1:] &= behind[:-1]
+    ahead[:-1] &= behind[1:]
+    ahead[[0, -1]] = 0
     return out
 
 

@@ -18,7 +18,7 @@ __all__ = ["DECIMALS", "ENGINE", "MeshParameters", "default_decimals"]
 _COORDINATE_STEP = 0.01
 DECIMALS = (-3, 6)  # the fewest (to thousands) and the most decimals written
 
-ENGINE = "atlasmith-surface-nets/9"  # /9: a tenth of a voxel where it keeps the mesh whole
+ENGINE = "atlasmith-surface-nets/10"  # /10: closing along each axis
 
 
 def default_decimals(resolution: float) -> int:
@@ -66,11 +66,11 @@ class MeshParameters:
         at 100, 50 and 25 um (2.9, 9.3 and 18.5 M without), closer to Allen's own meshes, a
         little farther from the voxels.
     closing : int
-        Iterations of the morphological closing (6-neighbour cross) of each structure before
-        meshing, which fills its slits and tunnels up to about twice as many voxels wide
-        (0: none). Each structure is closed on its own, as BrainGlobe does, so a structure's
-        mesh may then overlap its neighbours' and a parent's may hold more than its
-        children's.
+        Iterations of the morphological closing of each structure before meshing, along each
+        axis (a line of three voxels), which fills its slits and tunnels up to about twice as
+        many voxels wide, but not the inner corners of its voxels' staircase (0: none).
+        Each structure is closed on its own, as BrainGlobe does, so a structure's mesh may
+        then overlap its neighbours' and a parent's may hold more than its children's.
     decimals : int, optional
         Decimals of the vertex coordinates (micrometres) written to the OBJ files, -3 to 6
         (below 0 the coordinates are rounded to tens, hundreds or thousands). By default
