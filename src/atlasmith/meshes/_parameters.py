@@ -62,9 +62,9 @@ class MeshParameters:
         edges of ``budget_um`` micrometres (``4 / sqrt(3) * area / budget_um**2``, at least
         64) is decimated to that many after smoothing, by quadric error (fast-simplification),
         its extreme vertices held in place, so an atlas's meshes weigh about as much at
-        every resolution. On the Allen annotation 200 keeps 1.3, 1.6 and 2.3 M triangles
-        at 100, 50 and 25 um (2.9, 9.3 and 18.5 M without), closer to Allen's own meshes, a
-        little farther from the voxels.
+        every resolution. On the Allen annotation 200 keeps 1.3, 1.6, 2.1 and 3.0 M
+        triangles at 100, 50, 25 and 10 um (2.9, 9.3, 15.0 and 25.9 M without), closer to
+        Allen's own meshes, a little farther from the voxels.
     closing : int
         Iterations of the morphological closing of each structure before meshing, along each
         axis (a line of three voxels), which fills its slits and tunnels up to about twice as
