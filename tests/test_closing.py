@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from atlasmith.hierarchy import StructureTree
 from atlasmith.meshes._closing import (
+    _structure_mask,
     close_mask,
     close_structures,
     closing_additions,
@@ -205,3 +206,27 @@ def test_closing_a_finer_grid_adds_voxels_as_its_boundaries_grow(allen):
         moved.append(int(np.count_nonzero(closed.labels != volume)))
     assert moved[0] > 20_000
     assert moved[1] <= 4 * moved[0]
+
+
+def test_a_structure_mask_by_its_run_of_labels_is_the_lookup(allen):
+    """The closing finds each structure's voxels in its box by one unsigned comparison where
+    its compact labels are one run (every Allen structure's: the tree is in preorder), the
+    same voxels as looking each label up; a structure whose labels are not one run, and
+    signed labels, are looked up."""
+    tree, labels, kept, members = allen
+    boxes = structure_boxes(labels, members)
+    runs = 0
+    for row in range(len(kept)):
+        low, high = boxes[row, :3], boxes[row, 3:]
+        region = labels[tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))]
+        marked = np.flatnonzero(members[row])
+        runs += marked[-1] - marked[0] + 1 == len(marked)
+        mask = _structure_mask(members[row], region)
+        assert np.array_equal(mask, members[row][region]), tree.structures[kept[row] - 1].acronym
+        assert mask.dtype == bool
+        assert mask.flags.writeable
+    assert runs == len(kept)
+    scattered = members[0] & (np.arange(members.shape[1]) % 2 == 0)  # every other label
+    assert np.array_equal(_structure_mask(scattered, labels), scattered[labels])
+    signed = labels.astype(np.int32)
+    assert np.array_equal(_structure_mask(members[5], signed), members[5][labels])

@@ -167,7 +167,7 @@ def band_added_voxels(band: Band, inputs: ClosingInputs) -> AddedSets:
         start, stop = max(band.start, int(low[0])), min(band.stop, int(high[0]))
         lo, hi = max(start - 2 * n, int(low[0])), min(stop + 2 * n, int(high[0]))
         region = labels[lo - band.lo : hi - band.lo, low[1] : high[1], low[2] : high[2]]
-        i, j, k = closing_additions(inputs.members[row][region], n)
+        i, j, k = closing_additions(_structure_mask(inputs.members[row], region), n)
         core = (i >= start - lo) & (i < stop - lo)
         i, j, k = i[core], j[core], k[core]
         if len(i):
@@ -178,6 +178,22 @@ def band_added_voxels(band: Band, inputs: ClosingInputs) -> AddedSets:
         return _no_sets()
     offset = band.lo * math.prod(inputs.shape[1:])
     return added_sets(np.concatenate(voxels), np.concatenate(owners), labels.reshape(-1), offset)
+
+
+def _structure_mask(member: BoolArray, region: npt.NDArray[Any]) -> BoolArray:
+    """Which voxels of ``region`` (compact labels) belong to the structure whose labels
+    ``member`` marks: where they are one run of labels (compact labels follow the tree's
+    order, a preorder, so every structure's are, before the closing adds sets), as one
+    unsigned comparison (``label - first`` wraps below ``first``), 3x faster than looking
+    each voxel up (at 25 um the Allen structures' boxes hold 23 times the volume's voxels:
+    4.1 s of lookups); else by looking each voxel up."""
+    labels = np.flatnonzero(member)
+    if region.dtype.kind != "u" or len(labels) == 0 or labels[-1] - labels[0] >= len(labels):
+        out: BoolArray = member[region]
+        return out
+    offset = np.subtract(region, region.dtype.type(labels[0]))  # same unsigned dtype
+    inside: BoolArray = np.less_equal(offset, region.dtype.type(len(labels) - 1))
+    return inside
 
 
 def closing_additions(mask: BoolArray, iterations: int) -> tuple[IntArray, IntArray, IntArray]:

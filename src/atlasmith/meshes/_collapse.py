@@ -37,6 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from atlasmith._types import BoolArray, IntArray
+from atlasmith.meshes._geometry import cross, face_cross
 from atlasmith.meshes._surface import alive_mask
 
 __all__ = ["collapse"]
@@ -105,8 +106,7 @@ def collapse(
 
 def _quadrics(position: Float64Array, faces: IntArray) -> tuple[Float64Array, Float64Array]:
     """Per vertex: the sum of its faces' plane quadrics (4x4, area-weighted) and areas."""
-    a, b, c = (position[faces[:, k]] for k in range(3))
-    normal = np.cross(b - a, c - a)
+    a, normal = face_cross(position, faces)
     double_area = np.linalg.norm(normal, axis=1)
     unit = normal / np.maximum(double_area, 1e-12)[:, None]
     plane = np.column_stack([unit, -np.einsum("ij,ij->i", unit, a)])
@@ -241,7 +241,7 @@ def _rows(indptr: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
 
 def _normals(corners: Float64Array) -> Float64Array:
     """Unnormalised normals of triangles given as (F, 3, 3) corner positions."""
-    out: Float64Array = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    out: Float64Array = cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     return out
 
 

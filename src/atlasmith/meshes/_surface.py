@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from atlasmith._types import BoolArray, Float32Array as FloatArray, IntArray
 from atlasmith.errors import AtlasFormatError
+from atlasmith.meshes._geometry import face_cross
 from atlasmith.meshes._runner import Runner
 from atlasmith.statistics import row_blocks
 
@@ -379,7 +380,7 @@ def _cluster_keys(
     block = inputs.block
     if block <= 1:
         return global_cell
-    block_index = _block_index(global_cell, volume_shape(inputs), block)
+    block_index = _block_index(points, volume_shape(inputs), block)
     key = _mix(signature ^ block_index)
     normals = _vertex_normals(points, faces)
     _, cluster = np.unique(key, return_inverse=True)
@@ -391,25 +392,19 @@ def _cluster_keys(
     return key
 
 
-def _block_index(
-    global_cell: npt.NDArray[np.uint64], shape: Sequence[int], block: int
-) -> npt.NDArray[np.uint64]:
+def _block_index(points: FloatArray, shape: Sequence[int], block: int) -> npt.NDArray[np.uint64]:
     """The flat index of each cell's block (``block`` cells a side) in the padded volume of
-    ``shape``, from the cells' flat indices there (an (n, 3) int64 array of their positions,
-    with its quotient by the block, held 48 bytes a cell beside the slab's peak)."""
-    grid = [int(n) + 2 for n in shape]
-    blocks = [n // block + 1 for n in grid]
-    rows, rest = np.divmod(global_cell, np.uint64(grid[1] * grid[2]))
-    index = rows // np.uint64(block)
-    del rows
-    middle, last = np.divmod(rest, np.uint64(grid[2]))
-    del rest
-    middle //= np.uint64(block)
-    last //= np.uint64(block)
-    index *= np.uint64(blocks[1])
-    index += middle
-    index *= np.uint64(blocks[2])
-    index += last
+    ``shape``, from the cells' centres (:func:`_cell_points`: each cell's index less a half,
+    exact in float32), a column at a time (the cells' flat indices were split into these
+    positions once already)."""
+    blocks = [(int(n) + 2) // block + 1 for n in shape]
+    index = np.zeros(len(points), dtype=np.uint64)
+    for axis in range(3):
+        position = (points[:, axis] + np.float32(0.5)).astype(np.uint64)
+        position //= np.uint64(block)
+        if axis:
+            index *= np.uint64(blocks[axis])
+        index += position
     return index
 
 
@@ -573,13 +568,7 @@ def _vertex_normals(points: FloatArray, faces: IntArray) -> npt.NDArray[np.float
     summed = np.zeros((len(points), 3))
     for start in range(0, len(faces), _CHUNK_FACES):
         chunk = faces[start : start + _CHUNK_FACES]
-        a = points[chunk[:, 0]]
-        b, c = points[chunk[:, 1]], points[chunk[:, 2]]
-        b -= a
-        c -= a
-        del a
-        normals = np.cross(b, c)
-        del b, c
+        _, normals = face_cross(points, chunk)
         # a block's faces use a narrow range of the vertices (cells are numbered in the
         # volume's order): count over that range, not over every vertex nine times a block
         low, high = int(chunk.min()), int(chunk.max()) + 1

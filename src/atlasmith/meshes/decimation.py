@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from atlasmith._types import BoolArray, Float64Array, IntArray
 from atlasmith.meshes._collapse import collapse
+from atlasmith.meshes._geometry import face_cross
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._surface import SharedSurface, alive_mask
 from atlasmith.meshes.quality import enclosed_volume, is_closed
@@ -170,10 +171,7 @@ def _area_volume(points_um: npt.NDArray[np.floating[Any]], faces: IntArray) -> t
     """Area and signed enclosed volume of a mesh, from one gathering of its corners, in the
     points' precision (float32 or float64), summed in float64."""
     corners = points_um if points_um.dtype == np.float32 else points_um.astype(np.float64)
-    a, b, c = (corners[faces[:, k]] for k in range(3))
-    b -= a
-    c -= a
-    cross = np.cross(b, c)
+    a, cross = face_cross(corners, faces)
     area = 0.5 * float(np.sqrt(np.einsum("ij,ij->i", cross, cross)).sum(dtype=np.float64))
     return area, float(np.einsum("ij,ij->i", a, cross).sum(dtype=np.float64)) / 6.0
 

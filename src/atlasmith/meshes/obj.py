@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from atlasmith._types import Float64Array, IntArray, PathLike
 from atlasmith.errors import MeshError
+from atlasmith.meshes._geometry import face_cross
 
 __all__ = [
     "MeshData",
@@ -84,8 +85,7 @@ def apart_when_rounded(
         distinct = not np.any(key[1:] == key[:-1])
     if not distinct:
         return False
-    a = units[faces[:, 0]]
-    cross = np.cross(units[faces[:, 1]] - a, units[faces[:, 2]] - a)
+    _, cross = face_cross(units, faces)
     return not np.any(np.all(cross == 0, axis=1))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith.errors import MeshError
+from atlasmith.meshes._geometry import cross
 from atlasmith.meshes.obj import read_obj as read_any_obj
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,7 +117,7 @@ def _topology(faces: Faces, n_points: int) -> tuple[bool, bool, int]:
 def enclosed_volume(points: Points, faces: Faces) -> float:
     """Signed volume enclosed by a closed mesh (positive when normals point outwards)."""
     a, b, c = (points[faces[:, k]] for k in range(3))
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+    return float(np.einsum("ij,ij->i", a, cross(b, c)).sum() / 6.0)
 
 
 # --- sampling and distances --------------------------------------------------------------
@@ -126,7 +127,7 @@ def sample_triangles(points: Points, faces: Faces, n: int = N_SAMPLES, seed: int
     """``n`` points uniformly distributed (by area) on a triangle mesh."""
     rng = np.random.default_rng(seed)
     a, b, c = (points[faces[:, k]] for k in range(3))
-    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    area = np.linalg.norm(cross(b - a, c - a), axis=1)
     chosen = rng.choice(len(faces), size=n, p=area / area.sum())
     u, v = rng.random((2, n))
     flip = u + v > 1

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from atlasmith._types import PathLike
 from atlasmith.errors import MeshError
 from atlasmith.formats import AtlasFiles
+from atlasmith.meshes._geometry import cross
 from atlasmith.meshes.decimation import simplify
 from atlasmith.meshes.obj import MeshData, read_obj
 from atlasmith.previews._layout import (
@@ -47,7 +48,7 @@ def _mesh_polygons(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """2D triangles (in voxel units, image axes), their depth and their shading for one view."""
     tri = vertices[faces] / np.asarray(res)
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     length = np.linalg.norm(normals, axis=1)
     facing = np.abs(normals[:, layout.slice_axis]) / np.where(length > 0, length, 1)
     polygons = tri[:, :, [layout.col_axis, layout.row_axis]]
