@@ -58,3 +58,31 @@ def test_block_index_from_the_cells_centres_is_from_their_flat_indices():
         blocks = [n // block + 1 for n in grid]
         expected = ((i // block) * blocks[1] + j // block) * blocks[2] + k // block
         assert np.array_equal(_block_index(points, shape, block), expected.astype(np.uint64))
+
+
+def test_z_order_codes_and_their_stable_order_are_the_bitwise_ones(allen_meshes):
+    """The OBJ's face order (``locality_order``): codes by table are the codes interleaved
+    bit by bit (cells of up to 20 bits per axis; higher bits ignored, as before), and their
+    order by one sort of code and position is the stable argsort, also where a code leaves
+    no room for the positions (then the stable argsort itself)."""
+    from atlasmith.meshes.obj import _morton, _stable_order
+
+    def interleaved(cells: np.ndarray) -> np.ndarray:
+        code = np.zeros(len(cells), dtype=np.int64)
+        for bit in range(min(20, int(cells.max()).bit_length())):
+            for axis in range(3):
+                code |= ((cells[:, axis] >> bit) & 1) << (3 * bit + axis)
+        return code
+
+    points, faces = allen_meshes[max(allen_meshes, key=lambda sid: len(allen_meshes[sid][1]))]
+    centres = points[faces].sum(axis=1)
+    rng = np.random.default_rng(1)
+    for cell in (100.0, 25.0, 1.0, 0.001):  # codes of 7 to 20+ bits per axis
+        cells = np.floor((centres - centres.min(axis=0)) / (3.0 * cell)).astype(np.int64)
+        code = _morton(cells)
+        assert np.array_equal(code, interleaved(cells)), cell
+        assert np.array_equal(_stable_order(code), np.argsort(code, kind="stable")), cell
+        shuffled = rng.permutation(code)  # ties everywhere
+        assert np.array_equal(_stable_order(shuffled), np.argsort(shuffled, kind="stable"))
+    huge = np.array([1 << 60, 3, 1 << 60, 0, 3], dtype=np.int64)
+    assert _stable_order(huge).tolist() == [3, 1, 4, 0, 2]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import coo_matrix  # here, not in smooth: forked mesh workers inherit it
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -43,8 +44,6 @@ def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:
     direction, so the faces' directed edges list every vertex's neighbours once each: they
     make the sparse averaging matrix directly.
     """
-    from scipy.sparse import coo_matrix
-
     n = len(points)
     corners = faces.astype(np.int32 if n < 2**31 else np.int64)
     start, stop = corners.ravel(), corners[:, [1, 2, 0]].ravel()

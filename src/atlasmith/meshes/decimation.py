@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith._types import BoolArray, Float64Array, IntArray
-from atlasmith.meshes._collapse import collapse
 from atlasmith.meshes._geometry import face_cross
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._surface import SharedSurface, alive_mask
@@ -101,6 +100,8 @@ def used_vertices(faces: IntArray, n_points: int) -> BoolArray:
 
 def _decimate_piece(piece: _Piece, _shared: Any = None) -> IntArray:
     """Each vertex's representative after the piece's collapses."""
+    from atlasmith.meshes._collapse import collapse  # scipy's graphs: only when decimating
+
     return collapse(
         piece.points, piece.faces, piece.pairs, piece.frozen, piece.tolerance, piece.target
     )
