@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith._fs import FILE_MODE, atomic_write, replace_path
+from atlasmith._labels import in_run
 from atlasmith._types import Float64Array, IntArray
 from atlasmith.errors import AtlasExistsError, AtlasFormatError
 from atlasmith.formats._base import AtlasFiles, symmetric_hemispheres
@@ -340,9 +341,7 @@ class V3Writer:
                     region = block[
                         0, a[0] - z0 : b[0] - z0, a[1] - y0 : b[1] - y0, a[2] - x0 : b[2] - x0
                     ]
-                    # lo <= rank <= hi as one unsigned comparison: (rank - lo) wraps below lo
-                    np.subtract(part, np.uint32(lo), out=offsets[local])
-                    np.less_equal(offsets[local], np.uint32(hi - lo), out=region.view(bool))
+                    in_run(part, int(lo), int(hi), out=region.view(bool), scratch=offsets[local])
                     if masks.write_chunk((i, k, j, m), block):
                         written[i] = True
                     region[...] = 0

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, overload
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith._labels import in_run
 from atlasmith._types import BoolArray, IntArray
 from atlasmith.meshes._runner import Runner
 from atlasmith.statistics import label_profiles
@@ -184,16 +185,14 @@ def _structure_mask(member: BoolArray, region: npt.NDArray[Any]) -> BoolArray:
     """Which voxels of ``region`` (compact labels) belong to the structure whose labels
     ``member`` marks: where they are one run of labels (compact labels follow the tree's
     order, a preorder, so every structure's are, before the closing adds sets), as one
-    unsigned comparison (``label - first`` wraps below ``first``), 3x faster than looking
+    unsigned comparison (:func:`atlasmith._labels.in_run`), 3x faster than looking
     each voxel up (at 25 um the Allen structures' boxes hold 23 times the volume's voxels:
     4.1 s of lookups); else by looking each voxel up."""
     labels = np.flatnonzero(member)
     if region.dtype.kind != "u" or len(labels) == 0 or labels[-1] - labels[0] >= len(labels):
         out: BoolArray = member[region]
         return out
-    offset = np.subtract(region, region.dtype.type(labels[0]))  # same unsigned dtype
-    inside: BoolArray = np.less_equal(offset, region.dtype.type(len(labels) - 1))
-    return inside
+    return in_run(region, int(labels[0]), int(labels[-1]))
 
 
 def closing_additions(mask: BoolArray, iterations: int) -> tuple[IntArray, IntArray, IntArray]:
