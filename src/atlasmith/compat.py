@@ -255,6 +255,7 @@ def construct_meshes_from_annotation(
 
     from atlasmith.hierarchy import StructureTree
     from atlasmith.meshes import MeshParameters, generate_meshes
+    from atlasmith.meshes._parameters import SMOOTHING_UM
 
     if num_threads == 0:
         raise ScriptError("num_threads must be -1 (automatic) or a positive number, not 0.")
@@ -267,7 +268,7 @@ def construct_meshes_from_annotation(
     keep = decimate_fraction if 0 < decimate_fraction <= 1 else _MIN_KEEP
     defaults = MeshParameters()
     # as many clustering blocks as the defaults smooth over (where a block is cluster_um)
-    smoothing = defaults.smoothing_um / defaults.cluster_um * _CLUSTER_VOXELS
+    smoothing = SMOOTHING_UM / defaults.cluster_um * _CLUSTER_VOXELS
     params = MeshParameters(
         smoothing_um=smoothing if smooth else 0.0,
         cluster_um=_CLUSTER_VOXELS,  # the meshes are made at 1 "um" per voxel

@@ -56,13 +56,23 @@ _MESH_OPTIONS: dict[str, tuple[click.ParamType[Any], str]] = {
 }
 
 
+#: the options whose default depends on --budget-um (MeshParameters resolves None)
+_FROM_BUDGET = ("smoothing_um", "closing")
+
+
 def _mesh_options(command: FC) -> FC:
-    """The options of the mesh parameters, with MeshParameters' defaults."""
+    """The options of the mesh parameters, with MeshParameters' defaults (None for those the
+    budget sets, shown as both values)."""
     defaults = MeshParameters()
+    budgeted = MeshParameters(budget_um=1.0)
     for name, (kind, text) in reversed(_MESH_OPTIONS.items()):
         flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        command = click.option(flag, type=kind, default=default, show_default=True, help=text)(
+        default, with_budget = getattr(defaults, name), getattr(budgeted, name)
+        shown: bool | str = True
+        if name in _FROM_BUDGET:
+            shown = f"{default:g}; {with_budget:g} with --budget-um"
+            default = None
+        command = click.option(flag, type=kind, default=default, show_default=shown, help=text)(
             command
         )
     return command
@@ -270,12 +280,12 @@ def meshes_command(
     out_dir: str,
     workers: int | None,
     scheduler: str | None,
-    smoothing_um: float,
+    smoothing_um: float | None,
     cluster_um: float,
     deviation_um: float,
     decimate: float,
     budget_um: float,
-    closing: int,
+    closing: int | None,
     overwrite: bool,
 ) -> None:
     """Regenerate one mesh per structure of the atlas FOLDER into --out."""

@@ -298,7 +298,8 @@ def iter_meshes(
     chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
     ids = tree.ids[kept - 1]
     local = target is not None and not runner.remote
-    iterations = smoothing_iterations(params.smoothing_um, block * float(scale.min()))
+    smoothing_um = params.smoothing_um or 0.0  # never None once the parameters exist
+    iterations = smoothing_iterations(smoothing_um, block * float(scale.min()))
     target_name = str(target) if local else None
     draco_name = str(draco_target) if local and draco and draco_target is not None else None
     decimals = params.decimals_for(float(scale.min()))

@@ -36,8 +36,10 @@ def smoothing_iterations(smoothing_um: float, edge_um: float) -> int:
 
 
 def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:
-    """Taubin smoothing over the mesh's edges; then each vertex is kept within REACH of its
-    start along each axis.
+    """Taubin smoothing over the mesh's edges, the mesh's extreme vertices (the lowest and
+    highest along each axis) held where they are, so its extent is never pulled in from
+    where the surface put it (a one-voxel tip came out more than a voxel inside its voxels
+    otherwise); then each vertex is kept within REACH of its start along each axis.
 
     Each step moves every vertex towards (or, inflating, away from) the mean of its
     neighbours. In a closed, consistently oriented mesh each edge runs once in each
@@ -50,7 +52,11 @@ def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:
     weight = (1.0 / np.maximum(np.bincount(start, minlength=n), 1)).astype(np.float32)
     mean_of_neighbours = coo_matrix((weight[start], (start, stop)), shape=(n, n))
     out = points.astype(np.float32)  # a copy: float32 is ample for moves within a voxel
+    # the lowest and highest vertex along each axis stay where the surface put them
+    extremes = np.r_[points.argmin(axis=0), points.argmax(axis=0)]
+    held = out[extremes]
     for step in range(iterations):
         out += np.float32(_PASS_BAND[step % 2]) * (mean_of_neighbours @ out - out)
+        out[extremes] = held
     np.clip(out, points - REACH, points + REACH, out=out)
     return out
