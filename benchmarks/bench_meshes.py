@@ -251,7 +251,8 @@ def measure_meshes(mesh_dir: Path, folder: Path, resolution: int, scale: float) 
 
 
 def _gzipped(files: list[Path]) -> int:
-    """Bytes of the mesh files as a gzip-4 tar, in name order (as an archive holds them)."""
+    """Bytes of the mesh files as a gzip-4 tar, in name order (as an archive holds them, at
+    a fixed level for comparison with earlier figures: archives are written at level 5)."""
     import io
     import tarfile
 

@@ -81,7 +81,7 @@ class MeshParameters:
         64) is decimated to that many after smoothing, by quadric error (fast-simplification),
         its extreme vertices held in place, so an atlas's meshes weigh about as much at
         every resolution. With a budget, ``smoothing_um`` and ``closing`` default to 1200
-        and 0. On the Allen annotation 200 keeps 1.35, 1.64, 2.05 and 3.0 M triangles at
+        and 0. On the Allen annotation 200 keeps 1.35, 1.64, 2.05 and 2.83 M triangles at
         100, 50, 25 and 10 um (2.9, 9.3, 15.0 and 25.9 M without); at 100 and 50 um nearer
         both Allen's own meshes and the voxels than BrainGlobe 2.3.1's meshes.
     closing : int, optional
