@@ -92,7 +92,7 @@ class MeshParameters:
         then overlap its neighbours' and a parent's may hold more than its children's. By
         default (None) 1 without a budget and 0 with one: the budget's edges are far wider
         than the slits a closing fills, and unclosed meshes keep nearer their voxels (at
-        100 um, 31.78 -> 29.75 um from them on average over 15 regions, 27.93 -> 28.51 um
+        100 um, 31.78 -> 29.78 um from them on average over 15 regions, 27.93 -> 28.51 um
         from Allen's own meshes, with smoothing 1200; without the closing a parent's mesh
         is the union of its children's before decimation).
     decimals : int, optional
