@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cross", "face_cross"]
+__all__ = ["cross", "extremes", "face_cross"]
 
 
 def cross(u: npt.NDArray[Any], v: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -37,3 +37,9 @@ def face_cross(
     c = points[faces[:, 2]]
     c -= a
     return a, cross(b, c)
+
+
+def extremes(points: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """The indices of a mesh's lowest vertex along each axis, then its highest (the
+    vertices that set its extent; one may appear twice)."""
+    return np.concatenate([points.argmin(axis=0), points.argmax(axis=0)])

@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix  # here, not in smooth: forked mesh workers inherit it
 
+from atlasmith.meshes._geometry import extremes
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
@@ -53,10 +55,10 @@ def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:
     mean_of_neighbours = coo_matrix((weight[start], (start, stop)), shape=(n, n))
     out = points.astype(np.float32)  # a copy: float32 is ample for moves within a voxel
     # the lowest and highest vertex along each axis stay where the surface put them
-    extremes = np.r_[points.argmin(axis=0), points.argmax(axis=0)]
-    held = out[extremes]
+    ends = extremes(points)
+    held = out[ends]
     for step in range(iterations):
         out += np.float32(_PASS_BAND[step % 2]) * (mean_of_neighbours @ out - out)
-        out[extremes] = held
+        out[ends] = held
     np.clip(out, points - REACH, points + REACH, out=out)
     return out

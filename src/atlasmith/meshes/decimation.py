@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasmith._types import BoolArray, Float64Array, IntArray
-from atlasmith.meshes._geometry import face_cross
+from atlasmith.meshes._geometry import extremes, face_cross
 from atlasmith.meshes._runner import Runner
 from atlasmith.meshes._surface import SharedSurface, alive_mask
 from atlasmith.meshes.quality import enclosed_volume, is_closed
@@ -200,7 +200,7 @@ def simplify_anchored(
     otherwise is noticed, not trusted."""
     import fast_simplification
 
-    anchors = np.unique(np.r_[points.argmin(axis=0), points.argmax(axis=0)])
+    anchors = np.unique(extremes(points))
     cut = faces.astype(np.int32)
     anchor = np.zeros(len(points), dtype=bool)
     anchor[anchors] = True
