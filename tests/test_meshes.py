@@ -165,13 +165,23 @@ def _area(points: np.ndarray, faces: np.ndarray) -> float:
 
 @pytest.mark.parametrize(
     ("smoothing_um", "resolution", "iterations"),
-    [(800.0, 100.0, 4), (800.0, 50.0, 8), (800.0, 25.0, 8), (1600.0, 100.0, 8), (50.0, 100.0, 1)],
+    [
+        (800.0, 100.0, 4),
+        (800.0, 50.0, 8),
+        (800.0, 25.0, 8),
+        (1600.0, 100.0, 8),
+        (1200.0, 100.0, 6),
+        (800.0, 30.0, 8),  # 800 / 90 um = 8.9: 4 pairs, not 9 steps ending on a shrink
+        (1400.0, 100.0, 8),  # 7 edges: 4 pairs
+        (50.0, 100.0, 2),  # at least one pair
+    ],
 )
 def test_smoothing_reaches_the_same_length_at_every_resolution(
     allen, tmp_path, monkeypatch, smoothing_um, resolution, iterations
 ):
-    """Iterations = smoothing_um / edge, an edge being the clustering block (100 um by
-    default, at least 2 voxels): 4 at 100 um, 8 at 50 and 25 um."""
+    """Iterations = smoothing_um / edge in whole pairs of steps (shrink, then inflate), an
+    edge being the clustering block (100 um by default, at least 2 voxels): 4 at 100 um, 8
+    at 50 and 25 um."""
     annotation, tree, _ = allen
     calls = []
 

@@ -3,13 +3,14 @@ of the stack, and letting pages go never loses data."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from atlasmith import _pages
-from atlasmith.formats import V1Folder
+from atlasmith.formats import V1Folder, read_stack
 from atlasmith.statistics import row_blocks
 
 
@@ -102,3 +103,62 @@ def test_releasing_reads_read_the_same_and_let_the_rows_go(tmp_path: Path) -> No
     assert _pages._rows_ended((5, 3), stack.shape) is None
     assert _pages._rows_ended(slice(0, 64, 2), stack.shape) is None
     assert _pages.releasing_reads(data) is data  # in memory: nothing to let go
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's smaps")
+def test_the_mesh_slabs_let_a_mapped_annotation_go(example_atlas_dir: Path, tmp_path: Path) -> None:
+    """The engine's slabs read from a memory-mapped annotation (unclosed: it is never
+    compacted in memory) let its rows go once copied, and read what an in-memory copy
+    holds: a worker that kept them grew by every row it read (3.4 GB each at 10 um)."""
+    from atlasmith.meshes._runner import LocalRunner
+    from atlasmith.meshes._surface import SlabInputs, plan_slabs, slab_labels, slab_surfaces
+
+    tree = V1Folder(example_atlas_dir).tree
+    path = tmp_path / "annotation.tiff"  # a copy that only this test maps
+    shutil.copyfile(example_atlas_dir / "annotation.tiff", path)
+    stack = read_stack(path)
+    assert isinstance(stack, np.memmap)
+    copy = np.array(stack)  # maps every page of the file (4.8 MB)...
+    assert _mapped_kb(path) > 4_000
+    _pages.release_rows(stack, 0, len(stack))  # ...let go before the slabs read it
+    assert _mapped_kb(path) < 64
+    mapped, in_memory = SlabInputs(stack, False, tree, 2), SlabInputs(copy, False, tree, 2)
+    # a read maps the kernel's read-around beyond its rows, which stays (a few hundred kB):
+    # the bound is half the file, which every slab's rows kept mapped made whole
+    bound = 0.5 * stack.nbytes / 1024
+    for slab in plan_slabs(stack.shape, 1, 3, None, None):
+        np.testing.assert_array_equal(slab_labels(mapped, slab), slab_labels(in_memory, slab))
+        assert _mapped_kb(path) < bound, slab
+    parts = slab_surfaces(mapped, LocalRunner(1))
+    assert sum(len(part.faces) for part in parts) > 100_000  # the whole Allen surface was made
+    assert _mapped_kb(path) < bound
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's smaps")
+@pytest.mark.parametrize("block_rows", [7, 1000])
+@pytest.mark.parametrize("name", ["annotation", "reference"])
+def test_a_mapped_stack_is_written_a_block_at_a_time(
+    example_atlas_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block_rows: int,
+    name: str,
+) -> None:
+    """A memory-mapped stack is written with the very bytes of one write of the whole
+    array (7 rows a block, the last one short; all at once), and its pages let go."""
+    from atlasmith.formats import _tiff
+
+    path = tmp_path / f"{name}.tiff"  # a copy that only this test maps
+    shutil.copyfile(example_atlas_dir / f"{name}.tiff", path)
+    stack = read_stack(path)
+    assert isinstance(stack, np.memmap)
+    monkeypatch.setattr(_tiff, "_WRITE_BLOCK_BYTES", block_rows * stack[0].nbytes)
+    whole = tmp_path / "whole.tiff"
+    _tiff.write_stack(whole, np.array(stack))  # in memory: one write
+    _pages.release_rows(stack, 0, len(stack))
+    assert _mapped_kb(path) < 64
+    blocks = tmp_path / "blocks.tiff"
+    _tiff.write_stack(blocks, stack)
+    assert blocks.read_bytes() == whole.read_bytes()
+    assert _mapped_kb(path) < 0.5 * stack.nbytes / 1024  # every block let go (read-around stays)
+    np.testing.assert_array_equal(read_stack(blocks), stack)

@@ -4,6 +4,7 @@ that they are memory-mapped when read (their pages are mapped and let go by
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import numpy as np
 import numpy.typing as npt
 import tifffile  # imported with the readers (not on `import atlasmith`), so opening stays fast
 
-from atlasmith._pages import PAGE_BYTES, map_pages
+from atlasmith._pages import PAGE_BYTES, map_pages, map_rows, release_rows
 from atlasmith.errors import AtlasFormatError, MissingFileError
 
 __all__ = ["PAGE_BYTES", "map_pages", "read_stack", "write_stack"]
+
+_WRITE_BLOCK_BYTES = 1 << 26  # rows of a memory-mapped stack written at a time (64 MiB)
 
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
@@ -46,5 +49,26 @@ def read_stack(path: Path) -> npt.NDArray[Any]:
 
 
 def write_stack(path: Path, array: npt.NDArray[Any]) -> None:
-    """Write a stack as an uncompressed, contiguous TIFF (memory-mappable)."""
-    tifffile.imwrite(path, np.ascontiguousarray(array))
+    """Write a stack as an uncompressed, contiguous TIFF (memory-mappable).
+
+    A memory-mapped stack is written a block of rows at a time, each block's pages let go
+    once written (the same bytes as one write of the whole array, which mapped all of it:
+    the 4.8 GB annotation of a 10 um build, the peak of its process tree once the meshes'
+    slabs let theirs go)."""
+    if isinstance(array, np.memmap) and array.ndim == 3 and array.dtype.isnative:
+        tifffile.imwrite(path, _planes(array), shape=array.shape, dtype=array.dtype)
+    else:
+        tifffile.imwrite(path, np.ascontiguousarray(array))
+
+
+def _planes(stack: npt.NDArray[Any]) -> Iterator[npt.NDArray[Any]]:
+    """The planes of a memory-mapped stack along axis 0, mapped a block of rows at a time
+    and let go once the next block is asked for."""
+    rows = max(1, _WRITE_BLOCK_BYTES // max(1, stack[0].nbytes))
+    for start in range(0, len(stack), rows):
+        stop = min(start + rows, len(stack))
+        map_rows(stack, start, stop)
+        try:
+            yield from np.asarray(stack[start:stop])
+        finally:
+            release_rows(stack, start, stop)

@@ -27,7 +27,7 @@ __all__ = [
 _COORDINATE_STEP = 0.01
 DECIMALS = (-3, 6)  # the fewest (to thousands) and the most decimals written
 
-ENGINE = "atlasmith-surface-nets/11"  # /11: with a budget, no closing and smoothing 1200 um
+ENGINE = "atlasmith-surface-nets/12"  # /12: smoothing steps in whole pairs
 
 #: The defaults of ``smoothing_um`` and ``closing`` without a budget, and with one: meshes
 #: decimated to edges of ``budget_um`` keep nearer their voxels unclosed, and smoothed over
@@ -53,9 +53,10 @@ class MeshParameters:
     smoothing_um : float, optional
         How far along the surface each structure's mesh is smoothed, in micrometres (0:
         none). Taubin smoothing reaches one edge further with each iteration, an edge being
-        about the clustering block (a voxel without clustering), so it runs
-        ``round(smoothing_um / edge)`` iterations, and an atlas's meshes are smoothed over
-        about the same length at every resolution. It rounds the voxels' staircase away and
+        about the clustering block (a voxel without clustering), so it runs about
+        ``smoothing_um / edge`` iterations, rounded to whole pairs of Taubin's shrinking and
+        inflating steps (at least one pair), and an atlas's meshes are smoothed over about
+        the same length at every resolution. It rounds the voxels' staircase away and
         shrinks a little; no vertex moves more than half a voxel along any axis. By default
         (None) 800, or 1200 with a budget.
     cluster_um : float

@@ -16,6 +16,8 @@ Points are in voxel index units.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix  # here, not in smooth: forked mesh workers inherit it
@@ -31,10 +33,13 @@ _PASS_BAND = (0.4, -0.34)  # Taubin's two factors (shrink, then inflate a little
 
 def smoothing_iterations(smoothing_um: float, edge_um: float) -> int:
     """Taubin iterations that reach about ``smoothing_um`` along a surface whose edges are
-    about ``edge_um`` long: each iteration reaches one edge further."""
+    about ``edge_um`` long: each iteration reaches one edge further. Always an even number
+    (at least 2): the steps go in pairs, a shrinking one then its inflating one, and a
+    count that ended on a shrinking step shrank every mesh by a further step (1400 um at
+    100 um, 7 steps: every measured Allen region 1 to 3 um smaller than with 6 or 8)."""
     if smoothing_um <= 0:
         return 0
-    return max(1, round(smoothing_um / edge_um))
+    return 2 * max(1, math.floor(smoothing_um / (2.0 * edge_um) + 0.5))
 
 
 def smooth(points: FloatArray, faces: IntArray, iterations: int) -> FloatArray:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith import errors  # errors.MeshError, made on first use: it imports meshio (65 ms)
 from atlasmith._types import Float64Array, IntArray, PathLike
-from atlasmith.errors import MeshError
 from atlasmith.meshes._geometry import face_cross
 
 __all__ = [
@@ -243,15 +243,15 @@ def read_obj(path: PathLike) -> MeshData:
     try:
         text = file.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
-        raise MeshError(f"cannot read mesh {file}: {err}") from err
+        raise errors.MeshError(f"cannot read mesh {file}: {err}") from err
     try:
         vertex_rows = _OBJ_VERTEX.findall(text)
         vertices = _numbers(" ".join(vertex_rows), np.float64, 3 * len(vertex_rows)).reshape(-1, 3)
         faces = _obj_faces(_OBJ_FACE.findall(text), len(vertex_rows))
     except (ValueError, IndexError) as err:
-        raise MeshError(f"mesh {file} is not a valid OBJ file ({err}).") from err
+        raise errors.MeshError(f"mesh {file} is not a valid OBJ file ({err}).") from err
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise MeshError(f"mesh {file} has faces that refer to vertices it does not have.")
+        raise errors.MeshError(f"mesh {file} has faces that refer to vertices it does not have.")
     return vertices, faces
 
 
@@ -362,6 +362,8 @@ def obj_bounds(path: Path) -> tuple[Float64Array, Float64Array]:
     points = read_obj(path)[0] if block is None else _vertex_table(block)
     values = points.ravel()
     if values.size == 0 or values.size % 3:
-        raise MeshError(f"mesh {path} has no valid vertices: regenerate it (atlasmith meshes).")
+        raise errors.MeshError(
+            f"mesh {path} has no valid vertices: regenerate it (atlasmith meshes)."
+        )
     points = values.reshape(-1, 3)
     return points.min(axis=0), points.max(axis=0)
