@@ -162,3 +162,30 @@ def test_a_mapped_stack_is_written_a_block_at_a_time(
     assert blocks.read_bytes() == whole.read_bytes()
     assert _mapped_kb(path) < 0.5 * stack.nbytes / 1024  # every block let go (read-around stays)
     np.testing.assert_array_equal(read_stack(blocks), stack)
+
+
+def test_a_mapped_stack_over_4_gib_is_written_as_bigtiff(
+    example_atlas_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written a block at a time, tifffile cannot see the stack's size: past a classic
+    TIFF's 4 GiB (here lowered to 1 MB) the stack is written as BigTIFF, with the bytes
+    tifffile writes for the whole array, and read back memory-mapped."""
+    import tifffile
+
+    from atlasmith.formats import _tiff
+
+    path = tmp_path / "annotation.tiff"
+    shutil.copyfile(example_atlas_dir / "annotation.tiff", path)
+    stack = read_stack(path)
+    assert isinstance(stack, np.memmap)
+    monkeypatch.setattr(_tiff, "_BIGTIFF_BYTES", 1 << 20)
+    blocks = tmp_path / "blocks.tiff"
+    _tiff.write_stack(blocks, stack)
+    with tifffile.TiffFile(blocks) as tiff:
+        assert tiff.is_bigtiff
+    whole = tmp_path / "whole.tiff"
+    tifffile.imwrite(whole, np.array(stack), bigtiff=True)
+    assert blocks.read_bytes() == whole.read_bytes()
+    again = read_stack(blocks)
+    assert isinstance(again, np.memmap)
+    np.testing.assert_array_equal(again, stack)

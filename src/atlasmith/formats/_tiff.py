@@ -18,6 +18,9 @@ from atlasmith.errors import AtlasFormatError, MissingFileError
 __all__ = ["PAGE_BYTES", "map_pages", "read_stack", "write_stack"]
 
 _WRITE_BLOCK_BYTES = 1 << 26  # rows of a memory-mapped stack written at a time (64 MiB)
+#: Larger stacks are written as BigTIFF (tifffile's own rule for an array it is given whole:
+#: a classic TIFF addresses 4 GiB, less room for its tags)
+_BIGTIFF_BYTES = 2**32 - 2**25
 
 
 def read_stack(path: Path) -> npt.NDArray[Any]:
@@ -56,7 +59,17 @@ def write_stack(path: Path, array: npt.NDArray[Any]) -> None:
     the 4.8 GB annotation of a 10 um build, the peak of its process tree once the meshes'
     slabs let theirs go)."""
     if isinstance(array, np.memmap) and array.ndim == 3 and array.dtype.isnative:
-        tifffile.imwrite(path, _planes(array), shape=array.shape, dtype=array.dtype)
+        # given planes, tifffile cannot tell the size: its rule for an array, made here
+        big = array.nbytes > _BIGTIFF_BYTES
+        byteorder = array.dtype.byteorder
+        tifffile.imwrite(
+            path,
+            _planes(array),
+            shape=array.shape,
+            dtype=array.dtype,
+            bigtiff=big,
+            byteorder=byteorder,
+        )
     else:
         tifffile.imwrite(path, np.ascontiguousarray(array))
 
