@@ -152,7 +152,7 @@ def test_a_mapped_stack_is_written_a_block_at_a_time(
     shutil.copyfile(example_atlas_dir / f"{name}.tiff", path)
     stack = read_stack(path)
     assert isinstance(stack, np.memmap)
-    monkeypatch.setattr(_tiff, "_WRITE_BLOCK_BYTES", block_rows * stack[0].nbytes)
+    monkeypatch.setattr(_tiff, "_WRITE_BLOCK_VOXELS", block_rows * stack[0].size)
     whole = tmp_path / "whole.tiff"
     _tiff.write_stack(whole, np.array(stack))  # in memory: one write
     _pages.release_rows(stack, 0, len(stack))

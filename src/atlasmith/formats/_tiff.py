@@ -12,12 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import tifffile  # imported with the readers (not on `import atlasmith`), so opening stays fast
 
-from atlasmith._pages import PAGE_BYTES, map_pages, map_rows, release_rows
+from atlasmith._pages import PAGE_BYTES, map_pages
 from atlasmith.errors import AtlasFormatError, MissingFileError
+from atlasmith.statistics import ROW_BLOCK_VOXELS, row_blocks
 
 __all__ = ["PAGE_BYTES", "map_pages", "read_stack", "write_stack"]
 
-_WRITE_BLOCK_BYTES = 1 << 26  # rows of a memory-mapped stack written at a time (64 MiB)
+_WRITE_BLOCK_VOXELS = ROW_BLOCK_VOXELS  # a memory-mapped stack's rows written at a time
 #: Larger stacks are written as BigTIFF (tifffile's own rule for an array it is given whole:
 #: a classic TIFF addresses 4 GiB, less room for its tags)
 _BIGTIFF_BYTES = 2**32 - 2**25
@@ -75,13 +76,7 @@ def write_stack(path: Path, array: npt.NDArray[Any]) -> None:
 
 
 def _planes(stack: npt.NDArray[Any]) -> Iterator[npt.NDArray[Any]]:
-    """The planes of a memory-mapped stack along axis 0, mapped a block of rows at a time
-    and let go once the next block is asked for."""
-    rows = max(1, _WRITE_BLOCK_BYTES // max(1, stack[0].nbytes))
-    for start in range(0, len(stack), rows):
-        stop = min(start + rows, len(stack))
-        map_rows(stack, start, stop)
-        try:
-            yield from np.asarray(stack[start:stop])
-        finally:
-            release_rows(stack, start, stop)
+    """The planes of a memory-mapped stack along axis 0, a block of rows at a time
+    (``statistics.row_blocks``: each block let go once the next is asked for)."""
+    for _, block in row_blocks(stack, _WRITE_BLOCK_VOXELS):
+        yield from block
