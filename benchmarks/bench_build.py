@@ -4,7 +4,10 @@ What is measured (CONTRACTS.md, "Build"), each as a whole process, wall clock:
 
 * ``atlasmith build atlas_scripts/allen_mouse.py --out DIR`` (load and check the script and
   its sources, reorient, generate the meshes, write the folder, validate it, make the
-  reproducible archive);
+  reproducible archive); by default it writes both generations, the v1.2 package and
+  BrainGlobe 3's components;
+* the same with ``--format v1``: the v1.2 package alone, what BrainGlobe 2.3.1 makes (its
+  archive must be the same bytes as the default build's);
 * BrainGlobe 2.3.1 in its own virtual environment: ``construct_meshes_from_annotation`` on the
   same annotation (closing 2, decimate 0.2, no smoothing, its own default parallelism), then
   ``wrapup_atlas_from_data(..., scale_meshes=True, compress=True)`` with the same reference,
@@ -96,8 +99,12 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
-def build_command(out: Path, workers: int | None, budget_um: float | None) -> list[str]:
+def build_command(
+    out: Path, workers: int | None, budget_um: float | None, v1_only: bool = False
+) -> list[str]:
     command = [sys.executable, "-m", "atlasmith", "build", str(SCRIPT), "--out", str(out)]
+    if v1_only:
+        command += ["--format", "v1"]
     if workers is not None:
         command += ["--workers", str(workers)]
     if budget_um is not None:
@@ -105,10 +112,12 @@ def build_command(out: Path, workers: int | None, budget_um: float | None) -> li
     return command
 
 
-def run_atlasmith(out: Path, workers: int | None, budget_um: float | None) -> tuple[float, Path]:
+def run_atlasmith(
+    out: Path, workers: int | None, budget_um: float | None, v1_only: bool = False
+) -> tuple[float, Path]:
     if out.exists():
         shutil.rmtree(out)
-    seconds = timed(build_command(out, workers, budget_um))
+    seconds = timed(build_command(out, workers, budget_um, v1_only))
     return seconds, out / "allen_mouse_100um_v1.2.tar.gz"
 
 
@@ -150,7 +159,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     python = ensure_baseline_venv(args.baseline_venv)
     npy = annotation_npy(args.out)
-    ours, theirs, hashes = [], [], set()
+    ours, ours_v1, theirs, hashes, hashes_v1 = [], [], [], set(), set()
     for i in range(args.repeat):
         log(f"run {i + 1}/{args.repeat}: atlasmith build")
         seconds, archive = run_atlasmith(args.out / "atlasmith", args.workers, args.budget_um)
@@ -158,12 +167,20 @@ def main() -> None:
         log(f"atlasmith build: {seconds:.1f} s")
         hashes.add(sha256(archive))
         ours_size = archive.stat().st_size
+        log(f"run {i + 1}/{args.repeat}: atlasmith build --format v1")
+        seconds, archive = run_atlasmith(
+            args.out / "atlasmith_v1", args.workers, args.budget_um, v1_only=True
+        )
+        ours_v1.append(seconds)
+        log(f"atlasmith build --format v1: {seconds:.1f} s")
+        hashes_v1.add(sha256(archive))
         log(f"run {i + 1}/{args.repeat}: BrainGlobe 2.3.1 meshes + wrapup")
         seconds, bg_archive = run_brainglobe(python, args.out / "brainglobe", npy)
         theirs.append(seconds)
         log(f"BrainGlobe 2.3.1 meshes + wrapup: {seconds:.1f} s")
         bg_size = bg_archive.stat().st_size
     mine, base = statistics.median(ours), statistics.median(theirs)
+    mine_v1 = statistics.median(ours_v1)
     meshes = len(list((args.out / "atlasmith" / "allen_mouse_100um_v1.2" / "meshes").iterdir()))
     bg_folder = next(p for p in (args.out / "brainglobe").iterdir() if p.name.endswith("v1.2"))
     bg_meshes = len(list((bg_folder / "meshes").iterdir()))
@@ -172,10 +189,11 @@ def main() -> None:
           f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}{budget}")  # fmt: skip
     print(f"| {'task':<44} | {'atlasmith':>10} | {'BrainGlobe 2.3.1':>16} | {'speed-up':>8} |")
     print(f"|{'-' * 46}|{'-' * 12}|{'-' * 18}|{'-' * 10}|")
-    print(
-        f"| {'build: meshes + package + archive (process)':<44} | {mine:>9.1f}s | "
-        f"{base:>15.1f}s | {base / mine:>7.1f}x |"
-    )
+    for task, seconds in (
+        ("build, v1.2 + BrainGlobe 3 (the default)", mine),
+        ("build --format v1 (v1.2 only, as BrainGlobe)", mine_v1),
+    ):
+        print(f"| {task:<44} | {seconds:>9.1f}s | {base:>15.1f}s | {base / seconds:>7.1f}x |")
     print(f"| {'meshes written':<44} | {meshes:>10} | {bg_meshes:>16} | {'':>8} |")
     print(
         f"| {'archive size (MB)':<44} | {ours_size / 1e6:>10.1f} | {bg_size / 1e6:>16.1f} | "
@@ -183,7 +201,10 @@ def main() -> None:
     )
     print(f"| {'identical archive sha256 across runs':<44} | {str(len(hashes) == 1):>10} | "
           f"{'n/a':>16} | {'':>8} |")  # fmt: skip
+    same = str(hashes == hashes_v1)
+    print(f"| {'--format v1: the same archive bytes':<44} | {same:>10} | {'n/a':>16} | {'':>8} |")
     print("runs (s): atlasmith " + json.dumps([round(s, 2) for s in ours]) +
+          ", --format v1 " + json.dumps([round(s, 2) for s in ours_v1]) +
           ", BrainGlobe " + json.dumps([round(s, 2) for s in theirs]))  # fmt: skip
     if args.also_25um:
         log("atlasmith build at 25 um")

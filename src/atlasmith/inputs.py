@@ -147,11 +147,11 @@ def _supplied_meshes(meshes: Any, script_path: Path) -> dict[int, Path] | None:
     Done as soon as the loader returns, so that a bad path fails before the stacks are
     checked and written, not as a traceback in the middle of the build.
     """
-    from atlasmith.errors import MeshError
-    from atlasmith.meshes.obj import read_obj
-
     if meshes is None:
         return None
+    from atlasmith.errors import MeshError  # made on first use: it imports meshio
+    from atlasmith.meshes.obj import read_obj
+
     where = f"load_meshes() of atlas script {script_path}"
     if not isinstance(meshes, Mapping):
         raise ScriptError(

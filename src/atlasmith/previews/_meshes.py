@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from atlasmith import errors  # errors.MeshError, made on first use: it imports meshio (65 ms)
 from atlasmith._types import PathLike
-from atlasmith.errors import MeshError
 from atlasmith.formats import AtlasFiles
 from atlasmith.meshes._geometry import cross
 from atlasmith.meshes.decimation import simplify
@@ -127,7 +127,7 @@ def _load_row(
         file = atlas.mesh_path(int(s["id"]))
         try:
             mesh = read(file) if file.is_file() else None
-        except MeshError:
+        except errors.MeshError:
             mesh = None
         raw[int(s["id"])] = mesh if mesh is not None and len(mesh[1]) else None
     total = sum(len(m[1]) for m in raw.values() if m is not None) or 1
