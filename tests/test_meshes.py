@@ -206,6 +206,31 @@ def test_same_bytes_whatever_the_number_of_workers(allen, generated, tmp_path):
         assert again[sid].read_bytes() == path.read_bytes(), sid
 
 
+@pytest.mark.parametrize("workers", [1, 2, 16])
+def test_structure_chunks_shrink_towards_the_end(allen, workers):
+    """The meshes' tasks on the real Allen sizes: every structure once, each chunk in tree
+    order, none above a worker's share over _TASKS_PER_WORKER unless one structure alone
+    is, the largest work first and the last chunks small (so the workers finish together;
+    which worker makes a mesh never changes its bytes: the test above)."""
+    from atlasmith.statistics import label_counts
+
+    annotation, tree, _ = allen
+    counts, _ = label_counts(annotation, tree)
+    kept, members = engine_module.membership(tree, np.flatnonzero(counts[1:]) + 1)
+    work = engine_module._structure_sizes(members, counts) ** (2 / 3)
+    chunks = engine_module._chunks(work, workers)
+    rows = [row for chunk in chunks for row in chunk]
+    assert sorted(rows) == list(range(len(kept)))
+    assert all(chunk == sorted(chunk) for chunk in chunks)
+    share = work.sum() / (workers * engine_module._TASKS_PER_WORKER)
+    loads = np.array([work[chunk].sum() for chunk in chunks])
+    assert all(load <= share * 1.0001 or len(c) == 1 for load, c in zip(loads, chunks, strict=True))
+    largest = [work[chunk].max() for chunk in chunks]
+    assert largest == sorted(largest, reverse=True)  # the largest structures go first
+    assert loads[-1] <= loads[0] / 4  # the tail is small
+    assert len(chunks) >= workers * engine_module._TASKS_PER_WORKER or len(chunks) == len(kept)
+
+
 def test_slabs_give_the_same_bytes_as_the_whole_volume(allen, generated, tmp_path, monkeypatch):
     """The volume cut into 5 slabs (each with its margins) stitches into exactly the meshes
     of one slab: what bounds the memory for large atlases changes nothing in the output."""

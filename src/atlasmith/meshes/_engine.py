@@ -233,10 +233,27 @@ def _small(members: BoolArray, sizes: npt.NDArray[np.float64], block: int) -> Bo
     return out
 
 
-def _chunks(work: npt.NDArray[np.float64], n_chunks: int) -> list[list[int]]:
-    """Rows dealt into n_chunks chunks of about equal work: largest first, in turn."""
+def _chunks(work: npt.NDArray[np.float64], workers: int) -> list[list[int]]:
+    """Rows in chunks, the largest work first, each chunk about the work left over twice the
+    workers (at most 1/_TASKS_PER_WORKER of a worker's share, at least an eighth of that),
+    so the last chunks are small and the workers finish together (at 100 um with a budget,
+    two workers finished 0.10 to 0.24 s apart with 12 chunks of equal work, 0.03 to 0.12 s
+    apart so). No chunk holds more work than one of those: a dask worker's results stay
+    as small."""
     order = np.argsort(-work, kind="stable")
-    return [sorted(order[k::n_chunks].tolist()) for k in range(min(len(work), n_chunks))]
+    ranked = work[order]
+    left = float(ranked.sum())
+    most = left / (workers * _TASKS_PER_WORKER)
+    chunks: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        want = min(most, max(most / 8.0, left / (2.0 * workers)))
+        # the rows from start whose running work stays within ``want`` (one at least)
+        stop = start + max(1, int(np.searchsorted(np.cumsum(ranked[start:]), want, "right")))
+        chunks.append(sorted(order[start:stop].tolist()))
+        left -= float(ranked[start:stop].sum())
+        start = stop
+    return chunks
 
 
 def _import_for_workers(params: MeshParameters, draco: bool) -> None:
@@ -295,7 +312,7 @@ def iter_meshes(
     patches = _group(surface)
     del surface  # its faces and pairs, sorted into the patches (3 GB at 10 um)
     # a mesh's work grows with its surface: about its voxels to the power 2/3
-    chunks = _chunks(sizes ** (2 / 3), runner.workers * _TASKS_PER_WORKER)
+    chunks = _chunks(sizes ** (2 / 3), runner.workers)
     ids = tree.ids[kept - 1]
     local = target is not None and not runner.remote
     smoothing_um = params.smoothing_um or 0.0  # never None once the parameters exist
