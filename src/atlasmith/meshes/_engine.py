@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["MeshBlob", "check_annotation", "iter_meshes"]
 
-_TASKS_PER_WORKER = 6  # structure chunks per worker, for load balance
+_TASKS_PER_WORKER = 6  # the closing's tasks per worker; a chunk of structures holds at most a
+# worker's share of the work over this (_chunks)
 _ORDER_CELL_VOXELS = 1.0  # cells of the faces' order in the OBJ text (obj.locality_order)
 
 
